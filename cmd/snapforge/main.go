@@ -1,0 +1,241 @@
+// Command snapforge is the command-line interface of snapforge: a
+// local-first backup and recovery tool. It alone reads flags, environment
+// and config files, and wires the concrete types (the Badger index) into
+// the core (package snapshot).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Exit codes (the CLI contract).
+const (
+	exitOK        = 0
+	exitError     = 1
+	exitUsage     = 2
+	exitIntegrity = 3
+	exitPartial   = 4
+)
+
+// usageError is a mistake in the command line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// partialError reports a backup that completed with files skipped.
+type partialError struct{ msg string }
+
+func (e *partialError) Error() string { return e.msg }
+
+// integrityError reports damaged or missing data found by a check.
+type integrityError struct{ msg string }
+
+func (e *integrityError) Error() string { return e.msg }
+
+type app struct {
+	stdout, stderr io.Writer
+	repo           string
+	json           bool
+	tty            bool // stderr is a terminal: show progress
+}
+
+type command struct {
+	name    string
+	summary string
+	usage   string
+	run     func(ctx context.Context, a *app, args []string) error
+}
+
+var commands []*command
+
+func init() {
+	commands = []*command{
+		cmdInit, cmdBackup, cmdSnapshots, cmdLs, cmdCat, cmdManifest, cmdDiff, cmdVerify,
+		cmdRestore, cmdAudit, cmdRepair, cmdDemo,
+		later("mount", "DIR", "mount every snapshot read-only through FUSE"),
+		later("serve", "[--listen ADDR] [--mount DIR]", "run the web UI, local API and scheduler"),
+		later("forget", "[--dry-run]", "apply the retention policy to snapshots"),
+		later("prune", "[--dry-run]", "remove data no snapshot needs"),
+		later("export", "SNAP --scope S --out FILE --consent", "write a scoped snapshot as one encrypted file"),
+		later("import", "FILE --target DIR", "check and unpack an export"),
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr, repo: os.Getenv("SNAPFORGE_REPO")}
+	if f, ok := stderr.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			a.tty = true
+		}
+	}
+	rest, err := a.globalFlags(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "snapforge: %v\n", err)
+		return exitUsage
+	}
+	if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" || rest[0] == "--help" {
+		if len(rest) > 1 {
+			if c := findCommand(rest[1]); c != nil {
+				printCommandHelp(stdout, c, nil)
+				return exitOK
+			}
+		}
+		printHelp(stdout)
+		if len(rest) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	c := findCommand(rest[0])
+	if c == nil {
+		fmt.Fprintf(stderr, "snapforge: unknown command %q; run `snapforge help` for the list\n", rest[0])
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = c.run(ctx, a, rest[1:])
+	return a.exitCode(c, err)
+}
+
+// exitCode maps an error to the CLI contract's exit code, printing it.
+func (a *app) exitCode(c *command, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	var ue *usageError
+	var pe *partialError
+	var ie *integrityError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(a.stderr, "snapforge %s: %v\nusage: snapforge %s %s\n", c.name, err, c.name, c.usage)
+		return exitUsage
+	case errors.As(err, &pe):
+		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
+		return exitPartial
+	case errors.As(err, &ie), isIntegrity(err):
+		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
+		return exitIntegrity
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(a.stderr, "snapforge %s: interrupted; nothing partial was committed\n", c.name)
+		return exitError
+	}
+	fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
+	return exitError
+}
+
+// globalFlags removes --repo and --json wherever they appear.
+func (a *app) globalFlags(args []string) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		switch {
+		case arg == "--":
+			rest = append(rest, args[i:]...)
+			return rest, nil
+		case arg == "--json" || arg == "-json":
+			a.json = true
+		case arg == "--repo" || arg == "-repo":
+			if i+1 >= len(args) {
+				return nil, errors.New("--repo needs a directory")
+			}
+			a.repo = args[i+1]
+			i++
+		case strings.HasPrefix(arg, "--repo=") || strings.HasPrefix(arg, "-repo="):
+			a.repo = arg[strings.Index(arg, "=")+1:]
+		default:
+			rest = append(rest, arg)
+		}
+	}
+	return rest, nil
+}
+
+func findCommand(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, `snapforge — local-first backup and recovery
+
+usage: snapforge [--repo DIR] [--json] COMMAND [ARGS]
+
+--repo falls back to $SNAPFORGE_REPO. Global flags may come before or after the command.
+SNAP is a backup id, a unique prefix of one, or "latest".
+
+commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 done with files skipped
+run 'snapforge COMMAND --help' for a command's flags
+`)
+}
+
+func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: snapforge [--repo DIR] [--json] %s %s\n\n%s\n", c.name, c.usage, c.summary)
+	if fs != nil {
+		fmt.Fprintln(w, "\nflags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+}
+
+// parse parses a command's flags, allowing flags after positional
+// arguments, and returns the positionals.
+func parse(a *app, c *command, fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printCommandHelp(a.stdout, c, fs)
+				return nil, flag.ErrHelp
+			}
+			return nil, &usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func later(name, usage, summary string) *command {
+	return &command{name: name, usage: usage, summary: summary + " (not in this version yet)",
+		run: func(ctx context.Context, a *app, args []string) error {
+			return fmt.Errorf("%s is not available in this version of snapforge yet; snapshots can be browsed with `snapforge ls`/`cat` and restored with `snapforge restore`", name)
+		}}
+}

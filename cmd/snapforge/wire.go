@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"snapforge/index"
+	"snapforge/snapshot"
+)
+
+var _ snapshot.Index = (*index.DB)(nil)
+
+func (a *app) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+func (a *app) options(command string) snapshot.Options {
+	log := a.logger()
+	actor := "cli"
+	if u, err := user.Current(); err == nil {
+		actor = "cli:" + u.Username
+	}
+	if h, err := os.Hostname(); err == nil {
+		actor += "@" + h
+	}
+	return snapshot.Options{
+		OpenIndex: func(dir string, create bool) (snapshot.Index, error) {
+			if create {
+				return index.Create(dir, index.Options{Logger: log})
+			}
+			return index.Open(dir, index.Options{Logger: log})
+		},
+		Logger:  log,
+		Actor:   fmt.Sprintf("%s pid %d", actor, os.Getpid()),
+		Command: "snapforge " + command,
+		Hook:    crashHook(),
+	}
+}
+
+// crashHook kills the process at the crash point named by
+// $SNAPFORGE_CRASHPOINT (tests of FAULTS B1). Unset: no effect.
+func crashHook() func(string) {
+	point := os.Getenv("SNAPFORGE_CRASHPOINT")
+	if point == "" {
+		return nil
+	}
+	return func(p string) {
+		if p == point {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}
+
+func (a *app) repoPath() (string, error) {
+	if a.repo == "" {
+		return "", &usageError{"no repository: pass --repo DIR or set SNAPFORGE_REPO"}
+	}
+	return a.repo, nil
+}
+
+func (a *app) open(ctx context.Context, command string) (*snapshot.Repo, error) {
+	p, err := a.repoPath()
+	if err != nil {
+		return nil, err
+	}
+	return snapshot.Open(ctx, p, a.options(command))
+}
+
+// loadProfile reads <repo>/profile.json; absent: nil.
+func loadProfile(repo string) (*snapshot.Profile, error) {
+	b, err := os.ReadFile(filepath.Join(repo, "profile.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read profile: %w", err)
+	}
+	p, err := snapshot.ParseProfile(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s/profile.json: %w", repo, err)
+	}
+	return p, nil
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func isIntegrity(err error) bool {
+	var rf *snapshot.RestoreFailedError
+	return snapshot.IsIntegrity(err) || errors.As(err, &rf)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// shellQuote quotes s for a copy-pasted shell command.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '-' || r == '_' || r == '.' || r == ':' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,990 @@
+package snapshot
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"snapforge/snapshot/chunker"
+	"snapforge/snapshot/pack"
+	"snapforge/snapshot/sqlitecap"
+)
+
+// Strategies.
+const (
+	StrategyFull         = "full"
+	StrategyIncremental  = "incremental"
+	StrategyDifferential = "differential"
+)
+
+// BackupOptions configure one backup. Root is required.
+type BackupOptions struct {
+	Strategy string // full, incremental (default) or differential
+	Root     string // absolute source root
+	// Paths select parts of Root (slash-separated, relative; a trailing '/'
+	// is allowed). Empty: everything.
+	Paths []string
+	// SQLite lists paths (files or directories, as Paths) whose SQLite
+	// databases are captured through SQLite's online backup.
+	SQLite   []string
+	Exclude  []string // glob patterns on relative paths; "**" spans directories
+	Includes []string // unit names recorded in the manifest; default ["."]
+	Excludes []string // unit names left out, recorded in the manifest
+	Tags     []string
+	Name     string // backup id prefix; default "snap"
+	Host     string
+	// OneFileSystem keeps the walk on Root's filesystem.
+	OneFileSystem bool
+	// ReadConcurrency is the number of files read at once; default 2 (more
+	// rarely helps on one disk and would starve the compressors on 2 cores).
+	ReadConcurrency int
+	Live            *Live // nil: not reported
+	// WrapReader lets tests inject read faults into source files. nil: none.
+	WrapReader func(relPath string, r io.Reader) io.Reader
+}
+
+func (o BackupOptions) withDefaults() BackupOptions {
+	if o.Strategy == "" {
+		o.Strategy = StrategyIncremental
+	}
+	if o.ReadConcurrency <= 0 {
+		o.ReadConcurrency = 2
+	}
+	if o.Name == "" {
+		o.Name = "snap"
+	}
+	if len(o.Includes) == 0 {
+		o.Includes = []string{"."}
+	}
+	if o.Excludes == nil {
+		o.Excludes = []string{}
+	}
+	if o.Live == nil {
+		o.Live = &Live{}
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	return o
+}
+
+// PackTargetSize is the size at which a pack is closed.
+const PackTargetSize = 32 << 20
+
+// retries of a file that changes while read (FAULTS D1).
+const changeRetries = 3
+
+// timestamps this close to the backup's start are not trusted by the next
+// incremental backup (a change within the same clock tick would be missed).
+const mtimeGranularity = 2 * time.Second
+
+type fileJob struct {
+	node   *Node
+	abs    string
+	rel    string
+	sqlite bool
+	st     unix.Stat_t
+}
+
+type dirState struct {
+	nodes []*Node
+	subs  map[*Node]*dirState
+}
+
+type backup struct {
+	r     *Repo
+	o     BackupOptions
+	start time.Time
+
+	repoDev, repoIno uint64
+	rootDev          uint64
+	skipMounts       map[string]bool
+
+	jobs chan *fileJob
+	blobs chan blobJob
+	packs chan packJob
+
+	mu        sync.Mutex
+	seen      map[ID]struct{}
+	skipped   map[*Node]bool
+	warnings  []Warning
+	partial   bool
+	hardlinks map[[2]uint64]*Node
+	hlFirst   map[*Node]*Node
+	hlPath    map[*Node]string
+
+	newBytes atomic.Int64
+}
+
+type blobJob struct {
+	id   ID
+	kind uint8
+	raw  []byte
+}
+
+type packJob struct {
+	id     ID
+	kind   uint8
+	codec  uint8
+	stored []byte
+	raw    uint32
+}
+
+// Backup takes a snapshot and returns its manifest. A snapshot with files
+// that could not be read is still committed, with Partial set and the
+// files listed in Warnings. On error nothing is committed.
+func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err error) {
+	if err := r.errIfNoIndex(); err != nil {
+		return nil, err
+	}
+	o := opts.withDefaults()
+	params := map[string]any{"root": o.Root, "strategy": o.Strategy, "units": o.Includes}
+	defer func() {
+		if err != nil {
+			r.Audit("backup", params, "failed: "+err.Error())
+		}
+	}()
+	switch o.Strategy {
+	case StrategyFull, StrategyIncremental, StrategyDifferential:
+	default:
+		return nil, fmt.Errorf("backup: unknown strategy %q (use full, incremental or differential)", o.Strategy)
+	}
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", o.Root, err)
+	}
+	o.Root = root
+	params["root"] = root
+	var rootSt unix.Stat_t
+	if err := unix.Stat(root, &rootSt); err != nil {
+		return nil, fmt.Errorf("backup: source %s: %w", root, err)
+	}
+	if rootSt.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("backup: source %s is not a directory", root)
+	}
+	if within(root, r.path) {
+		return nil, fmt.Errorf("backup: source %s is inside the repository %s; refusing to back up the repository into itself", root, r.path)
+	}
+	var repoSt unix.Stat_t
+	if err := unix.Stat(r.path, &repoSt); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	b := &backup{r: r, o: o, start: r.opts.Now(),
+		repoDev: repoSt.Dev, repoIno: repoSt.Ino, rootDev: rootSt.Dev,
+		skipMounts: ownMounts(),
+		seen:       map[ID]struct{}{}, skipped: map[*Node]bool{},
+		hardlinks: map[[2]uint64]*Node{}, hlFirst: map[*Node]*Node{},
+	}
+	parent, strategy, err := b.findParent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o.Live.start("backup")
+	m, err = b.run(ctx, parent, strategy)
+	if err != nil {
+		return nil, err
+	}
+	outcome := "ok"
+	if m.Partial {
+		outcome = fmt.Sprintf("partial: %d files skipped", len(m.Warnings))
+	}
+	params["backup_id"] = m.BackupID
+	params["root_hash"] = m.RootHash
+	params["files"] = m.Stats.Files
+	params["bytes"] = m.Stats.Bytes
+	params["new_bytes"] = m.Stats.NewBytes
+	params["strategy"] = m.Strategy
+	params["warnings"] = len(m.Warnings)
+	if _, aerr := r.Audit("backup", params, outcome); aerr != nil {
+		r.opts.Logger.Warn("snapshot committed but its audit event failed", "snapshot", m.BackupID, "err", aerr)
+	}
+	return m, nil
+}
+
+// findParent picks the snapshot whose metadata the strategy trusts.
+func (b *backup) findParent(ctx context.Context) (*Manifest, string, error) {
+	if b.o.Strategy == StrategyFull {
+		return nil, StrategyFull, nil
+	}
+	list, err := b.r.Snapshots(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	scope := strings.Join(sortedCopy(b.o.Includes), ",")
+	for i := len(list) - 1; i >= 0; i-- {
+		m := list[i].Manifest
+		if m == nil || m.Source.Root != b.o.Root || strings.Join(sortedCopy(m.Includes), ",") != scope {
+			continue
+		}
+		if b.o.Strategy == StrategyDifferential && m.Strategy != StrategyFull {
+			continue
+		}
+		return m, b.o.Strategy, nil
+	}
+	return nil, StrategyFull, nil // nothing to trust: a full read, recorded as such
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string(nil), s...)
+	sort.Strings(c)
+	return c
+}
+
+func (b *backup) warn(rel, problem string, partial bool) {
+	p, b64 := pathFields(rel)
+	b.mu.Lock()
+	b.warnings = append(b.warnings, Warning{Path: p, PathB64: b64, Problem: problem})
+	if partial {
+		b.partial = true
+	}
+	b.mu.Unlock()
+	b.r.opts.Logger.Warn("backup", "path", DisplayName(rel), "problem", problem)
+}
+
+func (b *backup) skip(n *Node) {
+	b.mu.Lock()
+	b.skipped[n] = true
+	b.mu.Unlock()
+}
+
+func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*Manifest, error) {
+	g, ctx := errgroup.WithContext(ctx)
+	b.jobs = make(chan *fileJob, 64)
+	b.blobs = make(chan blobJob, 4)
+	b.packs = make(chan packJob, 4)
+
+	// Stage 3: one pack writer.
+	pw := &packWriter{r: b.r}
+	g.Go(func() error { return pw.run(ctx, b.packs) })
+	// Stage 2: compressors.
+	var cg sync.WaitGroup
+	for i := 0; i < runtime.NumCPU(); i++ {
+		cg.Add(1)
+		g.Go(func() error {
+			defer cg.Done()
+			for j := range b.blobs {
+				stored, codec := pack.Compress(nil, j.raw)
+				if codec == pack.CodecRaw {
+					stored = j.raw
+				}
+				select {
+				case b.packs <- packJob{id: j.id, kind: j.kind, codec: codec, stored: stored, raw: uint32(len(j.raw))}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	// Stage 1: file readers.
+	var rg sync.WaitGroup
+	for i := 0; i < b.o.ReadConcurrency; i++ {
+		rg.Add(1)
+		g.Go(func() error {
+			defer rg.Done()
+			ch := chunker.New(nil, b.r.cfg.Chunker)
+			for j := range b.jobs {
+				if err := b.saveFile(ctx, ch, j); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	// Stage 0 and the end: walk, then trees once every file is in.
+	var tree ID
+	var items []Item
+	var stats Stats
+	g.Go(func() error {
+		defer func() {
+			close(b.blobs)
+			cg.Wait() // no compressor may send after packs is closed
+			close(b.packs)
+		}()
+		var rootTree *Tree
+		if parent != nil {
+			id, err := parent.TreeID()
+			if err == nil {
+				rootTree, err = b.r.LoadTree(ctx, id)
+			}
+			if err != nil {
+				b.r.opts.Logger.Warn("parent snapshot unreadable; reading everything", "parent", parent.BackupID, "err", err)
+				rootTree = nil
+			}
+		}
+		root, werr := b.walkDir(ctx, b.o.Root, "", rootTree)
+		close(b.jobs)
+		b.o.Live.WalkDone.Store(true)
+		rg.Wait()
+		if werr != nil {
+			return werr
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b.fillHardlinks()
+		var err error
+		items = []Item{}
+		tree, err = b.storeTree(ctx, root, "", &items, &stats)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return nil, fmt.Errorf("backup failed: no space left on device (repo at %s); nothing was committed, free space and run the backup again: %w", b.r.path, err)
+		}
+		return nil, fmt.Errorf("backup failed, nothing was committed: %w", err)
+	}
+	stats.NewBytes = b.newBytes.Load()
+	stats.DurationMS = time.Since(b.start).Milliseconds()
+	m := &Manifest{
+		BackupID:   b.r.newBackupID(b.o.Name, b.start),
+		CreatedUTC: b.start.UTC().Format(time.RFC3339),
+		Strategy:   strategy,
+		Source:     Source{Host: b.o.Host, Root: b.o.Root},
+		Includes:   b.o.Includes,
+		Excludes:   b.o.Excludes,
+		Tags:       b.o.Tags,
+		Tree:       tree.String(),
+		Items:      items,
+		Stats:      stats,
+		Partial:    b.partial,
+		Warnings:   b.warnings,
+		WFVersion:  Version,
+		EngineVer:  EngineVersion,
+		Governance: Governance{LocalFirst: true, UIPresence: true},
+	}
+	if parent != nil {
+		m.Parent = parent.BackupID
+	}
+	m.RootHash = RootHash(items)
+	h := b.r.audit.Head()
+	m.AuditHead, m.AuditSeq = h.Hash, h.Seq
+	b.r.opts.Hook("index-committed")
+	if err := b.r.writeManifest(m); err != nil {
+		return nil, err
+	}
+	b.r.opts.Hook("manifest-committed")
+	return m, nil
+}
+
+// newBackupID returns prefix-YYYY-MM-DD-HHMMSS (local time), with a -N
+// suffix if taken.
+func (r *Repo) newBackupID(prefix string, t time.Time) string {
+	base := prefix + "-" + t.Format("2006-01-02-150405")
+	id := base
+	for n := 2; ; n++ {
+		if _, err := os.Lstat(r.manifestPath(id)); errors.Is(err, fs.ErrNotExist) {
+			return id
+		}
+		id = fmt.Sprintf("%s-%d", base, n)
+	}
+}
+
+// within reports whether p is dir or inside it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// ownMounts lists snapforge FUSE mount points (never walked).
+func ownMounts() map[string]bool {
+	out := map[string]bool{}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		for i, fld := range fields {
+			if fld == "-" && i+2 < len(fields) && strings.Contains(fields[i+2], "snapforge") && len(fields) > 4 {
+				out[unescapeMount(fields[4])] = true
+			}
+		}
+	}
+	return out
+}
+
+func unescapeMount(s string) string {
+	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+}
+
+// pseudo filesystems never walked (FAULTS D15).
+var pseudoFS = map[int64]string{
+	0x9fa0: "proc", 0x62656572: "sysfs", 0x1cd1: "devpts", 0x27e0eb: "cgroup", 0x63677270: "cgroup2",
+	0x64626720: "debugfs", 0x73636673: "securityfs", 0x74726163: "tracefs", 0xcafe4a11: "bpf",
+	0x6e736673: "nsfs", 0x42494e4d: "binfmt_misc", 0x67596969: "rpc_pipefs",
+}
+
+// scope answers whether rel is selected (whole subtree) or only an ancestor
+// of a selection (descend, keep only selected children).
+func (b *backup) scope(rel string) (full, ancestor bool) {
+	if len(b.o.Paths) == 0 {
+		return true, false
+	}
+	for _, p := range b.o.Paths {
+		p = strings.Trim(path.Clean("/"+p), "/")
+		if p == "" || rel == p || strings.HasPrefix(rel, p+"/") {
+			return true, false
+		}
+		if rel == "" || strings.HasPrefix(p, rel+"/") {
+			ancestor = true
+		}
+	}
+	return false, ancestor
+}
+
+func (b *backup) inSQLite(rel string) bool {
+	for _, p := range b.o.SQLite {
+		p = strings.Trim(path.Clean("/"+p), "/")
+		if p == "" || rel == p || strings.HasPrefix(rel, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *backup) excluded(rel string) bool {
+	for _, pat := range b.o.Exclude {
+		if MatchGlob(pat, rel) {
+			return true
+		}
+	}
+	return false
+}
+
+// walkDir lists one directory (entries in name-byte order) and queues its
+// files; subdirectories are walked depth-first.
+func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dirState, error) {
+	ds := &dirState{subs: map[*Node]*dirState{}}
+	if ctx.Err() != nil {
+		return ds, ctx.Err()
+	}
+	names, err := readDirNames(abs)
+	if err != nil {
+		if rel == "" {
+			return nil, fmt.Errorf("backup: read source root %s: %w", abs, err)
+		}
+		b.warn(rel, "directory unreadable, its contents are not in this snapshot: "+errText(err), true)
+		return ds, nil
+	}
+	present := map[string]bool{}
+	for _, n := range names {
+		present[n] = true
+	}
+	for _, name := range names {
+		crel := name
+		if rel != "" {
+			crel = rel + "/" + name
+		}
+		full, anc := b.scope(crel)
+		if !full && !anc {
+			continue
+		}
+		if b.excluded(crel) {
+			continue
+		}
+		cabs := filepath.Join(abs, name)
+		var st unix.Stat_t
+		if err := unix.Lstat(cabs, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				b.warn(crel, "vanished before it could be read", false) // FAULTS D2
+				continue
+			}
+			b.warn(crel, "cannot stat: "+errText(err), true)
+			continue
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR && !full {
+			continue // an ancestor keeps only selected children
+		}
+		sqlite := b.inSQLite(crel)
+		if sqlite && isSQLiteSidecar(name, present) {
+			continue // -wal/-shm/-journal: the online backup already holds their content
+		}
+		n := nodeFromStat(name, &st)
+		var pn *Node
+		if prev != nil {
+			pn = prev.Find(name)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			if st.Dev == b.repoDev && st.Ino == b.repoIno {
+				continue // the repository itself (FAULTS D15)
+			}
+			if b.skipMounts[cabs] {
+				continue // our own FUSE mount
+			}
+			descend := true
+			if st.Dev != b.rootDev {
+				var sfs unix.Statfs_t
+				if unix.Statfs(cabs, &sfs) == nil {
+					if _, ok := pseudoFS[int64(sfs.Type)]; ok {
+						continue // /proc-like (FAULTS D15)
+					}
+				}
+				if b.o.OneFileSystem {
+					descend = false // keep the mount point as an empty directory
+				}
+			}
+			var sub *dirState
+			if descend {
+				var ptree *Tree
+				if pn != nil && pn.Type == TypeDir {
+					ptree, _ = b.r.LoadTree(ctx, pn.Subtree) // unreadable parent tree: re-read
+				}
+				sub, err = b.walkDir(ctx, cabs, crel, ptree)
+				if err != nil {
+					return ds, err
+				}
+			} else {
+				sub = &dirState{subs: map[*Node]*dirState{}}
+			}
+			ds.subs[n] = sub
+		case unix.S_IFREG:
+			if st.Nlink > 1 {
+				key := [2]uint64{st.Dev, st.Ino}
+				if first, ok := b.hardlinks[key]; ok {
+					n.Type = TypeHardlink
+					n.Target = b.relOf(first)
+					b.hlFirst[n] = first
+					ds.nodes = append(ds.nodes, n)
+					continue
+				}
+				b.hardlinks[key] = n
+				b.relPaths(n, crel)
+			}
+			b.o.Live.FilesTotal.Add(1)
+			b.o.Live.BytesTotal.Add(st.Size)
+			if !sqlite && b.reuse(ctx, n, pn) {
+				b.o.Live.FilesDone.Add(1)
+				b.o.Live.BytesDone.Add(st.Size)
+			} else {
+				j := &fileJob{node: n, abs: cabs, rel: crel, sqlite: sqlite, st: st}
+				select {
+				case b.jobs <- j:
+				case <-ctx.Done():
+					return ds, ctx.Err()
+				}
+			}
+		case unix.S_IFLNK:
+			target, err := os.Readlink(cabs)
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					b.warn(crel, "vanished before it could be read", false)
+				} else {
+					b.warn(crel, "cannot read link: "+errText(err), true)
+				}
+				continue
+			}
+			n.Target = target
+			n.Size = int64(len(target))
+		case unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK:
+			// metadata only; a FIFO is never opened (FAULTS D12)
+		case unix.S_IFSOCK:
+			b.warn(crel, "socket not backed up (sockets cannot be restored)", false)
+			continue
+		}
+		if n.Type != TypeHardlink {
+			n.Xattrs = readXattrs(cabs)
+		}
+		ds.nodes = append(ds.nodes, n)
+	}
+	return ds, nil
+}
+
+// relPaths remembers the path of the first name of a hard-link group.
+func (b *backup) relPaths(n *Node, rel string) {
+	b.mu.Lock()
+	if b.hlPath == nil {
+		b.hlPath = map[*Node]string{}
+	}
+	b.hlPath[n] = rel
+	b.mu.Unlock()
+}
+
+func (b *backup) relOf(n *Node) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hlPath[n]
+}
+
+func isSQLiteSidecar(name string, present map[string]bool) bool {
+	for _, suf := range []string{"-wal", "-shm", "-journal"} {
+		if strings.HasSuffix(name, suf) && present[strings.TrimSuffix(name, suf)] {
+			return true
+		}
+	}
+	return false
+}
+
+// readDirNames returns the names in dir sorted by bytes.
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func nodeFromStat(name string, st *unix.Stat_t) *Node {
+	n := &Node{
+		Name:  name,
+		Mode:  st.Mode & 0o7777,
+		UID:   st.Uid,
+		GID:   st.Gid,
+		MTime: st.Mtim.Nano(),
+		CTime: st.Ctim.Nano(),
+		Inode: st.Ino,
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		n.Type = TypeDir
+	case unix.S_IFREG:
+		n.Type = TypeFile
+		n.Size = st.Size
+	case unix.S_IFLNK:
+		n.Type = TypeSymlink
+	case unix.S_IFIFO:
+		n.Type = TypeFIFO
+	case unix.S_IFCHR, unix.S_IFBLK:
+		n.Type = TypeDevice
+		n.Mode |= st.Mode & unix.S_IFMT
+		n.Rdev = st.Rdev
+	}
+	return n
+}
+
+func readXattrs(p string) []Xattr {
+	sz, err := unix.Llistxattr(p, nil)
+	if err != nil || sz <= 0 {
+		return nil
+	}
+	buf := make([]byte, sz)
+	sz, err = unix.Llistxattr(p, buf)
+	if err != nil {
+		return nil
+	}
+	var out []Xattr
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:sz]), "\x00"), "\x00") {
+		if name == "" {
+			continue
+		}
+		vs, err := unix.Lgetxattr(p, name, nil)
+		if err != nil || vs < 0 {
+			continue
+		}
+		v := make([]byte, vs)
+		vs, err = unix.Lgetxattr(p, name, v)
+		if err != nil {
+			continue
+		}
+		out = append(out, Xattr{Name: name, Value: v[:vs]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// reuse fills n from the parent's node when the strategy may trust it:
+// same size, mtime, ctime and inode, not flagged, and every chunk still
+// stored in a sound pack.
+func (b *backup) reuse(ctx context.Context, n, pn *Node) bool {
+	if pn == nil || pn.Type != TypeFile || pn.Flags&FlagNoCache != 0 ||
+		pn.Size != n.Size || pn.MTime != n.MTime || pn.CTime != n.CTime || pn.Inode != n.Inode {
+		return false
+	}
+	for _, c := range pn.Chunks {
+		loc, err := b.r.idx.Lookup(ctx, c.ID)
+		if err != nil || !b.r.usable(loc) {
+			return false
+		}
+	}
+	n.Chunks, n.Hash = pn.Chunks, pn.Hash
+	b.noteCache(n)
+	return true
+}
+
+// noteCache flags files whose timestamps are too recent to be trusted later.
+func (b *backup) noteCache(n *Node) {
+	limit := b.start.Add(-mtimeGranularity).UnixNano()
+	if n.MTime >= limit || n.CTime >= limit {
+		n.Flags |= FlagNoCache
+	}
+}
+
+// saveFile reads one file, chunking and hashing it in one pass.
+func (b *backup) saveFile(ctx context.Context, ch *chunker.Chunker, j *fileJob) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	n := j.node
+	if j.sqlite {
+		ok, err := sqlitecap.IsSQLite(j.abs)
+		if err == nil && ok {
+			return b.saveSQLite(ctx, ch, j)
+		}
+	}
+	// O_NOFOLLOW|O_NONBLOCK: a file swapped for a symlink or FIFO after lstat
+	// is neither followed nor waited on (FAULTS D3).
+	f, err := os.OpenFile(j.abs, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.skip(n)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			b.warn(j.rel, "vanished before it could be read", false) // FAULTS D2
+		case errors.Is(err, unix.ELOOP):
+			b.warn(j.rel, "changed type during backup (now a symlink), refusing to archive", true)
+		default:
+			b.warn(j.rel, "unreadable: "+errText(err), true) // FAULTS D4
+		}
+		b.o.Live.FilesDone.Add(1)
+		return nil
+	}
+	defer f.Close()
+	var before unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &before); err != nil {
+		b.skip(n)
+		b.warn(j.rel, "cannot stat: "+errText(err), true)
+		return nil
+	}
+	if before.Mode&unix.S_IFMT != unix.S_IFREG || before.Ino != j.st.Ino || before.Dev != j.st.Dev {
+		b.skip(n)
+		b.warn(j.rel, "changed type during backup, refusing to archive", true) // FAULTS D3
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			b.skip(n)
+			b.warn(j.rel, "read error: "+errText(err), true)
+			return nil
+		}
+		var r io.Reader = f
+		if b.o.WrapReader != nil {
+			r = b.o.WrapReader(j.rel, r)
+		}
+		size, err := b.chunkStream(ctx, ch, r, n)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if isRepoError(err) {
+				return err
+			}
+			b.skip(n)
+			b.warn(j.rel, "read error, file not in this snapshot: "+errText(err), true) // FAULTS C7
+			return nil
+		}
+		var after unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &after); err != nil {
+			b.skip(n)
+			b.warn(j.rel, "cannot stat: "+errText(err), true)
+			return nil
+		}
+		if size == after.Size && after.Size == before.Size && after.Mtim == before.Mtim && after.Ctim == before.Ctim {
+			n.Size, n.MTime, n.CTime = size, after.Mtim.Nano(), after.Ctim.Nano()
+			break
+		}
+		// FAULTS D1: changed while read.
+		if attempt+1 >= changeRetries {
+			n.Size, n.MTime, n.CTime = size, after.Mtim.Nano(), after.Ctim.Nano()
+			n.Flags |= FlagChanged | FlagNoCache
+			b.warn(j.rel, fmt.Sprintf("changed during backup (%d reads); stored as last read, not trusted by the next incremental backup", attempt+1), false)
+			break
+		}
+		before = after
+	}
+	b.noteCache(n)
+	b.o.Live.FilesDone.Add(1)
+	return nil
+}
+
+// repoError marks failures on the repository side (not the source's).
+type repoError struct{ err error }
+
+func (e *repoError) Error() string { return e.err.Error() }
+func (e *repoError) Unwrap() error { return e.err }
+
+func isRepoError(err error) bool {
+	var re *repoError
+	return errors.As(err, &re)
+}
+
+// chunkStream chunks r into n, storing new chunks; it returns the bytes read.
+func (b *backup) chunkStream(ctx context.Context, ch *chunker.Chunker, r io.Reader, n *Node) (int64, error) {
+	ch.Reset(r)
+	h := blake3.New()
+	var refs []ChunkRef
+	var size int64
+	first := true
+	for {
+		data, err := ch.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return size, err
+		}
+		if first {
+			b.r.opts.Hook("chunking")
+			first = false
+		}
+		h.Write(data)
+		id := Hash(data)
+		refs = append(refs, ChunkRef{ID: id, Size: uint32(len(data))})
+		size += int64(len(data))
+		b.o.Live.BytesDone.Add(int64(len(data)))
+		if err := b.storeBlob(ctx, id, KindData, data, true); err != nil {
+			return size, &repoError{err}
+		}
+	}
+	n.Chunks = refs
+	copy(n.Hash[:], h.Sum(nil))
+	return size, nil
+}
+
+// storeBlob queues blob id for packing unless it is already stored or in
+// flight. When borrowed, data is copied before queueing.
+func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, borrowed bool) error {
+	b.mu.Lock()
+	_, dup := b.seen[id]
+	b.seen[id] = struct{}{}
+	b.mu.Unlock()
+	if dup {
+		return nil
+	}
+	loc, err := b.r.idx.Lookup(ctx, id)
+	if err == nil && b.r.usable(loc) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("look up chunk %s: %w", id.Short(), err)
+	}
+	if borrowed {
+		data = append([]byte(nil), data...)
+	}
+	b.newBytes.Add(int64(len(data)))
+	b.o.Live.NewBytes.Add(int64(len(data)))
+	select {
+	case b.blobs <- blobJob{id: id, kind: kind, raw: data}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// saveSQLite stores a consistent copy made by SQLite's online backup
+// (FAULTS D19).
+func (b *backup) saveSQLite(ctx context.Context, ch *chunker.Chunker, j *fileJob) error {
+	tmp, err := os.CreateTemp(b.r.dir("tmp"), "sqlite-*.db")
+	if err != nil {
+		return &repoError{fmt.Errorf("sqlite capture of %s: %w", DisplayName(j.rel), err)}
+	}
+	name := tmp.Name()
+	tmp.Close()
+	os.Remove(name)
+	defer os.Remove(name)
+	if err := sqlitecap.Capture(ctx, j.abs, name, sqlitecap.Options{}); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b.skip(j.node)
+		b.warn(j.rel, "live SQLite capture failed, database not in this snapshot: "+errText(err), true)
+		return nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return &repoError{err}
+	}
+	defer f.Close()
+	size, err := b.chunkStream(ctx, ch, f, j.node)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("store sqlite copy of %s: %w", DisplayName(j.rel), err)
+	}
+	j.node.Size = size
+	j.node.Flags |= FlagSQLite | FlagNoCache
+	b.o.Live.FilesDone.Add(1)
+	return nil
+}
+
+func errText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// fillHardlinks copies content references from each link group's first
+// name, after all files are read.
+func (b *backup) fillHardlinks() {
+	for n, first := range b.hlFirst {
+		if b.skipped[first] {
+			b.skipped[n] = true
+			continue
+		}
+		n.Size, n.Chunks, n.Hash = first.Size, first.Chunks, first.Hash
+	}
+}
+
+// storeTree encodes ds bottom-up, appending manifest items and counting.
+func (b *backup) storeTree(ctx context.Context, ds *dirState, rel string, items *[]Item, st *Stats) (ID, error) {
+	t := &Tree{}
+	for _, n := range ds.nodes {
+		if b.skipped[n] {
+			continue
+		}
+		crel := n.Name
+		if rel != "" {
+			crel = rel + "/" + n.Name
+		}
+		*items = append(*items, NewItem(crel, n))
+		switch n.Type {
+		case TypeDir:
+			id, err := b.storeTree(ctx, ds.subs[n], crel, items, st)
+			if err != nil {
+				return ID{}, err
+			}
+			n.Subtree = id
+			st.Dirs++
+		case TypeFile, TypeHardlink:
+			st.Files++
+			st.Bytes += n.Size
+		}
+		t.Nodes = append(t.Nodes, n)
+	}
+	enc, err := t.Encode()
+	if err != nil {
+		return ID{}, err
+	}
+	id := Hash(enc)
+	if err := b.storeBlob(ctx, id, KindTree, enc, false); err != nil {
+		return ID{}, err
+	}
+	return id, nil
+}

@@ -1,0 +1,236 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"snapforge/snapshot/pack"
+)
+
+// CorruptError reports a blob whose stored bytes do not decode to content
+// matching its ID (FAULTS A1, A8, A10, A11). Such bytes are never returned.
+type CorruptError struct {
+	ID     ID
+	Pack   ID
+	Detail string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("chunk %s in pack %s is corrupt: %s", e.ID.Short(), e.Pack.Short(), e.Detail)
+}
+
+// MissingError reports a blob that is not indexed, or whose pack is gone or
+// shorter than the index says (FAULTS A3, A4).
+type MissingError struct {
+	ID     ID
+	Pack   ID // zero when the blob is not indexed
+	Detail string
+}
+
+func (e *MissingError) Error() string {
+	if e.Pack.IsZero() {
+		return fmt.Sprintf("chunk %s is not in the index: %s", e.ID.Short(), e.Detail)
+	}
+	return fmt.Sprintf("chunk %s: pack %s %s", e.ID.Short(), e.Pack.Short(), e.Detail)
+}
+
+// IsIntegrity reports whether err means stored data is damaged or missing
+// (exit code 3), as opposed to an operational error.
+func IsIntegrity(err error) bool {
+	var c *CorruptError
+	var m *MissingError
+	var d *DamagedError
+	return errors.As(err, &c) || errors.As(err, &m) || errors.As(err, &d)
+}
+
+// LoadBlob returns the plaintext of blob id, appended to buf[:0]. The bytes
+// are decoded within the recorded size and checked against id.
+func (r *Repo) LoadBlob(ctx context.Context, id ID, buf []byte) ([]byte, error) {
+	if err := r.errIfNoIndex(); err != nil {
+		return nil, err
+	}
+	loc, err := r.idx.Lookup(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, &MissingError{ID: id, Detail: "no pack holds it (was a pack deleted? run `snapforge verify`)"}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up chunk %s: %w", id.Short(), err)
+	}
+	return r.readBlobAt(id, loc, buf)
+}
+
+func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
+	f, err := os.Open(r.packPath(loc.Pack))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is missing from the repository"}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open pack %s: %w", loc.Pack.Short(), err)
+	}
+	defer f.Close()
+	if loc.Stored > pack.MaxBlobSize+1024 || loc.Raw > pack.MaxBlobSize {
+		return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "recorded length exceeds the limit"}
+	}
+	stored := make([]byte, loc.Stored)
+	if _, err := f.ReadAt(stored, int64(loc.Offset)); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
+		}
+		return nil, fmt.Errorf("read pack %s: %w", loc.Pack.Short(), err)
+	}
+	out, err := pack.Decode(buf[:0], stored, loc.Codec, loc.Raw)
+	if err != nil {
+		return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: err.Error()}
+	}
+	if Hash(out) != id {
+		return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "content does not match its hash"}
+	}
+	return out, nil
+}
+
+// LoadTree reads and decodes tree id.
+func (r *Repo) LoadTree(ctx context.Context, id ID) (*Tree, error) {
+	r.mu.Lock()
+	if t, ok := r.treeCache[id]; ok {
+		r.mu.Unlock()
+		return t, nil
+	}
+	r.mu.Unlock()
+	b, err := r.LoadBlob(ctx, id, nil)
+	if err != nil {
+		return nil, fmt.Errorf("load tree %s: %w", id.Short(), err)
+	}
+	t, err := DecodeTree(b)
+	if err != nil {
+		return nil, &CorruptError{ID: id, Detail: err.Error()}
+	}
+	r.mu.Lock()
+	if r.treeCache == nil || len(r.treeCache) > 4096 {
+		r.treeCache = map[ID]*Tree{}
+	}
+	r.treeCache[id] = t
+	r.mu.Unlock()
+	return t, nil
+}
+
+// packFiles lists the packs on disk with their sizes.
+func (r *Repo) packFiles() (map[ID]int64, error) {
+	out := map[ID]int64{}
+	root := filepath.Join(r.path, "packs")
+	subs, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	for _, s := range subs {
+		if !s.IsDir() {
+			continue
+		}
+		ents, err := os.ReadDir(filepath.Join(root, s.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("list packs: %w", err)
+		}
+		for _, e := range ents {
+			name := e.Name()
+			if !strings.HasSuffix(name, ".pack") {
+				continue
+			}
+			id, err := ParseID(strings.TrimSuffix(name, ".pack"))
+			if err != nil {
+				continue
+			}
+			fi, err := e.Info()
+			if err != nil {
+				continue
+			}
+			out[id] = fi.Size()
+		}
+	}
+	return out, nil
+}
+
+// readPackTrailer reads the blob list of pack id from its trailer.
+func (r *Repo) readPackTrailer(id ID) ([]PackBlob, int64, error) {
+	f, err := os.Open(r.packPath(id))
+	if err != nil {
+		return nil, 0, fmt.Errorf("open pack %s: %w", id.Short(), err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("stat pack %s: %w", id.Short(), err)
+	}
+	bl, err := pack.ReadTrailer(f, fi.Size())
+	if err != nil {
+		return nil, fi.Size(), fmt.Errorf("pack %s: %w", id.Short(), err)
+	}
+	out := make([]PackBlob, len(bl))
+	for i, b := range bl {
+		out[i] = PackBlob{ID: ID(b.ID), Location: Location{Pack: id, Offset: b.Offset, Stored: b.Stored, Raw: b.Raw, Kind: b.Kind, Codec: b.Codec}}
+	}
+	return out, fi.Size(), nil
+}
+
+// recover is startup recovery, run by Open under the owner lock: it removes
+// temporary files, notes packs that are missing or shorter than the index
+// says (their chunks are not deduplicated against; verify reports them), and
+// adopts complete packs that a crash left out of the index.
+func (r *Repo) recover(ctx context.Context) error {
+	tmp := r.dir("tmp")
+	if ents, err := os.ReadDir(tmp); err == nil {
+		for _, e := range ents {
+			os.RemoveAll(filepath.Join(tmp, e.Name()))
+		}
+	} else if errors.Is(err, fs.ErrNotExist) {
+		os.MkdirAll(tmp, 0o700)
+	}
+	onDisk, err := r.packFiles()
+	if err != nil {
+		return err
+	}
+	r.badPacks = map[ID]string{}
+	known := map[ID]bool{}
+	err = r.idx.Packs(ctx, func(id ID, size int64) error {
+		known[id] = true
+		have, ok := onDisk[id]
+		switch {
+		case !ok:
+			r.badPacks[id] = "is missing from the repository"
+		case have != size:
+			r.badPacks[id] = fmt.Sprintf("size mismatch with index: %d bytes on disk, %d recorded (truncated?)", have, size)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("startup recovery: %w", err)
+	}
+	for id := range r.badPacks {
+		r.opts.Logger.Warn("pack damaged; its chunks will be stored again by the next backup", "pack", id.Short(), "problem", r.badPacks[id])
+	}
+	for id, size := range onDisk {
+		if known[id] {
+			continue
+		}
+		blobs, _, err := r.readPackTrailer(id)
+		if err != nil {
+			r.opts.Logger.Warn("orphan pack with a damaged trailer left alone", "pack", id.Short(), "err", err)
+			continue
+		}
+		if err := r.idx.AddPack(ctx, id, size, blobs); err != nil {
+			return fmt.Errorf("startup recovery: adopt pack %s: %w", id.Short(), err)
+		}
+		r.opts.Logger.Info("adopted orphan pack", "pack", id.Short(), "blobs", len(blobs))
+	}
+	return nil
+}
+
+// usable reports whether a located blob can be deduplicated against.
+func (r *Repo) usable(loc Location) bool {
+	_, bad := r.badPacks[loc.Pack]
+	return !bad
+}

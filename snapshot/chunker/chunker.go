@@ -1,0 +1,243 @@
+package chunker
+
+import (
+	"fmt"
+	"io"
+	"math/bits"
+)
+
+// Limits on Params, checked by Validate.
+const (
+	// MinMin is the smallest allowed Params.Min: the hash window is 64 bytes
+	// and must fit inside a chunk before the first cut test.
+	MinMin = 64
+	// MaxMax is the largest allowed Params.Max, which bounds the chunker's
+	// buffer (2*Max) and the memory any single chunk can take.
+	MaxMax = 64 << 20
+)
+
+// Params bound chunk sizes. They are stored in the repository config and are
+// part of the repository format: chunking the same data with other Params
+// gives other chunks.
+type Params struct {
+	Min int `json:"min"` // smallest chunk except a stream's last; default 256 KiB
+	Avg int `json:"avg"` // target average, a power of two; default 1 MiB
+	Max int `json:"max"` // largest chunk; default 4 MiB
+}
+
+// DefaultParams returns the parameters new repositories use: Min 256 KiB,
+// Avg 1 MiB, Max 4 MiB. Random data then averages a little over 1 MiB per
+// chunk, few enough chunks to keep the index small and small enough for edits
+// to cost little.
+func DefaultParams() Params {
+	return Params{Min: 256 << 10, Avg: 1 << 20, Max: 4 << 20}
+}
+
+// Validate reports whether p can be used: MinMin <= Min < Avg < Max <= MaxMax
+// and Avg is a power of two. The error names the first bad field.
+func (p Params) Validate() error {
+	switch {
+	case p.Min < MinMin:
+		return fmt.Errorf("chunker: invalid params: min %d is below %d", p.Min, MinMin)
+	case p.Avg <= p.Min:
+		return fmt.Errorf("chunker: invalid params: avg %d must be greater than min %d", p.Avg, p.Min)
+	case p.Avg&(p.Avg-1) != 0:
+		return fmt.Errorf("chunker: invalid params: avg %d is not a power of two", p.Avg)
+	case p.Max <= p.Avg:
+		return fmt.Errorf("chunker: invalid params: max %d must be greater than avg %d", p.Max, p.Avg)
+	case p.Max > MaxMax:
+		return fmt.Errorf("chunker: invalid params: max %d is above %d", p.Max, MaxMax)
+	}
+	return nil
+}
+
+// cutter holds Params in the form the cut loop uses.
+type cutter struct {
+	min, avg, max int
+	maskS, maskL  uint64 // tested before and after avg
+}
+
+// newCutter panics if p is invalid: chunking with parameters other than the
+// ones asked for would silently break deduplication.
+func newCutter(p Params) cutter {
+	if err := p.Validate(); err != nil {
+		panic(err)
+	}
+	b := bits.TrailingZeros(uint(p.Avg)) // log2(Avg); Avg is a power of two
+	return cutter{
+		min:   p.Min,
+		avg:   p.Avg,
+		max:   p.Max,
+		maskS: ^uint64(0) << (64 - (b + 2)),
+		maskL: ^uint64(0) << (64 - (b - 2)),
+	}
+}
+
+// cut returns the length of the chunk at the front of data, where data holds
+// either at least Max bytes or everything up to the end of the stream.
+func (c *cutter) cut(data []byte) int {
+	n := len(data)
+	if n <= c.min {
+		return n
+	}
+	n = min(n, c.max)
+	var h uint64
+	for _, b := range data[c.min-64 : c.min-1] {
+		h = h<<1 + gear[b]
+	}
+	// Candidate lengths L below avg test maskS: data indexes min-1 .. avg-2.
+	normal := min(c.avg-1, n)
+	i, h, ok := scan(data[c.min-1:normal], h, c.maskS)
+	if ok {
+		return c.min + i
+	}
+	if i, _, ok := scan(data[normal:n], h, c.maskL); ok {
+		return normal + i + 1
+	}
+	return n
+}
+
+// scan rolls the hash h over data and returns the index of the first byte
+// after which h&mask == 0. If there is none it returns ok == false and the
+// hash after the last byte.
+//
+// This is the hot loop. It takes two bytes per step: h2 = h<<2 + (g0<<1 + g1)
+// keeps the loop-carried dependency at one shift-add per two bytes, and
+// h1 = h<<1 + g0 is computed beside it for the test at the odd byte.
+func scan(data []byte, h, mask uint64) (i int, hash uint64, ok bool) {
+	d := data
+	for len(d) >= 4 {
+		g0, g1, g2, g3 := gear[d[0]], gear[d[1]], gear[d[2]], gear[d[3]]
+		h1 := h<<1 + g0
+		h2 := h<<2 + (g0<<1 + g1)
+		h3 := h2<<1 + g2
+		h4 := h2<<2 + (g2<<1 + g3)
+		if h1&mask == 0 {
+			return len(data) - len(d), h1, true
+		}
+		if h2&mask == 0 {
+			return len(data) - len(d) + 1, h2, true
+		}
+		if h3&mask == 0 {
+			return len(data) - len(d) + 2, h3, true
+		}
+		if h4&mask == 0 {
+			return len(data) - len(d) + 3, h4, true
+		}
+		h = h4
+		d = d[4:]
+	}
+	base := len(data) - len(d)
+	for j, b := range d {
+		h = h<<1 + gear[b]
+		if h&mask == 0 {
+			return base + j, h, true
+		}
+	}
+	return 0, h, false
+}
+
+// Split cuts data into chunks in memory, with the same boundaries as a
+// Chunker reading the same bytes. The chunks are subslices of data (nothing
+// is copied); empty data gives no chunks. Split panics if p is invalid.
+func Split(data []byte, p Params) [][]byte {
+	c := newCutter(p)
+	chunks := make([][]byte, 0, len(data)/p.Avg+1)
+	for len(data) > 0 {
+		n := c.cut(data)
+		chunks = append(chunks, data[:n:n])
+		data = data[n:]
+	}
+	return chunks
+}
+
+// maxEmptyReads is how many (0, nil) reads in a row make Next give up with
+// io.ErrNoProgress, as bufio does.
+const maxEmptyReads = 100
+
+// Chunker cuts the stream from an io.Reader into content-defined chunks.
+// A Chunker is not safe for concurrent use.
+type Chunker struct {
+	c          cutter
+	r          io.Reader
+	buf        []byte // len 2*Max
+	start, end int    // unconsumed bytes are buf[start:end]
+	eof        bool   // r has returned io.EOF
+	err        error  // sticky read error
+}
+
+// New returns a chunker reading r. It allocates one buffer of 2*p.Max bytes;
+// Reset lets a caller reuse it for another stream. New panics if p is
+// invalid; check Params read from a repository config with Validate first.
+func New(r io.Reader, p Params) *Chunker {
+	c := newCutter(p)
+	return &Chunker{c: c, r: r, buf: make([]byte, 2*c.max)}
+}
+
+// Reset makes c read a new stream from r, keeping its buffer and Params.
+// Chunks returned before Reset become invalid.
+func (c *Chunker) Reset(r io.Reader) {
+	c.r = r
+	c.start, c.end = 0, 0
+	c.eof = false
+	c.err = nil
+}
+
+// Next returns the next chunk. The slice points into c's buffer and is only
+// valid until the next call to Next or Reset; copy it to keep it.
+//
+// After the last chunk Next returns nil, io.EOF (an empty stream has no
+// chunks). If the reader fails, Next returns its error unwrapped, drops the
+// chunks it had not yet returned, and returns the same error from then on.
+func (c *Chunker) Next() ([]byte, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
+	if c.end-c.start < c.c.max && !c.eof {
+		c.fill()
+		if c.err != nil {
+			return nil, c.err
+		}
+	}
+	if c.start == c.end {
+		return nil, io.EOF
+	}
+	n := c.c.cut(c.buf[c.start:c.end])
+	chunk := c.buf[c.start : c.start+n : c.start+n]
+	c.start += n
+	return chunk, nil
+}
+
+// fill moves the unconsumed bytes to the front of the buffer and reads until
+// the buffer is full, the stream ends or the reader fails.
+func (c *Chunker) fill() {
+	if c.start > 0 {
+		c.end = copy(c.buf, c.buf[c.start:c.end])
+		c.start = 0
+	}
+	empty := 0
+	for c.end < len(c.buf) {
+		n, err := c.r.Read(c.buf[c.end:])
+		if n < 0 || n > len(c.buf)-c.end {
+			c.err = fmt.Errorf("chunker: reader returned invalid count %d", n)
+			return
+		}
+		c.end += n
+		switch {
+		case err == io.EOF: // io.Reader's contract: EOF itself, never wrapped
+			c.eof = true // data returned with it was kept above
+			return
+		case err != nil:
+			c.err = err
+			return
+		case n == 0:
+			empty++
+			if empty >= maxEmptyReads {
+				c.err = io.ErrNoProgress
+				return
+			}
+		default:
+			empty = 0
+		}
+	}
+}

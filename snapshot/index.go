@@ -1,0 +1,60 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound reports that a chunk, tree, pack or snapshot is absent.
+var ErrNotFound = errors.New("snapshot: not found")
+
+// Blob kinds stored in packs.
+const (
+	KindData uint8 = 0 // file content chunk
+	KindTree uint8 = 1 // encoded tree (one directory)
+)
+
+// Codecs for a stored blob.
+const (
+	CodecRaw  uint8 = 0 // stored as is
+	CodecZstd uint8 = 1 // zstd frame; decoded size bounded by Raw
+)
+
+// Location says where a blob's bytes live.
+type Location struct {
+	Pack   ID     // pack file id (BLAKE3 of the pack file's bytes)
+	Offset uint64 // byte offset of the stored blob inside the pack
+	Stored uint32 // stored (possibly compressed) length
+	Raw    uint32 // plaintext length
+	Kind   uint8  // KindData or KindTree
+	Codec  uint8  // CodecRaw or CodecZstd
+}
+
+// PackBlob is one blob listed in a pack's trailer.
+type PackBlob struct {
+	ID ID
+	Location
+}
+
+// Index is the chunk-location catalog the engine needs. It is derived data:
+// everything in it can be rebuilt from pack trailers (see Repo.RepairIndex).
+// Implementations must be safe for concurrent use.
+type Index interface {
+	// Lookup returns where blob id is stored, or ErrNotFound.
+	Lookup(ctx context.Context, id ID) (Location, error)
+	// AddPack records a pack and every blob in it. It returns only after
+	// the records are durable (synced).
+	AddPack(ctx context.Context, pack ID, size int64, blobs []PackBlob) error
+	// RemovePack forgets a pack and every blob location that points into it.
+	RemovePack(ctx context.Context, pack ID) error
+	// Packs calls fn for every recorded pack with its recorded size.
+	Packs(ctx context.Context, fn func(pack ID, size int64) error) error
+	// Blobs calls fn for every recorded blob.
+	Blobs(ctx context.Context, fn func(b PackBlob) error) error
+	// Meta returns the value stored under key, or ErrNotFound.
+	Meta(ctx context.Context, key string) ([]byte, error)
+	// SetMeta stores value under key durably.
+	SetMeta(ctx context.Context, key string, value []byte) error
+	// Close releases the index.
+	Close() error
+}

@@ -1,0 +1,64 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ownerLock is the repository's owner lock: an flock on locks/owner.lock,
+// whose content names the holder. The kernel releases it when the holder
+// dies, so a kill -9 never leaves the repository locked (FAULTS G6).
+type ownerLock struct{ f *os.File }
+
+// LockedError reports a repository held by another process (FAULTS G3).
+type LockedError struct {
+	Path   string
+	Holder string // "pid 123 (snapforge backup)" as written by the holder
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("repository in use by %s (lock %s): wait for it to finish or stop it", e.Holder, e.Path)
+}
+
+func acquireLock(dir, command string) (*ownerLock, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("lock repository: %w", err)
+	}
+	name := filepath.Join(dir, "owner.lock")
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock repository: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			b, _ := os.ReadFile(name)
+			holder := strings.TrimSpace(string(b))
+			if holder == "" {
+				holder = "another process"
+			}
+			return nil, &LockedError{Path: name, Holder: holder}
+		}
+		return nil, fmt.Errorf("lock repository %s: %w", name, err)
+	}
+	if command == "" {
+		command = strings.Join(os.Args, " ")
+	}
+	if len(command) > 200 {
+		command = command[:200] + "…"
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(fmt.Sprintf("pid %d (%s)\n", os.Getpid(), command)), 0)
+	return &ownerLock{f: f}, nil
+}
+
+func (l *ownerLock) release() {
+	l.f.Truncate(0)
+	unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	l.f.Close()
+}

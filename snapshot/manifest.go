@@ -1,0 +1,331 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/zeebo/blake3"
+)
+
+// Manifest is the human-readable proof of a snapshot
+// (docs/schemas/manifest.schema.json). A snapshot exists exactly when its
+// manifest file exists.
+type Manifest struct {
+	BackupID   string     `json:"backup_id"`
+	CreatedUTC string     `json:"created_utc"`
+	Strategy   string     `json:"strategy"`
+	Parent     string     `json:"parent,omitempty"`
+	Source     Source     `json:"source"`
+	Includes   []string   `json:"includes"`
+	Excludes   []string   `json:"excludes"`
+	Tags       []string   `json:"tags,omitempty"`
+	RootHash   string     `json:"root_hash"`
+	Tree       string     `json:"tree"`
+	Items      []Item     `json:"items"`
+	Stats      Stats      `json:"stats"`
+	Partial    bool       `json:"partial"`
+	Warnings   []Warning  `json:"warnings,omitempty"`
+	AuditHead  string     `json:"audit_head"`
+	AuditSeq   uint64     `json:"audit_seq"`
+	WFVersion  string     `json:"wf_version"`
+	EngineVer  string     `json:"engine_ver"`
+	Governance Governance `json:"governance"`
+}
+
+// Source names what was backed up.
+type Source struct {
+	Host string `json:"host"`
+	Root string `json:"root"`
+}
+
+// Stats are a backup's counters.
+type Stats struct {
+	Files      int64 `json:"files"`
+	Dirs       int64 `json:"dirs"`
+	Bytes      int64 `json:"bytes"`
+	NewBytes   int64 `json:"new_bytes"`
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// Governance records the product's promises at the time of the backup.
+type Governance struct {
+	LocalFirst bool `json:"local_first"`
+	UIPresence bool `json:"ui_presence"`
+}
+
+// Item is one entry of the manifest. Paths and targets that are not valid
+// UTF-8 carry their exact bytes in the _b64 fields; Path then holds a
+// display form.
+type Item struct {
+	Path      string `json:"path"`
+	PathB64   string `json:"path_b64,omitempty"`
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	Blake3    string `json:"blake3,omitempty"`
+	Target    string `json:"target,omitempty"`
+	TargetB64 string `json:"target_b64,omitempty"`
+}
+
+// Warning is a problem met during a backup.
+type Warning struct {
+	Path    string `json:"path"`
+	PathB64 string `json:"path_b64,omitempty"`
+	Problem string `json:"problem"`
+}
+
+// RawPath returns the item's exact path bytes.
+func (it Item) RawPath() string {
+	if it.PathB64 != "" {
+		if b, err := base64.StdEncoding.DecodeString(it.PathB64); err == nil {
+			return string(b)
+		}
+	}
+	return it.Path
+}
+
+// RawTarget returns the item's exact target bytes.
+func (it Item) RawTarget() string {
+	if it.TargetB64 != "" {
+		if b, err := base64.StdEncoding.DecodeString(it.TargetB64); err == nil {
+			return string(b)
+		}
+	}
+	return it.Target
+}
+
+// Created returns the creation time.
+func (m *Manifest) Created() time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, m.CreatedUTC)
+	return t
+}
+
+// TreeID returns the root tree id.
+func (m *Manifest) TreeID() (ID, error) { return ParseID(m.Tree) }
+
+// DisplayName renders raw name bytes for humans and JSON: valid UTF-8 without
+// control characters stays as is; anything else is escaped Go-style.
+func DisplayName(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
+}
+
+// pathFields returns the JSON fields for raw path bytes.
+func pathFields(raw string) (display, b64 string) {
+	if utf8.ValidString(raw) {
+		return raw, ""
+	}
+	return DisplayName(raw), base64.StdEncoding.EncodeToString([]byte(raw))
+}
+
+// NewItem builds a manifest item for a node at raw path p.
+func NewItem(p string, n *Node) Item {
+	it := Item{Type: n.Type.String()}
+	it.Path, it.PathB64 = pathFields(p)
+	switch n.Type {
+	case TypeFile, TypeHardlink:
+		it.Size = n.Size
+		it.Blake3 = n.Hash.String()
+		if n.Type == TypeHardlink {
+			it.Target, it.TargetB64 = pathFields(n.Target)
+		}
+	case TypeSymlink:
+		it.Size = int64(len(n.Target))
+		it.Target, it.TargetB64 = pathFields(n.Target)
+	}
+	return it
+}
+
+// RootHash computes the root hash of items (docs/root-hash.md): BLAKE3 over
+// the items sorted by raw path bytes, one line each of
+// `path NUL type NUL size NUL value LF`, value being the file BLAKE3 for
+// files and hardlinks, the raw target for symlinks, empty otherwise.
+func RootHash(items []Item) string {
+	type row struct{ path, line string }
+	rows := make([]row, len(items))
+	for i, it := range items {
+		p := it.RawPath()
+		val := ""
+		switch it.Type {
+		case "file", "hardlink":
+			val = it.Blake3
+		case "symlink":
+			val = it.RawTarget()
+		}
+		rows[i] = row{p, p + "\x00" + it.Type + "\x00" + strconv.FormatInt(it.Size, 10) + "\x00" + val + "\n"}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].path < rows[j].path })
+	h := blake3.New()
+	for _, r := range rows {
+		h.WriteString(r.line)
+	}
+	return "blake3:" + fmt.Sprintf("%x", h.Sum(nil))
+}
+
+var backupIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func (r *Repo) manifestPath(id string) string {
+	return filepath.Join(r.path, "snapshots", id+".json")
+}
+
+// writeManifest commits m: temp file, fsync, rename, fsync dir.
+func (r *Repo) writeManifest(m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return fmt.Errorf("encode manifest %s: %w", m.BackupID, err)
+	}
+	b = append(b, '\n')
+	if err := writeFileAtomic(r.manifestPath(m.BackupID), b, r.opts.WrapPackFile); err != nil {
+		return fmt.Errorf("commit snapshot %s: %w", m.BackupID, err)
+	}
+	r.mu.Lock()
+	r.manifest[m.BackupID] = m
+	r.mu.Unlock()
+	return nil
+}
+
+// DamagedError reports a manifest that cannot be read (FAULTS A9).
+type DamagedError struct {
+	BackupID string
+	Err      error
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("snapshot %s is damaged: %v", e.BackupID, e.Err)
+}
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// LoadManifest reads the manifest of backup id.
+func (r *Repo) LoadManifest(id string) (*Manifest, error) {
+	r.mu.Lock()
+	m := r.manifest[id]
+	r.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	if !backupIDRe.MatchString(id) {
+		return nil, fmt.Errorf("snapshot %q: %w", id, ErrNotFound)
+	}
+	b, err := os.ReadFile(r.manifestPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("snapshot %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot %s: %w", id, err)
+	}
+	m, err = parseManifest(b)
+	if err == nil && m.BackupID != id {
+		err = fmt.Errorf("manifest names backup %q", m.BackupID)
+	}
+	if err != nil {
+		return nil, &DamagedError{BackupID: id, Err: err}
+	}
+	r.mu.Lock()
+	r.manifest[id] = m
+	r.mu.Unlock()
+	return m, nil
+}
+
+func parseManifest(b []byte) (*Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	if !backupIDRe.MatchString(m.BackupID) {
+		return nil, fmt.Errorf("bad backup_id %q", m.BackupID)
+	}
+	if _, err := ParseID(m.Tree); err != nil {
+		return nil, fmt.Errorf("bad tree id: %w", err)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, m.CreatedUTC); err != nil {
+		return nil, fmt.Errorf("bad created_utc: %w", err)
+	}
+	return &m, nil
+}
+
+// SnapshotEntry is one listed snapshot: its manifest, or why it is damaged.
+type SnapshotEntry struct {
+	BackupID string
+	Manifest *Manifest // nil when damaged
+	Err      error
+}
+
+// Snapshots lists every snapshot, oldest first; damaged ones are listed
+// with their error, never dropped (FAULTS A9).
+func (r *Repo) Snapshots(ctx context.Context) ([]SnapshotEntry, error) {
+	ents, err := os.ReadDir(filepath.Join(r.path, "snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	var out []SnapshotEntry
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		id := strings.TrimSuffix(name, ".json")
+		m, err := r.LoadManifest(id)
+		out = append(out, SnapshotEntry{BackupID: id, Manifest: m, Err: err})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Manifest != nil && b.Manifest != nil && a.Manifest.CreatedUTC != b.Manifest.CreatedUTC {
+			return a.Manifest.Created().Before(b.Manifest.Created())
+		}
+		return a.BackupID < b.BackupID
+	})
+	return out, nil
+}
+
+// Resolve turns a SNAP argument (a backup id, a unique prefix, or "latest")
+// into a manifest.
+func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
+	list, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ref == "latest" {
+		for i := len(list) - 1; i >= 0; i-- {
+			if list[i].Manifest != nil {
+				return list[i].Manifest, nil
+			}
+		}
+		return nil, fmt.Errorf("latest: no snapshots yet: %w", ErrNotFound)
+	}
+	var hits []SnapshotEntry
+	for _, e := range list {
+		if e.BackupID == ref {
+			hits = []SnapshotEntry{e}
+			break
+		}
+		if strings.HasPrefix(e.BackupID, ref) {
+			hits = append(hits, e)
+		}
+	}
+	switch {
+	case len(hits) == 0:
+		return nil, fmt.Errorf("snapshot %q: %w (list them with `snapforge snapshots`)", ref, ErrNotFound)
+	case len(hits) > 1:
+		return nil, fmt.Errorf("snapshot %q is ambiguous: %d snapshots start with it", ref, len(hits))
+	case hits[0].Err != nil:
+		return nil, hits[0].Err
+	}
+	return hits[0].Manifest, nil
+}

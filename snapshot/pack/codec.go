@@ -1,0 +1,125 @@
+package pack
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compression thresholds: zstd is kept only when it saves at least
+// 1/minSavingDiv of the raw size and at least minSaving bytes. Smaller wins do
+// not pay for the decode work on every read.
+const (
+	minSaving    = 64
+	minSavingDiv = 32
+)
+
+// encoder is shared: EncodeAll is safe for concurrent use and keeps an internal
+// pool of GOMAXPROCS encoder states, created on first use.
+var encoder = sync.OnceValue(func() *zstd.Encoder {
+	e, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(false), // the caller checks BLAKE3 of the plaintext
+	)
+	if err != nil {
+		panic("pack: zstd encoder options: " + err.Error()) // constant options: a programming error
+	}
+	return e
+})
+
+// decoder is shared likewise: DecodeAll is safe for concurrent use. Window and
+// output are capped at MaxBlobSize for every frame; Decode caps each call at
+// the blob's raw length through the capacity of the buffer it passes.
+var decoder = sync.OnceValue(func() *zstd.Decoder {
+	d, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithDecoderMaxMemory(MaxBlobSize),
+		zstd.WithDecoderMaxWindow(MaxBlobSize),
+		zstd.WithDecodeAllCapLimit(true), // never decode more than cap(dst)-len(dst)
+	)
+	if err != nil {
+		panic("pack: zstd decoder options: " + err.Error())
+	}
+	return d
+})
+
+// Compress returns the bytes to store for raw and their codec. It compresses
+// with zstd at the fastest level and keeps the result only when it saves at
+// least 1/32 of len(raw) and at least 64 bytes; otherwise it returns raw itself
+// (not a copy) with CodecRaw. The zstd output is built in dst's backing array
+// when it is large enough. Compress is safe for concurrent use.
+func Compress(dst, raw []byte) (stored []byte, codec uint8) {
+	if len(raw) <= minSaving { // the frame header alone eats the saving
+		return raw, CodecRaw
+	}
+	if cap(dst) < len(raw) {
+		dst = make([]byte, 0, len(raw))
+	}
+	out := encoder().EncodeAll(raw, dst[:0])
+	saved := len(raw) - len(out)
+	if saved < minSaving || saved < len(raw)/minSavingDiv {
+		return raw, CodecRaw
+	}
+	return out, CodecZstd
+}
+
+// Decode returns the plaintext of a stored blob, appending into dst[:0] (a
+// large enough dst is reused). The result is exactly raw bytes long or an
+// error wrapping ErrCorrupt is returned, together with dst[:0].
+//
+// For CodecZstd decoding is bounded by raw: a frame whose header declares
+// another content size is rejected before anything is decoded or allocated,
+// the output may not grow past raw bytes, and windows above MaxBlobSize are
+// refused. At most raw bytes (plus the decoder's fixed working state) are
+// allocated, whatever the frame claims. Decode is safe for concurrent use.
+//
+// Decode does not check the hash: a well-formed frame with the wrong content
+// decodes without error. The caller must compare BLAKE3 of the result with the
+// blob's id before using it.
+func Decode(dst, stored []byte, codec uint8, raw uint32) ([]byte, error) {
+	if raw > MaxBlobSize {
+		return dst[:0], corrupt("decode blob: raw length %d above the %d maximum", raw, MaxBlobSize)
+	}
+	switch codec {
+	case CodecRaw:
+		if len(stored) != int(raw) {
+			return dst[:0], corrupt("decode raw blob: %d stored bytes, want %d", len(stored), raw)
+		}
+		return append(dst[:0], stored...), nil
+	case CodecZstd:
+		return decodeZstd(dst, stored, int(raw))
+	default:
+		return dst[:0], corrupt("decode blob: unknown codec %d", codec)
+	}
+}
+
+func decodeZstd(dst, stored []byte, raw int) ([]byte, error) {
+	var h zstd.Header
+	if err := h.Decode(stored); err != nil {
+		return dst[:0], corrupt("decode zstd blob: frame header: %w", err)
+	}
+	if h.Skippable {
+		return dst[:0], corrupt("decode zstd blob: starts with a skippable frame")
+	}
+	if h.HasFCS && h.FrameContentSize != uint64(raw) {
+		return dst[:0], corrupt("decode zstd blob: frame declares %d bytes, want %d", h.FrameContentSize, raw)
+	}
+	out := dst[:0]
+	if cap(out) < raw {
+		out = make([]byte, 0, raw)
+	}
+	// The capacity is the limit (WithDecodeAllCapLimit): exactly raw bytes.
+	res, err := decoder().DecodeAll(stored, out[:0:raw])
+	if err != nil {
+		return dst[:0], corrupt("decode zstd blob: %w", err)
+	}
+	if len(res) != raw {
+		return dst[:0], corrupt("decode zstd blob: decoded %d bytes, want %d", len(res), raw)
+	}
+	if raw > 0 && &res[0] == &out[:1][0] {
+		return out[:raw], nil // keep the caller's full capacity for reuse
+	}
+	return res, nil
+}

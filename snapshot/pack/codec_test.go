@@ -1,0 +1,237 @@
+package pack
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/zeebo/blake3"
+)
+
+func TestCompressChoosesCodec(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	cases := []struct {
+		name string
+		raw  []byte
+		want uint8
+	}{
+		{"empty", nil, CodecRaw},
+		{"64 zeros: cannot save 64 bytes", make([]byte, 64), CodecRaw},
+		{"random", randomBytes(rng, 64<<10), CodecRaw},
+		{"text", textish(rng, 64<<10), CodecZstd},
+		{"zeros", make([]byte, 1<<20), CodecZstd},
+		{"200 zeros", make([]byte, 200), CodecZstd},
+		{"random with 1% zeros: saves under 1/32", append(randomBytes(rng, 32<<10), make([]byte, 320)...), CodecRaw},
+		{"random with 20% zeros", append(randomBytes(rng, 32<<10), make([]byte, 8<<10)...), CodecZstd},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			stored, codec := Compress(nil, c.raw)
+			if codec != c.want {
+				t.Fatalf("codec %d, want %d (%d -> %d bytes)", codec, c.want, len(c.raw), len(stored))
+			}
+			if codec == CodecRaw && (len(stored) != len(c.raw) || len(c.raw) > 0 && &stored[0] != &c.raw[0]) {
+				t.Fatal("CodecRaw must return raw itself")
+			}
+			got, err := Decode(nil, stored, codec, uint32(len(c.raw)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, c.raw) {
+				t.Fatal("decoded bytes differ")
+			}
+		})
+	}
+}
+
+// TestCompressRule checks the threshold against the encoder's own output over
+// inputs whose compressibility crosses it.
+func TestCompressRule(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, size := range []int{65, 100, 300, 1000, 4096, 40000} {
+		for zeros := 0; zeros <= size; zeros += max(1, size/40) {
+			raw := append(randomBytes(rng, size-zeros), make([]byte, zeros)...)
+			stored, codec := Compress(nil, raw)
+			z := len(encoder().EncodeAll(raw, nil))
+			saved := len(raw) - z
+			wantZstd := saved >= 64 && saved*32 >= len(raw)-len(raw)%32
+			if len(raw) <= 64 {
+				wantZstd = false
+			}
+			if (codec == CodecZstd) != wantZstd {
+				t.Fatalf("size %d zeros %d: zstd %d bytes, codec %d", size, zeros, z, codec)
+			}
+			if codec == CodecZstd && len(stored) != z {
+				t.Fatalf("size %d zeros %d: stored %d bytes, zstd gives %d", size, zeros, len(stored), z)
+			}
+		}
+	}
+}
+
+func TestCompressDecodeReuseBuffers(t *testing.T) {
+	raw := textish(rand.New(rand.NewPCG(1, 1)), 100<<10)
+	dst := make([]byte, 0, 200<<10)
+	stored, codec := Compress(dst, raw)
+	if codec != CodecZstd || &stored[:1][0] != &dst[:1][0] {
+		t.Fatal("Compress did not build its output in dst")
+	}
+	stored = bytes.Clone(stored)
+	out := make([]byte, 10, 300<<10)
+	got, err := Decode(out, stored, codec, uint32(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, raw) || &got[0] != &out[:1][0] || cap(got) != cap(out) {
+		t.Fatal("Decode did not decode into dst[:0] keeping its capacity")
+	}
+	got, err = Decode(got, raw, CodecRaw, uint32(len(raw)))
+	if err != nil || !bytes.Equal(got, raw) || &got[0] != &out[:1][0] {
+		t.Fatalf("raw Decode into a reused buffer: %v", err)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	valid, _ := Compress(nil, make([]byte, 10000))
+	cases := []struct {
+		name   string
+		stored []byte
+		codec  uint8
+		raw    uint32
+		want   string
+	}{
+		{"raw codec, short", []byte("abc"), CodecRaw, 4, "stored bytes"},
+		{"raw codec, long", []byte("abcde"), CodecRaw, 4, "stored bytes"},
+		{"unknown codec", []byte("abc"), 7, 3, "unknown codec"},
+		{"raw above max", []byte("abc"), CodecZstd, MaxBlobSize + 1, "maximum"},
+		{"zstd garbage", []byte("not a zstd frame at all"), CodecZstd, 100, "frame header"},
+		{"zstd empty", nil, CodecZstd, 0, "frame header"},
+		{"zstd truncated frame", valid[:len(valid)-2], CodecZstd, 10000, "zstd"},
+		{"zstd skippable frame", []byte{0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0}, CodecZstd, 0, "skippable"},
+		{"zstd output shorter than raw", rleFrame(0, 0, 1, 100), CodecZstd, 1000, "decoded 100 bytes"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := Decode(make([]byte, 5), c.stored, c.codec, c.raw)
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want ErrCorrupt saying %q", err, c.want)
+			}
+			if len(out) != 0 {
+				t.Fatalf("error with %d bytes of output", len(out))
+			}
+		})
+	}
+}
+
+// rleFrame hand-crafts a zstd frame: a 1 MiB window, an optional declared
+// content size (fcs > 0, 8-byte field) and n RLE blocks of size bytes each.
+func rleFrame(fcs uint64, fcsBytes, n, size int) []byte {
+	f := []byte{0x28, 0xb5, 0x2f, 0xfd}
+	switch fcsBytes {
+	case 0:
+		f = append(f, 0x00, 0x50) // no content size; window 2^(10+10)
+	case 2:
+		f = append(f, 0x40, 0x50) // 2-byte content size (value-256); window 1 MiB
+		f = binary.LittleEndian.AppendUint16(f, uint16(fcs-256))
+	case 8:
+		f = append(f, 0xe0) // 8-byte content size, single segment
+		f = binary.LittleEndian.AppendUint64(f, fcs)
+	}
+	for i := range n {
+		h := uint32(size)<<3 | 1<<1 // RLE block
+		if i == n-1 {
+			h |= 1 // last
+		}
+		f = append(f, byte(h), byte(h>>8), byte(h>>16), 'A')
+	}
+	return f
+}
+
+// warm makes the shared decoder exist so its setup is not measured.
+func warm(t *testing.T) {
+	stored, _ := Compress(nil, make([]byte, 1<<20))
+	if _, err := Decode(nil, stored, CodecZstd, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FAULTS A10: zstd bombs are rejected with memory bounded by the raw length.
+func TestDecodeBombs(t *testing.T) {
+	warm(t)
+	realFrame, _ := Compress(nil, make([]byte, 1<<20))
+	twoFrames := append(rleFrame(1000, 2, 1, 1000), rleFrame(1000, 2, 1, 1000)...)
+	cases := []struct {
+		name   string
+		stored []byte
+		raw    uint32
+		budget uint64 // bytes Decode may allocate
+	}{
+		{"declares 64 GiB, raw 1000", rleFrame(64<<30, 8, 1, 1<<17), 1000, 64 << 10},
+		{"declares 64 GiB, raw MaxBlobSize", rleFrame(64<<30, 8, 1, 1<<17), MaxBlobSize, 64 << 10},
+		{"declares MaxBlobSize+1", rleFrame(MaxBlobSize+1, 8, 1, 1<<17), MaxBlobSize, 64 << 10},
+		{"valid 1 MiB frame, raw 1000", realFrame, 1000, 64 << 10},
+		{"declares raw, produces 1.25 MiB", rleFrame(1000, 2, 10, 1<<17), 1000, 1 << 20},
+		{"no size, produces 256 MiB, raw 1000", rleFrame(0, 0, 2048, 1<<17), 1000, 1 << 20},
+		{"no size, produces 256 MiB, raw 1 MiB", rleFrame(0, 0, 2048, 1<<17), 1 << 20, 3 << 20},
+		{"two frames of raw bytes each", twoFrames, 1000, 1 << 20},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var err error
+			n := allocated(func() { _, err = Decode(nil, c.stored, CodecZstd, c.raw) })
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("err = %v, want ErrCorrupt", err)
+			}
+			if n > c.budget {
+				t.Fatalf("Decode allocated %d bytes, budget %d", n, c.budget)
+			}
+			t.Logf("%v (allocated %d bytes)", err, n)
+		})
+	}
+}
+
+// FAULTS A11: a valid frame with the wrong content decodes; only the caller's
+// hash check can tell, and it must. Decode is documented not to check it.
+func TestDecodeDoesNotCheckHash(t *testing.T) {
+	claimed := blake3.Sum256(make([]byte, 4096))
+	wrong := bytes.Repeat([]byte("x"), 4096)
+	stored, codec := Compress(nil, wrong)
+	got, err := Decode(nil, stored, codec, 4096)
+	if err != nil {
+		t.Fatalf("a well-formed frame: %v", err)
+	}
+	if blake3.Sum256(got) == claimed {
+		t.Fatal("test is wrong: contents hash alike")
+	}
+}
+
+func TestCompressDecodeConcurrent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	raws := make([][]byte, 16)
+	for i := range raws {
+		raws[i] = blobData(rng, i, rng.IntN(64<<10))
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			var cbuf, dbuf []byte
+			for i := range 4 * len(raws) {
+				raw := raws[(g+i)%len(raws)]
+				stored, codec := Compress(cbuf, raw)
+				out, err := Decode(dbuf, stored, codec, uint32(len(raw)))
+				if err != nil || !bytes.Equal(out, raw) {
+					t.Errorf("goroutine %d blob %d: %v", g, i, err)
+					return
+				}
+				if codec == CodecZstd {
+					cbuf = stored
+				}
+				dbuf = out
+			}
+		})
+	}
+	wg.Wait()
+}

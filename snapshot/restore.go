@@ -1,0 +1,544 @@
+package snapshot
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
+)
+
+// RestoreOptions configure a plain restore into a new or empty directory.
+type RestoreOptions struct {
+	Target  string   // directory to restore into; created if absent
+	Include []string // patterns (MatchGlob) selecting paths and their subtrees; empty: everything
+	Live    *Live
+}
+
+// RestoreResult summarises a restore.
+type RestoreResult struct {
+	BackupID string    `json:"backup_id"`
+	Target   string    `json:"target"`
+	Files    int64     `json:"files"`
+	Dirs     int64     `json:"dirs"`
+	Links    int64     `json:"links"`
+	Bytes    int64     `json:"bytes"`
+	Reused   int64     `json:"reused"` // files already correct from an interrupted run
+	Failed   []Warning `json:"failed,omitempty"`
+	Warnings []Warning `json:"warnings,omitempty"`
+}
+
+// RestoreFailedError reports files that could not be restored because
+// their stored data is damaged; everything else was restored.
+type RestoreFailedError struct{ Failed []Warning }
+
+func (e *RestoreFailedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d file(s) could not be restored:", len(e.Failed))
+	for i, f := range e.Failed {
+		if i == 10 {
+			fmt.Fprintf(&b, " …")
+			break
+		}
+		fmt.Fprintf(&b, " %s (%s);", f.Path, f.Problem)
+	}
+	return b.String()
+}
+
+// markerName marks a target that a restore is filling; its presence with
+// the same backup id lets an interrupted restore resume.
+const markerName = ".snapforge-restore-in-progress"
+
+type restoreMarker struct {
+	BackupID string `json:"backup_id"`
+	Started  string `json:"started_utc"`
+}
+
+type restorer struct {
+	r      *Repo
+	m      *Manifest
+	o      RestoreOptions
+	root   *os.Root
+	resume bool
+	res    RestoreResult
+	dirs   []dirMeta
+	made   map[string]bool // files restored in this run (hardlink targets)
+	isRoot bool
+}
+
+type dirMeta struct {
+	rel string
+	n   *Node
+}
+
+// Restore writes snapshot m into opts.Target, which must be absent, empty,
+// or an interrupted restore of the same snapshot. Symlinks are never
+// followed and nothing is written outside the target. Each file is written
+// under a temporary name, checked against its BLAKE3 and then renamed, so
+// a file at its final name is always complete.
+func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (res *RestoreResult, err error) {
+	if err := r.errIfNoIndex(); err != nil {
+		return nil, err
+	}
+	if opts.Live == nil {
+		opts.Live = &Live{}
+	}
+	target, err := filepath.Abs(opts.Target)
+	if err != nil {
+		return nil, fmt.Errorf("restore: target %s: %w", opts.Target, err)
+	}
+	params := map[string]any{"backup_id": m.BackupID, "target": target, "include": opts.Include}
+	defer func() {
+		outcome := "ok"
+		if err != nil {
+			outcome = "failed: " + err.Error()
+		}
+		r.Audit("restore", params, outcome)
+	}()
+	if within(target, r.path) || within(r.path, target) {
+		return nil, fmt.Errorf("restore: target %s overlaps the repository %s; choose another directory", target, r.path)
+	}
+	if target == "/" {
+		return nil, errors.New("restore: refusing to restore into /; choose a new or empty directory")
+	}
+	rs := &restorer{r: r, m: m, o: opts, made: map[string]bool{}, isRoot: os.Geteuid() == 0}
+	rs.res.BackupID, rs.res.Target = m.BackupID, target
+	if err := rs.prepareTarget(target); err != nil {
+		return nil, err
+	}
+	rs.root, err = os.OpenRoot(target)
+	if err != nil {
+		return nil, fmt.Errorf("restore: open target %s: %w", target, err)
+	}
+	defer rs.root.Close()
+	opts.Live.start("restore")
+	tree, err := m.TreeID()
+	if err != nil {
+		return nil, err
+	}
+	var links []dirMeta
+	err = r.Walk(ctx, tree, "", func(rel string, n *Node) error {
+		if !rs.selected(rel) {
+			if n.Type == TypeDir && rs.hasSelectedBelow(rel) {
+				return nil
+			}
+			if n.Type == TypeDir {
+				return SkipDir
+			}
+			return nil
+		}
+		if n.Type == TypeHardlink {
+			links = append(links, dirMeta{rel, n})
+			return nil
+		}
+		return rs.restoreNode(ctx, rel, n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", m.BackupID, err)
+	}
+	for _, l := range links {
+		if err := rs.restoreHardlink(ctx, l.rel, l.n); err != nil {
+			return nil, err
+		}
+	}
+	// Directory metadata last, deepest first, so writing inside them does
+	// not change their mtimes and read-only modes do not block the restore.
+	sort.SliceStable(rs.dirs, func(i, j int) bool { return strings.Count(rs.dirs[i].rel, "/") > strings.Count(rs.dirs[j].rel, "/") })
+	for _, d := range rs.dirs {
+		rs.applyMeta(d.rel, d.n)
+	}
+	if err := syncFS(target); err != nil {
+		return nil, fmt.Errorf("restore: sync %s: %w", target, err)
+	}
+	if len(rs.res.Failed) > 0 {
+		params["failed"] = len(rs.res.Failed)
+		return &rs.res, &RestoreFailedError{Failed: rs.res.Failed}
+	}
+	if err := os.Remove(filepath.Join(target, markerName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("restore: remove marker: %w", err)
+	}
+	params["files"] = rs.res.Files
+	params["bytes"] = rs.res.Bytes
+	params["reused"] = rs.res.Reused
+	return &rs.res, nil
+}
+
+func (rs *restorer) prepareTarget(target string) error {
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return fmt.Errorf("restore: create target %s: %w", target, err)
+	}
+	fi, err := os.Lstat(target)
+	if err != nil {
+		return fmt.Errorf("restore: target %s: %w", target, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("restore: target %s is not a directory", target)
+	}
+	names, err := readDirNames(target)
+	if err != nil {
+		return fmt.Errorf("restore: read target %s: %w", target, err)
+	}
+	marker := filepath.Join(target, markerName)
+	if len(names) > 0 {
+		b, err := os.ReadFile(marker)
+		var mk restoreMarker
+		if err != nil || json.Unmarshal(b, &mk) != nil {
+			return fmt.Errorf("restore: target %s is not empty; restore into a new or empty directory (restoring over live files is `restore --in-place`)", target)
+		}
+		if mk.BackupID != rs.m.BackupID {
+			return fmt.Errorf("restore: target %s holds an interrupted restore of snapshot %s; finish it with that snapshot or choose an empty directory", target, mk.BackupID)
+		}
+		rs.resume = true
+		return nil
+	}
+	b, _ := json.Marshal(restoreMarker{BackupID: rs.m.BackupID, Started: time.Now().UTC().Format(time.RFC3339)})
+	return writeFileAtomic(marker, b, func(f WriteFile) WriteFile { return f })
+}
+
+// selected reports whether rel or one of its ancestors matches an include.
+func (rs *restorer) selected(rel string) bool {
+	if len(rs.o.Include) == 0 {
+		return true
+	}
+	for p := rel; p != "." && p != ""; p = path.Dir(p) {
+		for _, pat := range rs.o.Include {
+			if MatchGlob(pat, p) || strings.Trim(pat, "/") == p {
+				return true
+			}
+		}
+		if !strings.Contains(p, "/") {
+			break
+		}
+	}
+	return false
+}
+
+// hasSelectedBelow reports whether an include pattern may select something
+// inside directory rel.
+func (rs *restorer) hasSelectedBelow(rel string) bool {
+	for _, pat := range rs.o.Include {
+		pat = strings.Trim(pat, "/")
+		if !strings.Contains(pat, "/") || strings.HasPrefix(pat, "**") {
+			return true // matches at any depth
+		}
+		segs := strings.Split(pat, "/")
+		rsegs := strings.Split(rel, "/")
+		if len(rsegs) >= len(segs) {
+			continue
+		}
+		ok := true
+		for i, s := range rsegs {
+			if s2 := segs[i]; s2 == "**" {
+				break
+			} else if m, _ := path.Match(s2, s); !m {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (rs *restorer) ensureParent(rel string) error {
+	dir := path.Dir(rel)
+	if dir == "." {
+		return nil
+	}
+	if err := rs.root.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("restore: create %s: %w", DisplayName(dir), err)
+	}
+	return nil
+}
+
+func (rs *restorer) warn(rel, problem string) {
+	p, b64 := pathFields(rel)
+	rs.res.Warnings = append(rs.res.Warnings, Warning{Path: p, PathB64: b64, Problem: problem})
+}
+
+func (rs *restorer) restoreNode(ctx context.Context, rel string, n *Node) error {
+	if err := rs.ensureParent(rel); err != nil {
+		return err
+	}
+	switch n.Type {
+	case TypeDir:
+		if fi, err := rs.root.Lstat(rel); err == nil && !fi.IsDir() {
+			if err := rs.root.Remove(rel); err != nil {
+				return fmt.Errorf("restore: replace %s: %w", DisplayName(rel), err)
+			}
+		}
+		if err := rs.root.Mkdir(rel, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("restore: create directory %s: %w", DisplayName(rel), err)
+		}
+		rs.dirs = append(rs.dirs, dirMeta{rel, n})
+		rs.res.Dirs++
+	case TypeFile:
+		return rs.restoreFile(ctx, rel, n)
+	case TypeSymlink:
+		if cur, err := rs.root.Readlink(rel); err == nil && cur == n.Target {
+			rs.res.Links++
+			return nil
+		}
+		rs.root.Remove(rel)
+		// Root.Symlink creates the link itself; it is never followed (FAULTS D11, E2).
+		if err := rs.root.Symlink(n.Target, rel); err != nil {
+			return fmt.Errorf("restore: symlink %s: %w", DisplayName(rel), err)
+		}
+		rs.applyMeta(rel, n)
+		rs.res.Links++
+	case TypeFIFO, TypeDevice:
+		rs.root.Remove(rel)
+		err := rs.atDir(rel, func(dfd int, name string) error {
+			if n.Type == TypeFIFO {
+				return unix.Mkfifoat(dfd, name, n.Mode&0o7777)
+			}
+			return unix.Mknodat(dfd, name, n.Mode, int(n.Rdev))
+		})
+		if err != nil {
+			if n.Type == TypeDevice {
+				rs.warn(rel, "device node not created: "+errText(err))
+				return nil
+			}
+			return fmt.Errorf("restore: create fifo %s: %w", DisplayName(rel), err)
+		}
+		rs.applyMeta(rel, n)
+	}
+	return nil
+}
+
+// atDir calls fn with an open descriptor of rel's parent and rel's last
+// name, resolving the parent inside the root.
+func (rs *restorer) atDir(rel string, fn func(dfd int, name string) error) error {
+	dir := path.Dir(rel)
+	d, err := rs.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return fn(int(d.Fd()), path.Base(rel))
+}
+
+func randName() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return ".sfr-" + hex.EncodeToString(b[:])
+}
+
+// restoreFile writes a file under a temporary name, checks its hash, sets
+// its metadata and renames it into place. A file with a damaged chunk is
+// reported and left out; the temporary file is removed (FAULTS A1).
+func (rs *restorer) restoreFile(ctx context.Context, rel string, n *Node) error {
+	if rs.resume && rs.alreadyCorrect(rel, n) {
+		rs.res.Reused++
+		rs.res.Files++
+		rs.made[rel] = true
+		rs.o.Live.FilesDone.Add(1)
+		return nil
+	}
+	tmp := path.Join(path.Dir(rel), randName())
+	f, err := rs.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("restore: create %s: %w", DisplayName(rel), err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			rs.root.Remove(tmp)
+		}
+	}()
+	if err := rs.writeContent(ctx, f, n); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if IsIntegrity(err) {
+			p, b64 := pathFields(rel)
+			rs.res.Failed = append(rs.res.Failed, Warning{Path: p, PathB64: b64, Problem: err.Error()})
+			return nil
+		}
+		return fmt.Errorf("restore: write %s: %w", DisplayName(rel), err)
+	}
+	if rs.isRoot {
+		if err := f.Chown(int(n.UID), int(n.GID)); err != nil {
+			rs.warn(rel, "owner not restored: "+errText(err))
+		}
+	}
+	if err := f.Chmod(fs.FileMode(n.Mode & 0o777)); err != nil {
+		return fmt.Errorf("restore: chmod %s: %w", DisplayName(rel), err)
+	}
+	if n.Mode&0o7000 != 0 {
+		if err := unix.Fchmod(int(f.Fd()), n.Mode&0o7777); err != nil {
+			rs.warn(rel, "special mode bits not restored: "+errText(err))
+		}
+	}
+	for _, x := range n.Xattrs {
+		if err := unix.Fsetxattr(int(f.Fd()), x.Name, x.Value, 0); err != nil {
+			rs.warn(rel, "xattr "+x.Name+" not restored: "+errText(err))
+		}
+	}
+	mt := time.Unix(0, n.MTime)
+	if err := unix.UtimesNano(fdPath(f), []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}); err != nil {
+		if err := rs.root.Chtimes(tmp, mt, mt); err != nil {
+			return fmt.Errorf("restore: set mtime of %s: %w", DisplayName(rel), err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("restore: close %s: %w", DisplayName(rel), err)
+	}
+	ok = true
+	if fi, err := rs.root.Lstat(rel); err == nil && fi.IsDir() {
+		rs.root.RemoveAll(rel)
+	}
+	if err := rs.root.Rename(tmp, rel); err != nil {
+		rs.root.Remove(tmp)
+		return fmt.Errorf("restore: rename %s: %w", DisplayName(rel), err)
+	}
+	rs.made[rel] = true
+	rs.res.Files++
+	rs.res.Bytes += n.Size
+	rs.o.Live.FilesDone.Add(1)
+	return nil
+}
+
+func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
+
+// writeContent writes n's chunks into f, leaving all-zero chunks as holes
+// (sparse files stay sparse, FAULTS D9), and checks the whole-file hash.
+func (rs *restorer) writeContent(ctx context.Context, f *os.File, n *Node) error {
+	h := blake3.New()
+	var off int64
+	var buf []byte
+	for _, c := range n.Chunks {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		data, err := rs.r.LoadBlob(ctx, c.ID, buf)
+		if err != nil {
+			return err
+		}
+		if len(data) != int(c.Size) {
+			return &CorruptError{ID: c.ID, Detail: "chunk size differs from the tree"}
+		}
+		h.Write(data)
+		if !allZero(data) {
+			if _, err := f.WriteAt(data, off); err != nil {
+				return err
+			}
+		}
+		off += int64(len(data))
+		rs.o.Live.BytesDone.Add(int64(len(data)))
+		buf = data
+	}
+	if err := f.Truncate(off); err != nil {
+		return err
+	}
+	var sum ID
+	copy(sum[:], h.Sum(nil))
+	if sum != n.Hash || off != n.Size {
+		return &CorruptError{ID: n.Hash, Detail: "restored content does not match the snapshot's file hash"}
+	}
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// alreadyCorrect reports whether an interrupted restore already wrote rel
+// completely: same size and mtime, and the same BLAKE3.
+func (rs *restorer) alreadyCorrect(rel string, n *Node) bool {
+	fi, err := rs.root.Lstat(rel)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != n.Size || fi.ModTime().UnixNano() != n.MTime {
+		return false
+	}
+	f, err := rs.root.OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := blake3.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false
+	}
+	var sum ID
+	copy(sum[:], h.Sum(nil))
+	return sum == n.Hash
+}
+
+// restoreHardlink links rel to its group's first name when that was
+// restored here; otherwise it restores the content as a file. A link never
+// points outside the target (FAULTS D10).
+func (rs *restorer) restoreHardlink(ctx context.Context, rel string, n *Node) error {
+	if err := rs.ensureParent(rel); err != nil {
+		return err
+	}
+	if rs.made[n.Target] {
+		if fi, err := rs.root.Lstat(n.Target); err == nil && fi.Mode().IsRegular() {
+			rs.root.Remove(rel)
+			if err := rs.root.Link(n.Target, rel); err != nil {
+				return fmt.Errorf("restore: hard link %s: %w", DisplayName(rel), err)
+			}
+			rs.res.Links++
+			return nil
+		}
+	}
+	fn := *n
+	fn.Type = TypeFile
+	return rs.restoreFile(ctx, rel, &fn)
+}
+
+// applyMeta sets owner, mode and mtime without following symlinks; failures
+// are warnings.
+func (rs *restorer) applyMeta(rel string, n *Node) {
+	err := rs.atDir(rel, func(dfd int, name string) error {
+		if rs.isRoot {
+			if err := unix.Fchownat(dfd, name, int(n.UID), int(n.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				rs.warn(rel, "owner not restored: "+errText(err))
+			}
+		}
+		if n.Type != TypeSymlink {
+			if err := unix.Fchmodat(dfd, name, n.Mode&0o7777, 0); err != nil {
+				return err
+			}
+		}
+		ts := []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+		return unix.UtimesNanoAt(dfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+	})
+	if err != nil {
+		rs.warn(rel, "metadata not restored: "+errText(err))
+	}
+}
+
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}

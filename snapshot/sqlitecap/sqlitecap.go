@@ -1,0 +1,362 @@
+package sqlitecap
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// header is the first 16 bytes of every SQLite 3 database file.
+const header = "SQLite format 3\x00"
+
+// stepPages is how many pages one backup step copies: 1024 pages are 4 MiB
+// at the default page size, so cancellation is noticed within milliseconds
+// while the per-step overhead stays negligible (see BenchmarkCapture).
+const stepPages = 1024
+
+// maxQuoted bounds how many integrity_check lines an IntegrityError keeps.
+const maxQuoted = 5
+
+var (
+	// ErrNotSQLite reports a file that does not start with the SQLite header.
+	ErrNotSQLite = errors.New("sqlitecap: not an sqlite database")
+	// ErrCorrupt reports a database that SQLite found malformed, either while
+	// copying it or in PRAGMA integrity_check. *IntegrityError matches it.
+	ErrCorrupt = errors.New("sqlitecap: database is corrupt")
+	// ErrBusy reports that the source stayed locked by its writers for longer
+	// than Options.BusyTimeout. Retrying later is reasonable.
+	ErrBusy = errors.New("sqlitecap: database is busy")
+)
+
+// IntegrityError reports a database for which PRAGMA integrity_check did not
+// say "ok". It matches ErrCorrupt with errors.Is.
+type IntegrityError struct {
+	Path     string
+	Problems []string // the first lines integrity_check returned, at most 5
+	More     bool     // integrity_check returned more lines than Problems holds
+}
+
+func (e *IntegrityError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sqlitecap: integrity check of %s failed: %s", e.Path, strings.Join(e.Problems, "; "))
+	if e.More {
+		b.WriteString("; …")
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true for an *IntegrityError.
+func (e *IntegrityError) Is(target error) bool { return target == ErrCorrupt }
+
+// Options configure Capture and Check. The zero value is ready to use.
+type Options struct {
+	// BusyTimeout bounds how long we wait for the application's writers to
+	// let us take a read snapshot; default 10 s. It does not bound the copy.
+	BusyTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 10 * time.Second // a long commit, not a stuck one
+	}
+	return o
+}
+
+// IsSQLite reports whether the file at path starts with the SQLite header
+// "SQLite format 3\x00". A file shorter than the header is not SQLite; a file
+// that cannot be read is an error.
+func IsSQLite(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("sqlitecap: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, len(header))
+	switch _, err := io.ReadFull(f, buf); {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("sqlitecap: read header of %s: %w", path, err)
+	}
+	return string(buf) == header, nil
+}
+
+// Capture writes a transactionally consistent copy of the live database src
+// to dst, which must not exist, and checks it with PRAGMA integrity_check.
+//
+// The copy is one complete SQLite file: it includes the transactions that
+// sit in src's -wal and are not yet checkpointed, and it needs no -wal,
+// -shm or -journal beside it. Its header keeps src's journal mode, so a
+// restored WAL database opens in WAL mode again. dst is created with mode
+// 0600; on any error, including cancellation of ctx and a failed integrity
+// check (*IntegrityError), dst and its side files are removed.
+//
+// src is opened read-only and is never written, checkpointed or switched to
+// another journal mode; see the package documentation for the locks held
+// and the side files SQLite may create. Capture is safe for concurrent use
+// on different databases.
+func Capture(ctx context.Context, src, dst string, opts Options) (err error) {
+	opts = opts.withDefaults()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ok, err := IsSQLite(src)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("capture %s: %w", src, ErrNotSQLite)
+	}
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600) // claims dst; SQLite treats an empty file as an empty database
+	if err != nil {
+		return fmt.Errorf("capture %s: %w", src, err)
+	}
+	if err := f.Close(); err != nil {
+		removeDB(dst)
+		return fmt.Errorf("capture %s: %w", src, err)
+	}
+	defer func() {
+		if err != nil {
+			removeDB(dst)
+		}
+	}()
+
+	if err := backup(ctx, src, dst, opts); err != nil {
+		return fmt.Errorf("capture %s: %w", src, err)
+	}
+	// rw, not ro: a copy of a WAL database is flagged WAL, and only a
+	// read-write connection removes the -wal and -shm it creates on close.
+	if err := integrity(ctx, dst, dsn(dst, "rw", opts.BusyTimeout)); err != nil {
+		return fmt.Errorf("capture %s: %w", src, err)
+	}
+	removeSideFiles(dst) // normally none are left; make sure
+	return nil
+}
+
+// reader is a read-only connection to a source database that holds one read
+// transaction, so everything read through it comes from one snapshot.
+type reader struct {
+	db   *sql.DB
+	conn *sql.Conn
+}
+
+// openReader opens src read-only and starts a read transaction: BEGIN alone
+// takes no lock, the first read does, and from then until close the
+// connection sees one snapshot. In rollback-journal mode that is a SHARED
+// lock, which writers' commits wait for; in WAL mode it is a read mark in the
+// -shm, which writers do not wait for.
+func openReader(ctx context.Context, src string, opts Options) (*reader, error) {
+	db, err := sql.Open("sqlite", dsn(src, "ro", opts.BusyTimeout))
+	if err != nil {
+		return nil, translate(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open: %w", translate(err))
+	}
+	r := &reader{db: db, conn: conn}
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		r.close()
+		return nil, fmt.Errorf("begin read transaction: %w", translate(err))
+	}
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		r.close()
+		return nil, fmt.Errorf("begin read transaction: %w", translate(err))
+	}
+	return r, nil
+}
+
+// close ends the read transaction and closes the connection, releasing our
+// locks. Closing alone would release them too; ROLLBACK just does it first.
+func (r *reader) close() {
+	r.conn.ExecContext(context.Background(), "ROLLBACK")
+	r.conn.Close()
+	r.db.Close()
+}
+
+// copyTo copies the snapshot into the empty database dst with the online
+// backup API. sqlite3_backup_step opens a read transaction of its own only
+// when the source connection has none; ours is open, so every step reads the
+// same snapshot and the copy never restarts.
+func (r *reader) copyTo(ctx context.Context, dst string, opts Options) error {
+	// synchronous=off: dst is a scratch file that is read back at once; after
+	// a crash it is deleted, never trusted.
+	dstDSN := dsn(dst, "rw", opts.BusyTimeout) + "&_pragma=synchronous(off)"
+	return r.conn.Raw(func(dc any) error {
+		b, ok := dc.(interface {
+			NewBackup(string) (*sqlite.Backup, error)
+		})
+		if !ok {
+			return fmt.Errorf("driver connection %T has no backup API", dc)
+		}
+		bk, err := b.NewBackup(dstDSN)
+		if err != nil {
+			return fmt.Errorf("start backup: %w", translate(err))
+		}
+		for more := true; more; {
+			if err := ctx.Err(); err != nil {
+				bk.Finish() // rolls back dst's write transaction
+				return err
+			}
+			if more, err = bk.Step(stepPages); err != nil {
+				bk.Finish()
+				return fmt.Errorf("copy pages: %w", translate(err))
+			}
+		}
+		if err := bk.Finish(); err != nil {
+			return fmt.Errorf("finish backup: %w", translate(err))
+		}
+		return nil
+	})
+}
+
+// backup copies the current snapshot of src into the empty database dst and
+// releases src before returning.
+func backup(ctx context.Context, src, dst string, opts Options) error {
+	r, err := openReader(ctx, src, opts)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	return r.copyTo(ctx, dst, opts)
+}
+
+// Check runs PRAGMA integrity_check on the database at path, read-only,
+// waiting at most the default busy timeout (10 s) for a read lock. It returns
+// an *IntegrityError quoting the first problems unless the check says "ok".
+// Check may run on a live database: the check reads one snapshot.
+func Check(ctx context.Context, path string) error {
+	opts := Options{}.withDefaults()
+	ok, err := IsSQLite(path)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("check %s: %w", path, ErrNotSQLite)
+	}
+	if err := integrity(ctx, path, dsn(path, "ro", opts.BusyTimeout)); err != nil {
+		return fmt.Errorf("check %s: %w", path, err)
+	}
+	return nil
+}
+
+// integrity runs PRAGMA integrity_check through a connection opened with dsn.
+func integrity(ctx context.Context, path, dsn string) error {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return translate(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		return integrityFailed(path, nil, err)
+	}
+	defer rows.Close()
+	var lines []string
+	more := false
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return integrityFailed(path, lines, err)
+		}
+		if len(lines) == maxQuoted {
+			more = true
+			continue
+		}
+		lines = append(lines, s)
+	}
+	if err := rows.Err(); err != nil {
+		return integrityFailed(path, lines, err)
+	}
+	if len(lines) == 1 && lines[0] == "ok" {
+		return nil
+	}
+	if len(lines) == 0 {
+		lines = []string{"no result"}
+	}
+	return &IntegrityError{Path: path, Problems: lines, More: more}
+}
+
+// integrityFailed reports err, which stopped integrity_check after it had
+// returned lines. SQLite stops the check with SQLITE_CORRUPT when a page is
+// too damaged to walk; that is a failed check too.
+func integrityFailed(path string, lines []string, err error) error {
+	if terr := translate(err); !errors.Is(terr, ErrCorrupt) {
+		return fmt.Errorf("integrity check: %w", terr)
+	}
+	if len(lines) == maxQuoted {
+		return &IntegrityError{Path: path, Problems: lines, More: true}
+	}
+	return &IntegrityError{Path: path, Problems: append(lines, err.Error())}
+}
+
+// dsn returns the driver DSN for the database at path: a file: URI, so that
+// SQLite applies mode (ro: never create, never write; rw: never create), with
+// a bounded busy timeout. ro connections are also query_only.
+func dsn(path, mode string, busy time.Duration) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path // Abs fails only without a working directory; SQLite will say more
+	}
+	ms := max(int64(busy/time.Millisecond), 1)
+	q := "mode=" + mode + "&_pragma=busy_timeout(" + strconv.FormatInt(ms, 10) + ")"
+	if mode == "ro" {
+		q += "&_pragma=query_only(1)"
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q}
+	return u.String() // file:///abs/path?…, with '?', '#' and '%' in the path escaped
+}
+
+// translate maps SQLite result codes onto this package's sentinels, keeping
+// the driver's error in the chain. It is the only place that inspects them.
+func translate(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff { // primary code of an extended one
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return fmt.Errorf("%w: %w", ErrBusy, err)
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
+// sideFiles are the suffixes of the files SQLite keeps beside a database.
+var sideFiles = []string{"-journal", "-wal", "-shm"}
+
+// removeDB removes a database we created, and its side files.
+func removeDB(path string) {
+	os.Remove(path)
+	removeSideFiles(path)
+}
+
+// removeSideFiles removes the side files of a database we own. Never call it
+// on a source database: its -wal may hold committed transactions.
+func removeSideFiles(path string) {
+	for _, s := range sideFiles {
+		os.Remove(path + s)
+	}
+}
+
+// init switches the driver to OFD locks before any database file is locked;
+// see "Locks and other descriptors in this process" in the package doc. Where
+// OFD locks do not exist it stays with POSIX locks, and there is nothing else
+// to do about it.
+func init() {
+	_, _ = sqlite.OFDLocking(true)
+}

@@ -1,0 +1,382 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// VerifyOptions configure Verify.
+type VerifyOptions struct {
+	// ReadData reads, decompresses and hash-checks every chunk, and
+	// recomputes every file's whole hash against the manifest.
+	ReadData bool
+	Live     *Live
+	// Workers read files in parallel; default 2.
+	Workers int
+}
+
+// Problem is one integrity finding.
+type Problem struct {
+	Path    string `json:"path,omitempty"` // display form
+	PathB64 string `json:"path_b64,omitempty"`
+	Problem string `json:"problem"`
+}
+
+// SnapshotCheck is the verify result of one snapshot.
+type SnapshotCheck struct {
+	BackupID string    `json:"backup_id"`
+	OK       bool      `json:"ok"`
+	Files    int64     `json:"files"`
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// PackProblem is a finding about a pack file.
+type PackProblem struct {
+	Pack    string `json:"pack"`
+	Problem string `json:"problem"`
+}
+
+// VerifyReport is the result of Verify.
+type VerifyReport struct {
+	ReadData  bool            `json:"read_data"`
+	Snapshots []SnapshotCheck `json:"snapshots"`
+	Packs     []PackProblem   `json:"packs,omitempty"`
+	Warnings  []string        `json:"warnings,omitempty"`
+	Duration  time.Duration   `json:"-"`
+}
+
+// OK reports whether nothing was found.
+func (v *VerifyReport) OK() bool {
+	if len(v.Packs) > 0 {
+		return false
+	}
+	for _, s := range v.Snapshots {
+		if !s.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// VerifyRecord is stored per snapshot in verify/<backup_id>.json; the newest
+// snapshot whose last full (read-data) verify passed is the last known good.
+type VerifyRecord struct {
+	BackupID   string `json:"backup_id"`
+	Structural *Check `json:"structural,omitempty"`
+	Full       *Check `json:"full,omitempty"`
+}
+
+// Check is one verify outcome.
+type Check struct {
+	Time     string `json:"time"`
+	OK       bool   `json:"ok"`
+	Problems int    `json:"problems"`
+}
+
+// Verify checks the given snapshots (all when ids is empty). Structurally:
+// manifests parse, trees load and hash-check, every chunk is indexed and
+// inside its pack's bounds, and the root hash recomputed from the trees
+// matches the manifest. With ReadData it also reads every chunk and
+// recomputes every file's whole hash.
+func (r *Repo) Verify(ctx context.Context, ids []string, opts VerifyOptions) (*VerifyReport, error) {
+	if err := r.errIfNoIndex(); err != nil {
+		return nil, err
+	}
+	if opts.Live == nil {
+		opts.Live = &Live{}
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	start := time.Now()
+	opts.Live.start("verify")
+	rep := &VerifyReport{ReadData: opts.ReadData}
+	onDisk, err := r.packFiles()
+	if err != nil {
+		return nil, err
+	}
+	badPack := map[ID]string{}
+	known := map[ID]bool{}
+	err = r.idx.Packs(ctx, func(id ID, size int64) error {
+		known[id] = true
+		have, ok := onDisk[id]
+		switch {
+		case !ok:
+			badPack[id] = "is missing from the repository"
+		case have != size:
+			badPack[id] = fmt.Sprintf("size mismatch with index: %d bytes on disk, %d recorded", have, size)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	for id, size := range onDisk {
+		if !known[id] {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("pack %s (%d bytes) is not in the index (orphan; prune removes it)", id.Short(), size))
+			continue
+		}
+		if opts.ReadData {
+			if _, _, err := r.readPackTrailer(id); err != nil {
+				badPack[id] = "trailer damaged: " + err.Error()
+			}
+		}
+	}
+	for id, p := range badPack {
+		rep.Packs = append(rep.Packs, PackProblem{Pack: id.String(), Problem: p})
+	}
+	sort.Slice(rep.Packs, func(i, j int) bool { return rep.Packs[i].Pack < rep.Packs[j].Pack })
+
+	var entries []SnapshotEntry
+	if len(ids) == 0 {
+		if entries, err = r.Snapshots(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, ref := range ids {
+			m, err := r.Resolve(ctx, ref)
+			var de *DamagedError
+			if errors.As(err, &de) {
+				entries = append(entries, SnapshotEntry{BackupID: de.BackupID, Err: err})
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			entries = append(entries, SnapshotEntry{BackupID: m.BackupID, Manifest: m})
+		}
+	}
+	for _, e := range entries {
+		if e.Manifest != nil {
+			opts.Live.FilesTotal.Add(e.Manifest.Stats.Files)
+			opts.Live.BytesTotal.Add(e.Manifest.Stats.Bytes)
+		}
+	}
+	opts.Live.WalkDone.Store(true)
+	v := &verifier{r: r, opts: opts, badPack: badPack, onDisk: onDisk, memo: map[ID]string{}}
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		sc := SnapshotCheck{BackupID: e.BackupID}
+		if e.Err != nil {
+			sc.Problems = append(sc.Problems, Problem{Problem: e.Err.Error()})
+		} else {
+			sc.Files, sc.Problems = v.snapshot(ctx, e.Manifest)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		sc.OK = len(sc.Problems) == 0
+		rep.Snapshots = append(rep.Snapshots, sc)
+		r.recordVerify(sc, opts.ReadData)
+	}
+	rep.Duration = time.Since(start)
+	outcome := "ok"
+	if !rep.OK() {
+		outcome = "integrity failure"
+	}
+	var idsDone []string
+	for _, s := range rep.Snapshots {
+		idsDone = append(idsDone, s.BackupID)
+	}
+	r.Audit("verify", map[string]any{"snapshots": idsDone, "read_data": opts.ReadData,
+		"pack_problems": len(rep.Packs), "duration_ms": rep.Duration.Milliseconds()}, outcome)
+	return rep, nil
+}
+
+type verifier struct {
+	r       *Repo
+	opts    VerifyOptions
+	badPack map[ID]string
+	onDisk  map[ID]int64
+	mu      sync.Mutex
+	memo    map[ID]string // content key → problem ("" when sound)
+}
+
+// snapshot checks one snapshot and returns its file count and problems.
+func (v *verifier) snapshot(ctx context.Context, m *Manifest) (int64, []Problem) {
+	var probs []Problem
+	var mu sync.Mutex
+	add := func(rel, p string) {
+		d, b64 := pathFields(rel)
+		mu.Lock()
+		probs = append(probs, Problem{Path: d, PathB64: b64, Problem: p})
+		mu.Unlock()
+	}
+	tree, err := m.TreeID()
+	if err != nil {
+		return 0, []Problem{{Problem: err.Error()}}
+	}
+	var items []Item
+	var files int64
+	type job struct {
+		rel string
+		n   *Node
+	}
+	jobs := make(chan job, 16)
+	g, gctx := errgroup.WithContext(ctx)
+	for i := 0; i < v.opts.Workers; i++ {
+		g.Go(func() error {
+			for j := range jobs {
+				if p := v.file(gctx, j.n); p != "" {
+					add(j.rel, p)
+				}
+			}
+			return nil
+		})
+	}
+	werr := v.r.Walk(ctx, tree, "", func(rel string, n *Node) error {
+		items = append(items, NewItem(rel, n))
+		if n.Type == TypeFile || n.Type == TypeHardlink {
+			files++
+			select {
+			case jobs <- job{rel, n}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	close(jobs)
+	g.Wait()
+	if werr != nil {
+		add("", "trees unreadable: "+werr.Error())
+		return files, probs
+	}
+	if got := RootHash(items); got != m.RootHash {
+		add("", fmt.Sprintf("root hash recomputed from the trees is %s, manifest says %s", got, m.RootHash))
+	}
+	if got := RootHash(m.Items); got != m.RootHash {
+		add("", "manifest items do not match its root hash (manifest edited?)")
+	}
+	sort.Slice(probs, func(i, j int) bool { return probs[i].Path < probs[j].Path })
+	return files, probs
+}
+
+// contentKey identifies a file's content for memoisation across snapshots.
+func contentKey(n *Node) ID {
+	b := make([]byte, 0, 40+len(n.Chunks)*32)
+	b = append(b, n.Hash[:]...)
+	for _, c := range n.Chunks {
+		b = append(b, c.ID[:]...)
+	}
+	return Hash(b)
+}
+
+// file checks one file and returns a problem, or "".
+func (v *verifier) file(ctx context.Context, n *Node) string {
+	key := contentKey(n)
+	v.mu.Lock()
+	p, done := v.memo[key]
+	v.mu.Unlock()
+	if done {
+		v.opts.Live.FilesDone.Add(1)
+		v.opts.Live.BytesDone.Add(n.Size)
+		return p
+	}
+	p = v.checkFile(ctx, n)
+	v.mu.Lock()
+	v.memo[key] = p
+	v.mu.Unlock()
+	v.opts.Live.FilesDone.Add(1)
+	return p
+}
+
+func (v *verifier) checkFile(ctx context.Context, n *Node) string {
+	var sum int64
+	for _, c := range n.Chunks {
+		sum += int64(c.Size)
+		loc, err := v.r.idx.Lookup(ctx, c.ID)
+		if err != nil {
+			return fmt.Sprintf("chunk %s is not in the index", c.ID.Short())
+		}
+		if p, bad := v.badPack[loc.Pack]; bad {
+			return fmt.Sprintf("chunk %s: pack %s %s", c.ID.Short(), loc.Pack.Short(), p)
+		}
+		if size, ok := v.onDisk[loc.Pack]; ok && int64(loc.Offset)+int64(loc.Stored) > size {
+			return fmt.Sprintf("chunk %s lies outside pack %s (size mismatch with index)", c.ID.Short(), loc.Pack.Short())
+		}
+		if loc.Raw != c.Size {
+			return fmt.Sprintf("chunk %s: index says %d bytes, tree says %d", c.ID.Short(), loc.Raw, c.Size)
+		}
+	}
+	if sum != n.Size {
+		return fmt.Sprintf("chunk sizes add up to %d, file size is %d", sum, n.Size)
+	}
+	if !v.opts.ReadData {
+		v.opts.Live.BytesDone.Add(n.Size)
+		return ""
+	}
+	cw := &countWriter{live: v.opts.Live}
+	if _, err := v.r.WriteContent(ctx, n, cw); err != nil {
+		if ctx.Err() != nil {
+			return ""
+		}
+		return err.Error()
+	}
+	return ""
+}
+
+type countWriter struct{ live *Live }
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.live.BytesDone.Add(int64(len(p)))
+	return len(p), nil
+}
+
+var _ io.Writer = (*countWriter)(nil)
+
+func (r *Repo) recordVerify(sc SnapshotCheck, full bool) {
+	name := filepath.Join(r.path, "verify", sc.BackupID+".json")
+	var rec VerifyRecord
+	if b, err := os.ReadFile(name); err == nil {
+		json.Unmarshal(b, &rec)
+	}
+	rec.BackupID = sc.BackupID
+	c := &Check{Time: r.opts.Now().UTC().Format(time.RFC3339), OK: sc.OK, Problems: len(sc.Problems)}
+	if full {
+		rec.Full = c
+	} else {
+		rec.Structural = c
+	}
+	b, _ := json.MarshalIndent(rec, "", " ")
+	os.MkdirAll(filepath.Dir(name), 0o700)
+	if err := writeFileAtomic(name, append(b, '\n'), func(f WriteFile) WriteFile { return f }); err != nil {
+		r.opts.Logger.Warn("verify record not written", "snapshot", sc.BackupID, "err", err)
+	}
+}
+
+// VerifyRecordOf returns the stored verify record of a snapshot.
+func (r *Repo) VerifyRecordOf(id string) (VerifyRecord, bool) {
+	var rec VerifyRecord
+	b, err := os.ReadFile(filepath.Join(r.path, "verify", id+".json"))
+	if err != nil || json.Unmarshal(b, &rec) != nil {
+		return rec, false
+	}
+	return rec, true
+}
+
+// LastKnownGood returns the newest snapshot whose last full verify passed.
+func (r *Repo) LastKnownGood(ctx context.Context) (string, error) {
+	list, err := r.Snapshots(ctx)
+	if err != nil {
+		return "", err
+	}
+	for i := len(list) - 1; i >= 0; i-- {
+		if rec, ok := r.VerifyRecordOf(list[i].BackupID); ok && rec.Full != nil && rec.Full.OK {
+			return list[i].BackupID, nil
+		}
+	}
+	return "", nil
+}
