@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"snapforge/snapshot/audit"
 	"snapforge/snapshot/chunker"
 	"snapforge/snapshot/pack"
 	"snapforge/snapshot/sqlitecap"
@@ -58,6 +59,9 @@ type BackupOptions struct {
 	Live            *Live // nil: not reported
 	// WrapReader lets tests inject read faults into source files. nil: none.
 	WrapReader func(relPath string, r io.Reader) io.Reader
+	// BeforeOpen is called with a file's relative path after it was listed
+	// and before it is opened, so tests can race it (FAULTS D2, D3). nil: none.
+	BeforeOpen func(relPath string)
 }
 
 func (o BackupOptions) withDefaults() BackupOptions {
@@ -117,7 +121,7 @@ type backup struct {
 	rootDev          uint64
 	skipMounts       map[string]bool
 
-	jobs chan *fileJob
+	jobs  chan *fileJob
 	blobs chan blobJob
 	packs chan packJob
 
@@ -155,7 +159,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 		return nil, err
 	}
 	o := opts.withDefaults()
-	params := map[string]any{"root": o.Root, "strategy": o.Strategy, "units": o.Includes}
+	params := map[string]any{"root": audit.Escape([]byte(o.Root)), "strategy": o.Strategy, "units": o.Includes}
 	defer func() {
 		if err != nil {
 			r.Audit("backup", params, "failed: "+err.Error())
@@ -171,7 +175,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 		return nil, fmt.Errorf("backup %s: %w", o.Root, err)
 	}
 	o.Root = root
-	params["root"] = root
+	params["root"] = audit.Escape([]byte(root))
 	var rootSt unix.Stat_t
 	if err := unix.Stat(root, &rootSt); err != nil {
 		return nil, fmt.Errorf("backup: source %s: %w", root, err)
@@ -516,7 +520,7 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 			continue // an ancestor keeps only selected children
 		}
 		sqlite := b.inSQLite(crel)
-		if sqlite && isSQLiteSidecar(name, present) {
+		if base, ok := sqliteSidecarOf(crel, name, present); ok && b.inSQLite(base) {
 			continue // -wal/-shm/-journal: the online backup already holds their content
 		}
 		n := nodeFromStat(name, &st)
@@ -626,13 +630,15 @@ func (b *backup) relOf(n *Node) string {
 	return b.hlPath[n]
 }
 
-func isSQLiteSidecar(name string, present map[string]bool) bool {
+// sqliteSidecarOf reports whether name is a -wal, -shm or -journal file
+// beside a database in the same directory, and returns the database's path.
+func sqliteSidecarOf(rel, name string, present map[string]bool) (string, bool) {
 	for _, suf := range []string{"-wal", "-shm", "-journal"} {
-		if strings.HasSuffix(name, suf) && present[strings.TrimSuffix(name, suf)] {
-			return true
+		if base := strings.TrimSuffix(name, suf); base != name && present[base] {
+			return strings.TrimSuffix(rel, suf), true
 		}
 	}
-	return false
+	return "", false
 }
 
 // readDirNames returns the names in dir sorted by bytes.
@@ -746,6 +752,9 @@ func (b *backup) saveFile(ctx context.Context, ch *chunker.Chunker, j *fileJob) 
 		if err == nil && ok {
 			return b.saveSQLite(ctx, ch, j)
 		}
+	}
+	if b.o.BeforeOpen != nil {
+		b.o.BeforeOpen(j.rel)
 	}
 	// O_NOFOLLOW|O_NONBLOCK: a file swapped for a symlink or FIFO after lstat
 	// is neither followed nor waited on (FAULTS D3).

@@ -274,6 +274,9 @@ func Open(ctx context.Context, path string, opts Options) (*Repo, error) {
 	}
 	if r.audit, err = audit.Open(r.dir("audit"), o.Now); err != nil {
 		r.Close()
+		if errors.Is(err, audit.ErrDamaged) {
+			return nil, fmt.Errorf("the audit trail is damaged or was altered (%w); see `snapforge audit verify`, then record that you have seen it with `snapforge audit acknowledge` to continue", err)
+		}
 		return nil, fmt.Errorf("open audit trail: %w", err)
 	}
 	if r.idx != nil {
@@ -415,4 +418,6 @@ func (r *Repo) packPath(id ID) string {
 }
 
 // isHiddenTemp reports names of our temporary files.
-func isHiddenTemp(name string) bool { return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") }
+func isHiddenTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
+}

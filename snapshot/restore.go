@@ -18,6 +18,8 @@ import (
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
+
+	"snapforge/snapshot/audit"
 )
 
 // RestoreOptions configure a plain restore into a new or empty directory.
@@ -99,7 +101,7 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	if err != nil {
 		return nil, fmt.Errorf("restore: target %s: %w", opts.Target, err)
 	}
-	params := map[string]any{"backup_id": m.BackupID, "target": target, "include": opts.Include}
+	params := map[string]any{"backup_id": m.BackupID, "target": audit.Escape([]byte(target)), "include": opts.Include}
 	defer func() {
 		outcome := "ok"
 		if err != nil {

@@ -594,7 +594,7 @@ func selectedBy(includes []string, rel string) bool {
 	return false
 }
 
-var cmdAudit = &command{name: "audit", usage: "[verify]", summary: "print the audit trail, or verify its hash chain"}
+var cmdAudit = &command{name: "audit", usage: "[verify|acknowledge]", summary: "print the audit trail, verify its hash chain, or acknowledge damage found so work can go on"}
 
 func init() {
 	cmdAudit.run = func(ctx context.Context, a *app, args []string) error {
@@ -614,8 +614,17 @@ func init() {
 		if len(pos) == 1 && pos[0] == "verify" {
 			return a.auditVerify(p, dir)
 		}
+		if len(pos) == 1 && pos[0] == "acknowledge" {
+			o := a.options("audit acknowledge")
+			ev, err := audit.Acknowledge(dir, time.Now, o.Actor)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "recorded acknowledged_damage at seq %d; the damage stays visible to `audit verify`\n", ev.Seq)
+			return nil
+		}
 		if len(pos) > 0 {
-			return &usageError{"audit takes only the word verify"}
+			return &usageError{"audit takes only the word verify or acknowledge"}
 		}
 		evs, err := audit.ReadAll(dir)
 		if err != nil {

@@ -115,14 +115,16 @@ type Log struct {
 	broken error    // first write, fsync or HEAD failure; appends stop
 }
 
-// Open opens the trail in dir for appending, creating dir and the trail if
-// absent, and locks it (ErrLocked if another Log holds it). now supplies event
-// times; nil means time.Now.
+// Open opens the trail in dir for appending, creating dir, audit.jsonl and
+// HEAD if absent, and locks it (ErrLocked if another Log holds it). now
+// supplies the times of events that have none; nil means time.Now. It is
+// called with the Log's lock held and must not call the Log.
 //
-// Open verifies the whole trail first. It repairs the two states a crash can
-// leave: a torn last line is truncated and a recovered_torn_tail event
-// appended; a HEAD one line behind is rewritten. Any other problem makes Open
-// return a *DamageError and change nothing; see Acknowledge.
+// Open verifies the whole trail first (it reads the whole file). It repairs
+// the two states a crash can leave: a torn last line is truncated and a
+// recovered_torn_tail event appended; a HEAD one line behind is rewritten.
+// Any other problem makes Open return a *DamageError and write nothing (at
+// most an empty audit.jsonl is created where none was); see Acknowledge.
 func Open(dir string, now func() time.Time) (*Log, error) {
 	l, t, err := openLocked(dir, now)
 	if err != nil {

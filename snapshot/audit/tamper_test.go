@@ -57,7 +57,7 @@ func TestTamperDeleteMiddleLine(t *testing.T) {
 	writeLines(t, dir, append(ls[:4:4], ls[5:]...)) // seq 5 gone
 	r := verify(t, dir)
 	wantProblems(t, r, Problem{Seq: 6, Line: 5, Kind: KindSeqGap})
-	if !strings.Contains(r.Problems[0].Detail, "seq 5 to 5 missing") {
+	if !strings.Contains(r.Problems[0].Detail, "seq 5 missing") {
 		t.Errorf("detail: %s", r.Problems[0])
 	}
 

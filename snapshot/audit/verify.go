@@ -109,7 +109,8 @@ type Problem struct {
 	Detail string
 }
 
-// String renders p as "<kind> at seq n (line l): detail".
+// String renders p as "<kind> at seq n (line l): detail", leaving out what
+// p does not have.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.Kind)
@@ -118,7 +119,7 @@ func (p Problem) String() string {
 		fmt.Fprintf(&b, " at seq %d (line %d)", p.Seq, p.Line)
 	case p.Line > 0:
 		fmt.Fprintf(&b, " at line %d", p.Line)
-	default:
+	case p.Seq > 0:
 		fmt.Fprintf(&b, " at seq %d", p.Seq)
 	}
 	if p.Detail != "" {
@@ -291,15 +292,15 @@ func (t *trail) line(raw []byte, n int) {
 	p := Problem{Seq: e.Seq, Line: n}
 	switch first, dup := t.lastLine == 0, t.seen[e.Seq]; {
 	case first && e.Seq != 1:
-		p.Kind, p.Detail = KindSeqGap, fmt.Sprintf("the trail starts at seq %d: seq 1 to %d missing", e.Seq, e.Seq-1)
+		p.Kind, p.Detail = KindSeqGap, fmt.Sprintf("the trail starts at seq %d: %s", e.Seq, missing(1, e.Seq-1))
 	case first && e.Prev != "":
 		p.Kind, p.Detail = KindChainBreak, fmt.Sprintf("seq 1 has prev %s, want none", Escape([]byte(e.Prev)))
 	case first:
 	case dup > 0:
 		p.Kind, p.Detail = KindDuplicate, fmt.Sprintf("seq %d is already on line %d", e.Seq, dup)
 	case e.Seq > t.last.Seq+1:
-		p.Kind, p.Detail = KindSeqGap, fmt.Sprintf("seq %d follows seq %d (line %d): seq %d to %d missing",
-			e.Seq, t.last.Seq, t.lastLine, t.last.Seq+1, e.Seq-1)
+		p.Kind, p.Detail = KindSeqGap, fmt.Sprintf("seq %d follows seq %d (line %d): %s",
+			e.Seq, t.last.Seq, t.lastLine, missing(t.last.Seq+1, e.Seq-1))
 	case e.Seq < t.last.Seq+1:
 		p.Kind, p.Detail = KindReorder, fmt.Sprintf("seq %d follows seq %d (line %d)", e.Seq, t.last.Seq, t.lastLine)
 	case e.Prev != t.last.Hash:
@@ -320,6 +321,14 @@ func (t *trail) line(raw []byte, n int) {
 	}
 	t.last, t.lastLine, t.maxSeq = e, n, max(t.maxSeq, e.Seq)
 	t.report.Head = Head{Seq: e.Seq, Hash: e.Hash}
+}
+
+// missing describes the absent seqs from..to.
+func missing(from, to uint64) string {
+	if from == to {
+		return fmt.Sprintf("seq %d missing", from)
+	}
+	return fmt.Sprintf("seq %d to %d missing", from, to)
 }
 
 // parseLine decodes one line (without its newline) and returns the event and
@@ -364,7 +373,7 @@ func (t *trail) checkHead(raw []byte, present bool) {
 	h, err := parseHead(raw)
 	switch {
 	case err != nil:
-		t.problem(Problem{Kind: KindHeadMismatch, Detail: "HEAD is unreadable: " + err.Error()})
+		t.problem(Problem{Kind: KindHeadMismatch, Detail: "HEAD is unreadable: " + Escape([]byte(err.Error()))})
 	case h == last:
 	case h.Seq > last.Seq:
 		t.problem(Problem{Seq: h.Seq, Kind: KindHeadMismatch,

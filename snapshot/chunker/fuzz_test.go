@@ -71,6 +71,7 @@ func FuzzResync(f *testing.F) {
 	f.Add(randomData(3000, 32), uint32(3000), []byte("append"))
 	f.Add(mixedData(3000, 33, small), uint32(1777), bytes.Repeat([]byte{0}, 100))
 	f.Add(make([]byte, 3000), uint32(2000), []byte{1})
+	f.Add(randomData(3000, 34), uint32(1000), randomData(700, 35)) // shifts chunk indexes
 	f.Fuzz(func(t *testing.T, data []byte, k32 uint32, ins []byte) {
 		p := small
 		k := int(k32 % uint32(len(data)+1))

@@ -16,11 +16,15 @@ const (
 )
 
 // encoder is shared: EncodeAll is safe for concurrent use and keeps an internal
-// pool of GOMAXPROCS encoder states, created on first use.
+// pool of GOMAXPROCS encoder states, created on first use. Each state keeps a
+// history of twice the window, so the window is 1 MiB (the average chunk)
+// rather than the default 8 MiB: 2 MiB instead of 16 MiB per core, for a ratio
+// that measured the same on 4 MiB inputs.
 var encoder = sync.OnceValue(func() *zstd.Encoder {
 	e, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithWindowSize(1<<20),
 		zstd.WithEncoderCRC(false), // the caller checks BLAKE3 of the plaintext
 	)
 	if err != nil {
@@ -49,15 +53,18 @@ var decoder = sync.OnceValue(func() *zstd.Decoder {
 // with zstd at the fastest level and keeps the result only when it saves at
 // least 1/32 of len(raw) and at least 64 bytes; otherwise it returns raw itself
 // (not a copy) with CodecRaw. The zstd output is built in dst's backing array
-// when it is large enough. Compress is safe for concurrent use.
+// when its capacity allows for the worst case (a little over len(raw)), else
+// in a new buffer. To reuse the output buffer, keep stored only when codec is
+// CodecZstd: with CodecRaw it is raw. Compress is safe for concurrent use.
 func Compress(dst, raw []byte) (stored []byte, codec uint8) {
 	if len(raw) <= minSaving { // the frame header alone eats the saving
 		return raw, CodecRaw
 	}
-	if cap(dst) < len(raw) {
-		dst = make([]byte, 0, len(raw))
+	enc := encoder()
+	if n := enc.MaxEncodedSize(len(raw)); cap(dst) < n {
+		dst = make([]byte, 0, n) // room for the worst case: EncodeAll never reallocates
 	}
-	out := encoder().EncodeAll(raw, dst[:0])
+	out := enc.EncodeAll(raw, dst[:0])
 	saved := len(raw) - len(out)
 	if saved < minSaving || saved < len(raw)/minSavingDiv {
 		return raw, CodecRaw

@@ -76,6 +76,7 @@ func TestCompressDecodeReuseBuffers(t *testing.T) {
 	raw := textish(rand.New(rand.NewPCG(1, 1)), 100<<10)
 	dst := make([]byte, 0, 200<<10)
 	stored, codec := Compress(dst, raw)
+
 	if codec != CodecZstd || &stored[:1][0] != &dst[:1][0] {
 		t.Fatal("Compress did not build its output in dst")
 	}
@@ -210,15 +211,15 @@ func TestDecodeDoesNotCheckHash(t *testing.T) {
 
 func TestCompressDecodeConcurrent(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
-	raws := make([][]byte, 16)
+	raws := make([][]byte, 8)
 	for i := range raws {
-		raws[i] = blobData(rng, i, rng.IntN(64<<10))
+		raws[i] = blobData(rng, i, rng.IntN(32<<10))
 	}
 	var wg sync.WaitGroup
-	for g := range 8 {
+	for g := range 4 {
 		wg.Go(func() {
 			var cbuf, dbuf []byte
-			for i := range 4 * len(raws) {
+			for i := range 2 * len(raws) {
 				raw := raws[(g+i)%len(raws)]
 				stored, codec := Compress(cbuf, raw)
 				out, err := Decode(dbuf, stored, codec, uint32(len(raw)))

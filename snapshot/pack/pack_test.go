@@ -25,10 +25,10 @@ func TestRoundTrip(t *testing.T) {
 		switch {
 		case i < 6:
 			size = []int{0, 1, 63, 64, 65, 200}[i]
-		case i%200 == 0:
-			size = 1<<20 + rng.IntN(3<<20) // a few chunk-sized blobs
+		case i%250 == 0:
+			size = 1<<20 + rng.IntN(1<<20) // a few chunk-sized blobs
 		default:
-			size = int(math.Exp(rng.Float64() * math.Log(256<<10))) // log-uniform up to 256 KiB
+			size = int(math.Exp(rng.Float64() * math.Log(128<<10))) // log-uniform up to 128 KiB
 		}
 		raws[i] = blobData(rng, rng.IntN(4), size)
 	}

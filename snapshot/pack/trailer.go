@@ -79,8 +79,9 @@ func ReadTrailer(r io.ReaderAt, size int64) ([]Blob, error) {
 	blobs := make([]Blob, count)
 	next := uint64(headerSize) // where the next blob must start
 	for i := range blobs {
-		b := getEntry(buf[countSize+i*entrySize:])
-		if msg := checkEntry(b); msg != "" {
+		blobs[i] = getEntry(buf[countSize+i*entrySize:])
+		b := &blobs[i] // in the slice: naming b.ID in errors must not move a copy to the heap
+		if msg := checkEntry(*b); msg != "" {
 			return nil, corrupt("pack trailer entry %d (blob %x): %s", i, b.ID[:6], msg)
 		}
 		switch {
@@ -94,7 +95,6 @@ func ReadTrailer(r io.ReaderAt, size int64) ([]Blob, error) {
 			return nil, corrupt("pack trailer entry %d (blob %x): %d stored bytes at offset %d run past the blob area, which ends at %d", i, b.ID[:6], b.Stored, b.Offset, tstart)
 		}
 		next = b.Offset + uint64(b.Stored)
-		blobs[i] = b
 	}
 	if next != uint64(tstart) {
 		return nil, corrupt("pack trailer is damaged: blobs end at %d but the trailer starts at %d", next, tstart)

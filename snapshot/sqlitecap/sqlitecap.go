@@ -188,10 +188,11 @@ func (r *reader) close() {
 }
 
 // copyTo copies the snapshot into the empty database dst with the online
-// backup API. sqlite3_backup_step opens a read transaction of its own only
-// when the source connection has none; ours is open, so every step reads the
-// same snapshot and the copy never restarts.
-func (r *reader) copyTo(ctx context.Context, dst string, opts Options) error {
+// backup API, step pages at a time, checking ctx between steps.
+// sqlite3_backup_step opens a read transaction of its own only when the
+// source connection has none; ours is open, so every step reads the same
+// snapshot and the copy never restarts.
+func (r *reader) copyTo(ctx context.Context, dst string, opts Options, step int32) error {
 	// synchronous=off: dst is a scratch file that is read back at once; after
 	// a crash it is deleted, never trusted.
 	dstDSN := dsn(dst, "rw", opts.BusyTimeout) + "&_pragma=synchronous(off)"
@@ -211,7 +212,7 @@ func (r *reader) copyTo(ctx context.Context, dst string, opts Options) error {
 				bk.Finish() // rolls back dst's write transaction
 				return err
 			}
-			if more, err = bk.Step(stepPages); err != nil {
+			if more, err = bk.Step(step); err != nil {
 				bk.Finish()
 				return fmt.Errorf("copy pages: %w", translate(err))
 			}
@@ -231,7 +232,7 @@ func backup(ctx context.Context, src, dst string, opts Options) error {
 		return err
 	}
 	defer r.close()
-	return r.copyTo(ctx, dst, opts)
+	return r.copyTo(ctx, dst, opts, stepPages)
 }
 
 // Check runs PRAGMA integrity_check on the database at path, read-only,

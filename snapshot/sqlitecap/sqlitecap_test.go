@@ -244,13 +244,27 @@ func TestCaptureDestinationExists(t *testing.T) {
 	}
 }
 
+// stepsCtx is a context whose Err reports cancellation from its n-th call
+// on, which is how copyTo sees a cancel between two steps.
+type stepsCtx struct {
+	context.Context
+	n int
+}
+
+func (c *stepsCtx) Err() error {
+	if c.n--; c.n <= 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
 func TestCaptureCanceled(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.db")
 	db := openApp(t, src, "")
 	mustExec(t, db, "CREATE TABLE t(v BLOB)")
-	mustExec(t, db, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 3000)
-		INSERT INTO t SELECT randomblob(2000) FROM n`) // ~1500 pages: more than one step
+	mustExec(t, db, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100)
+		INSERT INTO t SELECT randomblob(1000) FROM n`) // about 30 pages
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -260,8 +274,10 @@ func TestCaptureCanceled(t *testing.T) {
 	}
 	assertAbsent(t, dst)
 
-	// Cancel between two steps of the copy itself.
-	r, err := openReader(t.Context(), src, Options{}.withDefaults())
+	// Cancel after three steps of two pages: the copy stops and dst's write
+	// transaction is rolled back.
+	opts := Options{}.withDefaults()
+	r, err := openReader(t.Context(), src, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,10 +285,25 @@ func TestCaptureCanceled(t *testing.T) {
 	if err := os.WriteFile(dst, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel = context.WithCancel(t.Context())
-	cancel()
-	if err := r.copyTo(ctx, dst, Options{}.withDefaults()); !errors.Is(err, context.Canceled) {
+	if err := r.copyTo(&stepsCtx{Context: t.Context(), n: 4}, dst, opts, 2); !errors.Is(err, context.Canceled) {
 		t.Fatalf("copyTo = %v, want context.Canceled", err)
+	}
+	if fi, err := os.Stat(dst); err != nil || fi.Size() != 0 {
+		t.Errorf("dst after a canceled copy: %v, %v; want it empty", fi, err)
+	}
+	assertNoSideFiles(t, dst)
+	// The same snapshot still copies in full.
+	if err := os.Remove(dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.copyTo(t.Context(), dst, opts, 2); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, openCopy(t, dst), "SELECT count(*) FROM t"); n != 100 {
+		t.Errorf("copy has %d rows, want 100", n)
 	}
 }
 

@@ -1,0 +1,1005 @@
+package snapshot_test
+
+// Tests for the FAULTS.md rows about repository corruption (A), resource
+// exhaustion and I/O errors on the repository side (C1, C5), the owner lock
+// (G3) and cancellation (B8), through the real engine and the real Badger
+// index. Source-side faults are in source_faults_test.go. Helpers shared by
+// both files are prefixed flt so they never clash with other test files.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"snapforge/index/indextest"
+	"snapforge/snapshot"
+	"snapforge/snapshot/pack"
+)
+
+// ---- helpers (shared with source_faults_test.go) ----
+
+const fltMarker = ".snapforge-restore-in-progress"
+
+// fltWrite writes data to p, creating its parent directories.
+func fltWrite(t testing.TB, p string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fltText returns n bytes of compressible text that depends on seed.
+func fltText(seed uint64, n int) []byte {
+	words := []string{"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"}
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var b bytes.Buffer
+	for b.Len() < n {
+		fmt.Fprintf(&b, "%s %d ", words[rng.IntN(len(words))], rng.IntN(1000))
+		if rng.IntN(12) == 0 {
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()[:n]
+}
+
+// fltRandom returns n incompressible bytes that depend on seed.
+func fltRandom(seed uint64, n int) []byte {
+	var s [32]byte
+	binary.LittleEndian.PutUint64(s[:], seed)
+	b := make([]byte, n)
+	rand.NewChaCha8(s).Read(b)
+	return b
+}
+
+// fltSource creates a source tree from rel path → content and returns its root.
+func fltSource(t testing.TB, files map[string][]byte) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "src")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for rel, data := range files {
+		fltWrite(t, filepath.Join(root, rel), data)
+	}
+	return root
+}
+
+// fltBackup backs up root and fails the test on error.
+func fltBackup(t testing.TB, r *snapshot.Repo, root string, mod ...func(*snapshot.BackupOptions)) *snapshot.Manifest {
+	t.Helper()
+	o := snapshot.BackupOptions{Root: root}
+	for _, m := range mod {
+		m(&o)
+	}
+	m, err := r.Backup(context.Background(), o)
+	if err != nil {
+		t.Fatalf("backup %s: %v", root, err)
+	}
+	return m
+}
+
+// fltRestore restores m into a new directory and returns it.
+func fltRestore(t testing.TB, r *snapshot.Repo, m *snapshot.Manifest) string {
+	t.Helper()
+	target := filepath.Join(t.TempDir(), "restore")
+	if _, err := r.Restore(context.Background(), m, snapshot.RestoreOptions{Target: target}); err != nil {
+		t.Fatalf("restore %s: %v", m.BackupID, err)
+	}
+	return target
+}
+
+// fltCompare compares the source tree with a restored one byte for byte
+// (content, modes, mtimes, links). Paths in skipSrc are left out of the
+// source side only, so finding one of them in the target is a failure.
+func fltCompare(t testing.TB, src, target string, skipSrc ...string) {
+	t.Helper()
+	skip := map[string]bool{}
+	for _, s := range skipSrc {
+		skip[s] = true
+	}
+	want := indextest.Digest(t, src, func(rel string) bool { return skip[rel] })
+	got := indextest.Digest(t, target, func(rel string) bool { return rel == fltMarker })
+	indextest.CompareDigests(t, want, got)
+}
+
+// fltNames lists the names in dir (none when it does not exist).
+func fltNames(t testing.TB, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// fltNoTemp fails the test if <repo>/tmp holds anything.
+func fltNoTemp(t testing.TB, repo string) {
+	t.Helper()
+	if names := fltNames(t, filepath.Join(repo, "tmp")); len(names) > 0 {
+		t.Fatalf("temporary files left in %s/tmp: %q", repo, names)
+	}
+}
+
+// fltPacks returns the paths of every pack file in the repository.
+func fltPacks(t testing.TB, repo string) []string {
+	t.Helper()
+	out, err := filepath.Glob(filepath.Join(repo, "packs", "*", "*.pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// fltPackID returns the id of the pack file at p.
+func fltPackID(t testing.TB, p string) snapshot.ID {
+	t.Helper()
+	id, err := snapshot.ParseID(strings.TrimSuffix(filepath.Base(p), ".pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// fltTrailer reads the trailer of the pack file at p.
+func fltTrailer(t testing.TB, p string) []pack.Blob {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := pack.ReadTrailer(f, fi.Size())
+	if err != nil {
+		t.Fatalf("read trailer of %s: %v", p, err)
+	}
+	return blobs
+}
+
+// fltLocate finds blob id in the pack files (not through the index) and
+// returns the pack's path and the blob's trailer entry.
+func fltLocate(t testing.TB, repo string, id snapshot.ID) (string, pack.Blob) {
+	t.Helper()
+	for _, p := range fltPacks(t, repo) {
+		for _, b := range fltTrailer(t, p) {
+			if b.ID == id {
+				return p, b
+			}
+		}
+	}
+	t.Fatalf("blob %s is in no pack of %s", id.Short(), repo)
+	return "", pack.Blob{}
+}
+
+// fltCheck returns the verify result of one snapshot.
+func fltCheck(t testing.TB, rep *snapshot.VerifyReport, id string) snapshot.SnapshotCheck {
+	t.Helper()
+	for _, s := range rep.Snapshots {
+		if s.BackupID == id {
+			return s
+		}
+	}
+	t.Fatalf("snapshot %s not in the verify report (%+v)", id, rep.Snapshots)
+	return snapshot.SnapshotCheck{}
+}
+
+// fltVerify runs Verify and fails the test on an operational error.
+func fltVerify(t testing.TB, r *snapshot.Repo, readData bool, ids ...string) *snapshot.VerifyReport {
+	t.Helper()
+	rep, err := r.Verify(context.Background(), ids, snapshot.VerifyOptions{ReadData: readData})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return rep
+}
+
+// fltVerifyOK runs a read-all-data verify of ids and requires it to pass.
+func fltVerifyOK(t testing.TB, r *snapshot.Repo, ids ...string) {
+	t.Helper()
+	rep := fltVerify(t, r, true, ids...)
+	if !rep.OK() {
+		t.Fatalf("verify --read-data failed: packs %+v, snapshots %+v", rep.Packs, rep.Snapshots)
+	}
+	if len(ids) > 0 && len(rep.Snapshots) != len(ids) {
+		t.Fatalf("verify checked %d snapshots, want %d", len(rep.Snapshots), len(ids))
+	}
+}
+
+// fltItem returns the manifest item at path p.
+func fltItem(m *snapshot.Manifest, p string) (snapshot.Item, bool) {
+	for _, it := range m.Items {
+		if it.RawPath() == p {
+			return it, true
+		}
+	}
+	return snapshot.Item{}, false
+}
+
+// fltReopen closes r and opens the repository again, so startup recovery runs.
+func fltReopen(t testing.TB, r *snapshot.Repo, repo string, mod ...func(*snapshot.Options)) *snapshot.Repo {
+	t.Helper()
+	if err := r.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	return indextest.OpenRepo(t, repo, mod...)
+}
+
+// fltLaterClock makes every file of the test older than the engine's
+// timestamp-granularity window, so incremental backups may trust them (the
+// clock is the one fake the rules allow).
+func fltLaterClock(o *snapshot.Options) {
+	o.Now = func() time.Time { return time.Now().Add(time.Hour) }
+}
+
+// ---- A. Repository corruption ----
+
+// FAULTS A1: one flipped byte inside a chunk's compressed payload.
+func TestFaultsA1FlippedPayloadByte(t *testing.T) {
+	ctx := t.Context()
+	r, repo := indextest.NewRepo(t)
+	damaged := fltText(1, 64<<10) // one chunk: below the chunker's minimum
+	src1 := fltSource(t, map[string][]byte{"a.txt": damaged, "b.txt": fltText(2, 64<<10)})
+	src2 := fltSource(t, map[string][]byte{"sub/a-copy.txt": damaged, "c.txt": fltText(3, 10<<10)})
+	src3 := fltSource(t, map[string][]byte{"d.txt": fltText(4, 10<<10)})
+	s1 := fltBackup(t, r, src1)
+	s2 := fltBackup(t, r, src2)
+	s3 := fltBackup(t, r, src3)
+
+	chunk := snapshot.Hash(damaged)
+	packPath, blob := fltLocate(t, repo, chunk)
+	if blob.Codec != pack.CodecZstd {
+		t.Fatalf("chunk stored with codec %d; the test wants a compressed payload", blob.Codec)
+	}
+	packID := fltPackID(t, packPath)
+	f, err := os.OpenFile(packPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := int64(blob.Offset) + int64(blob.Stored)/2
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r = fltReopen(t, r, repo)
+
+	// The structural check reads no chunk data, so a payload byte flip with
+	// unchanged lengths is invisible to it: that is what ReadData is for.
+	if rep := fltVerify(t, r, false); !rep.OK() {
+		t.Fatalf("structural verify found something it cannot see: packs %+v snapshots %+v", rep.Packs, rep.Snapshots)
+	}
+
+	rep := fltVerify(t, r, true)
+	if rep.OK() || len(rep.Packs) != 0 {
+		t.Fatalf("read-data verify: ok=%v packs=%+v, want a snapshot-level failure and no pack-level problem", rep.OK(), rep.Packs)
+	}
+	for _, c := range []struct {
+		m    *snapshot.Manifest
+		path string
+	}{{s1, "a.txt"}, {s2, "sub/a-copy.txt"}} {
+		sc := fltCheck(t, rep, c.m.BackupID)
+		if sc.OK || len(sc.Problems) != 1 || sc.Problems[0].Path != c.path {
+			t.Fatalf("snapshot %s: %+v, want exactly one problem for %s", c.m.BackupID, sc, c.path)
+		}
+		msg := sc.Problems[0].Problem
+		for _, want := range []string{chunk.Short(), packID.Short(), "corrupt"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("snapshot %s problem %q does not name %q", c.m.BackupID, msg, want)
+			}
+		}
+	}
+	if sc := fltCheck(t, rep, s3.BackupID); !sc.OK {
+		t.Fatalf("snapshot %s does not use the chunk but failed: %+v", s3.BackupID, sc)
+	}
+
+	target := filepath.Join(t.TempDir(), "restore")
+	res, err := r.Restore(ctx, s1, snapshot.RestoreOptions{Target: target})
+	var rf *snapshot.RestoreFailedError
+	if !errors.As(err, &rf) {
+		t.Fatalf("restore of the damaged snapshot: err = %v, want *RestoreFailedError", err)
+	}
+	if len(rf.Failed) != 1 || rf.Failed[0].Path != "a.txt" || !strings.Contains(err.Error(), "a.txt") {
+		t.Fatalf("restore failure %q (%+v) must name exactly a.txt", err, rf.Failed)
+	}
+	if res == nil || res.Files != 1 {
+		t.Fatalf("restore result %+v, want 1 file restored", res)
+	}
+	// The other file is byte-identical; nothing of a.txt remains, not even
+	// its temporary name.
+	fltCompare(t, src1, target, "a.txt")
+	for _, n := range fltNames(t, target) {
+		if strings.HasPrefix(n, ".sfr-") || n == "a.txt" {
+			t.Fatalf("partial file %q left at the target", n)
+		}
+	}
+}
+
+// FAULTS A3: a pack truncated in the middle of a blob.
+func TestFaultsA3TruncatedPack(t *testing.T) {
+	ctx := t.Context()
+	r, repo := indextest.NewRepo(t, fltLaterClock)
+	files := map[string][]byte{"a.txt": fltText(5, 80<<10), "b.bin": fltRandom(6, 70<<10), "c.txt": fltText(7, 9<<10)}
+	src := fltSource(t, files)
+	old := fltBackup(t, r, src)
+
+	packs := fltPacks(t, repo)
+	if len(packs) != 1 {
+		t.Fatalf("%d packs after one small backup, want 1", len(packs))
+	}
+	cut := fltPackID(t, packs[0])
+	first := fltTrailer(t, packs[0])[0]
+	if err := os.Truncate(packs[0], int64(first.Offset)+int64(first.Stored)/2); err != nil {
+		t.Fatal(err)
+	}
+	r = fltReopen(t, r, repo)
+
+	rep := fltVerify(t, r, false)
+	if len(rep.Packs) != 1 || rep.Packs[0].Pack != cut.String() || !strings.Contains(rep.Packs[0].Problem, "size mismatch with index") {
+		t.Fatalf("structural verify packs = %+v, want %s with a size mismatch with index", rep.Packs, cut.Short())
+	}
+	if sc := fltCheck(t, rep, old.BackupID); sc.OK {
+		t.Fatalf("snapshot %s reads from the truncated pack but verified OK", old.BackupID)
+	}
+
+	// The next backup of the same source must store the chunks again, not
+	// deduplicate against the truncated pack.
+	m := fltBackup(t, r, src)
+	var total int64
+	for rel, data := range files {
+		total += int64(len(data))
+		loc, err := r.Index().Lookup(ctx, snapshot.Hash(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if loc.Pack == cut {
+			t.Fatalf("chunk of %s still indexed in the truncated pack", rel)
+		}
+	}
+	if m.Stats.NewBytes < total {
+		t.Fatalf("new backup stored %d new bytes, want at least the %d bytes of the files", m.Stats.NewBytes, total)
+	}
+	rep = fltVerify(t, r, true, m.BackupID)
+	if sc := fltCheck(t, rep, m.BackupID); !sc.OK {
+		t.Fatalf("new snapshot failed read-data verify: %+v", sc)
+	}
+	fltCompare(t, src, fltRestore(t, r, m))
+
+	// Chunks are content-addressed: the re-stored copies carry the same ids
+	// (and, the metadata being unchanged, the trees too), so the old snapshot
+	// now reads entirely from the new pack and verifies OK. The truncated pack
+	// itself is still reported until prune removes it.
+	rep = fltVerify(t, r, true, old.BackupID)
+	if sc := fltCheck(t, rep, old.BackupID); !sc.OK {
+		t.Fatalf("old snapshot after the re-store: %+v, want OK (same content ids)", sc)
+	}
+	if len(rep.Packs) != 1 || rep.Packs[0].Pack != cut.String() {
+		t.Fatalf("packs = %+v, want the truncated pack still reported", rep.Packs)
+	}
+	fltCompare(t, src, fltRestore(t, r, old))
+}
+
+// FAULTS A4: a pack that snapshots reference is deleted.
+func TestFaultsA4DeletedPack(t *testing.T) {
+	ctx := t.Context()
+	r, repo := indextest.NewRepo(t)
+	shared, other := fltText(8, 60<<10), fltText(9, 50<<10)
+	src1 := fltSource(t, map[string][]byte{"a.txt": shared})
+	src2 := fltSource(t, map[string][]byte{"a.txt": shared, "docs/b.txt": other})
+	src3 := fltSource(t, map[string][]byte{"b.txt": other})
+	s1 := fltBackup(t, r, src1) // pack P1: a.txt's chunk and s1's tree
+	s2 := fltBackup(t, r, src2) // a.txt deduplicated into P1; b.txt and the trees in P2
+	s3 := fltBackup(t, r, src3) // b.txt deduplicated into P2; nothing in P1
+
+	p1, _ := fltLocate(t, repo, snapshot.Hash(shared))
+	gone := fltPackID(t, p1)
+	if err := os.Remove(p1); err != nil {
+		t.Fatal(err)
+	}
+	r = fltReopen(t, r, repo)
+
+	rep := fltVerify(t, r, false)
+	if len(rep.Packs) != 1 || rep.Packs[0].Pack != gone.String() || !strings.Contains(rep.Packs[0].Problem, "missing") {
+		t.Fatalf("packs = %+v, want %s reported missing", rep.Packs, gone.Short())
+	}
+	// s1's own tree was in the deleted pack: the snapshot is listed as
+	// affected, its files cannot be listed any more.
+	if sc := fltCheck(t, rep, s1.BackupID); sc.OK || len(sc.Problems) != 1 || !strings.Contains(sc.Problems[0].Problem, "trees unreadable") {
+		t.Fatalf("snapshot %s: %+v, want its trees reported unreadable", s1.BackupID, sc)
+	}
+	sc := fltCheck(t, rep, s2.BackupID)
+	if sc.OK || len(sc.Problems) != 1 || sc.Problems[0].Path != "a.txt" ||
+		!strings.Contains(sc.Problems[0].Problem, gone.Short()) || !strings.Contains(sc.Problems[0].Problem, "missing") {
+		t.Fatalf("snapshot %s: %+v, want exactly a.txt reported with the missing pack %s", s2.BackupID, sc, gone.Short())
+	}
+	if sc := fltCheck(t, rep, s3.BackupID); !sc.OK {
+		t.Fatalf("snapshot %s does not use the deleted pack but failed: %+v", s3.BackupID, sc)
+	}
+
+	// Startup recovery (the reopen above) noted the missing pack, so the next
+	// backup stores a.txt's chunk again instead of deduplicating against it.
+	m := fltBackup(t, r, src2)
+	loc, err := r.Index().Lookup(ctx, snapshot.Hash(shared))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loc.Pack == gone {
+		t.Fatal("the chunk is still indexed in the deleted pack: the backup deduplicated against it")
+	}
+	if _, err := os.Stat(filepath.Join(repo, "packs", loc.Pack.String()[:2], loc.Pack.String()+".pack")); err != nil {
+		t.Fatalf("re-stored chunk's pack: %v", err)
+	}
+	if m.Stats.NewBytes < int64(len(shared)) {
+		t.Fatalf("new bytes %d, want at least the %d bytes of a.txt", m.Stats.NewBytes, len(shared))
+	}
+	fltVerifyOK(t, r, m.BackupID)
+	fltCompare(t, src2, fltRestore(t, r, m))
+}
+
+// FAULTS A6: the Badger directory is deleted.
+func TestFaultsA6IndexDeleted(t *testing.T) {
+	ctx := t.Context()
+	r, repo := indextest.NewRepo(t)
+	src := fltSource(t, map[string][]byte{"a.txt": fltText(10, 30<<10), "d/b.bin": fltRandom(11, 20<<10)})
+	m := fltBackup(t, r, src)
+	r.Close()
+	if err := os.RemoveAll(filepath.Join(repo, "index")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Open is the only way into a repository: every operation refuses.
+	r2, err := snapshot.Open(ctx, repo, indextest.Options())
+	if err == nil {
+		r2.Close()
+		t.Fatal("open without an index succeeded; it must refuse, never treat the repository as empty")
+	}
+	if !errors.Is(err, snapshot.ErrIndexMissing) || !strings.Contains(err.Error(), "repair index") {
+		t.Fatalf("open error %q, want ErrIndexMissing telling to run `repair index`", err)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "index")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused open created an index directory: %v", err)
+	}
+
+	// In repair mode the snapshots are still there, and nothing that needs
+	// the index runs.
+	r = indextest.OpenRepo(t, repo, func(o *snapshot.Options) { o.AllowMissingIndex = true })
+	list, err := r.Snapshots(ctx)
+	if err != nil || len(list) != 1 || list[0].BackupID != m.BackupID || list[0].Manifest == nil {
+		t.Fatalf("snapshots without an index = %+v, %v; want %s listed", list, err, m.BackupID)
+	}
+	if _, err := r.Backup(ctx, snapshot.BackupOptions{Root: src}); !errors.Is(err, snapshot.ErrIndexMissing) {
+		t.Fatalf("backup without an index: %v, want ErrIndexMissing", err)
+	}
+	if _, err := r.Verify(ctx, nil, snapshot.VerifyOptions{}); !errors.Is(err, snapshot.ErrIndexMissing) {
+		t.Fatalf("verify without an index: %v, want ErrIndexMissing", err)
+	}
+	if _, err := r.Restore(ctx, m, snapshot.RestoreOptions{Target: filepath.Join(t.TempDir(), "t")}); !errors.Is(err, snapshot.ErrIndexMissing) {
+		t.Fatalf("restore without an index: %v, want ErrIndexMissing", err)
+	}
+	rr, err := r.RepairIndex(ctx)
+	if err != nil {
+		t.Fatalf("repair index: %v", err)
+	}
+	if rr.Packs != len(fltPacks(t, repo)) || rr.Snapshots != 1 || len(rr.DamagedPacks) != 0 {
+		t.Fatalf("repair report %+v", rr)
+	}
+
+	r = fltReopen(t, r, repo)
+	fltVerifyOK(t, r)
+	fltCompare(t, src, fltRestore(t, r, m))
+}
+
+// fltDamagedRepo returns a closed repository with two snapshots, of srcA and
+// srcB, for the A9 cases.
+func fltDamagedRepo(t *testing.T) (repo string, a, b *snapshot.Manifest, srcA, srcB string) {
+	r, repo := indextest.NewRepo(t)
+	srcA = fltSource(t, map[string][]byte{"x.txt": fltText(12, 20<<10), "y.txt": fltText(13, 5<<10)})
+	srcB = fltSource(t, map[string][]byte{"z.txt": fltText(14, 20<<10)})
+	a = fltBackup(t, r, srcA)
+	b = fltBackup(t, r, srcB)
+	r.Close()
+	return repo, a, b, srcA, srcB
+}
+
+// FAULTS A9: one snapshot's manifest is corrupted.
+func TestFaultsA9DamagedManifest(t *testing.T) {
+	t.Run("broken JSON", func(t *testing.T) {
+		ctx := t.Context()
+		repo, a, b, srcA, srcB := fltDamagedRepo(t)
+		p := filepath.Join(repo, "snapshots", a.BackupID+".json")
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[0] ^= 0x01 // '{' becomes 'z'
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := indextest.OpenRepo(t, repo)
+
+		list, err := r.Snapshots(ctx)
+		if err != nil || len(list) != 2 {
+			t.Fatalf("snapshots = %+v, %v; want both listed", list, err)
+		}
+		for _, e := range list {
+			var de *snapshot.DamagedError
+			switch e.BackupID {
+			case a.BackupID:
+				if e.Manifest != nil || !errors.As(e.Err, &de) || de.BackupID != a.BackupID {
+					t.Fatalf("damaged snapshot listed as %+v, want a DamagedError", e)
+				}
+			case b.BackupID:
+				if e.Manifest == nil || e.Err != nil {
+					t.Fatalf("sound snapshot listed as %+v", e)
+				}
+			default:
+				t.Fatalf("unexpected snapshot %s", e.BackupID)
+			}
+		}
+		var de *snapshot.DamagedError
+		if _, err := r.Resolve(ctx, a.BackupID); !errors.As(err, &de) {
+			t.Fatalf("resolve damaged snapshot: %v, want DamagedError", err)
+		}
+		rep := fltVerify(t, r, true)
+		if sc := fltCheck(t, rep, a.BackupID); sc.OK || len(sc.Problems) != 1 || !strings.Contains(sc.Problems[0].Problem, "is damaged") {
+			t.Fatalf("damaged snapshot verify: %+v", sc)
+		}
+		if sc := fltCheck(t, rep, b.BackupID); !sc.OK {
+			t.Fatalf("sound snapshot verify: %+v", sc)
+		}
+		fltCompare(t, srcB, fltRestore(t, r, b))
+		// A damaged snapshot is never taken as the parent of a new backup.
+		m := fltBackup(t, r, srcA)
+		if m.Parent != "" {
+			t.Fatalf("new backup took parent %q", m.Parent)
+		}
+		fltVerifyOK(t, r, m.BackupID)
+	})
+
+	t.Run("edited blake3, valid JSON", func(t *testing.T) {
+		ctx := t.Context()
+		repo, a, b, _, srcB := fltDamagedRepo(t)
+		p := filepath.Join(repo, "snapshots", a.BackupID+".json")
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := []byte(`"blake3": "`)
+		i := bytes.Index(data, key)
+		if i < 0 {
+			t.Fatalf("no blake3 field in %s", data)
+		}
+		i += len(key)
+		if data[i] == '0' {
+			data[i] = '1'
+		} else {
+			data[i] = '0'
+		}
+		if !json.Valid(data) {
+			t.Fatal("edit broke the JSON")
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := indextest.OpenRepo(t, repo)
+
+		// The file still parses, so it is listed; the edit is caught by verify,
+		// which recomputes the root hash from the items and from the trees.
+		list, err := r.Snapshots(ctx)
+		if err != nil || len(list) != 2 {
+			t.Fatalf("snapshots = %+v, %v; want both listed", list, err)
+		}
+		rep := fltVerify(t, r, true)
+		sc := fltCheck(t, rep, a.BackupID)
+		if sc.OK || len(sc.Problems) != 1 || !strings.Contains(sc.Problems[0].Problem, "do not match its root hash") {
+			t.Fatalf("edited snapshot verify: %+v, want a root-hash mismatch", sc)
+		}
+		if sc := fltCheck(t, rep, b.BackupID); !sc.OK {
+			t.Fatalf("sound snapshot verify: %+v", sc)
+		}
+		fltCompare(t, srcB, fltRestore(t, r, b))
+	})
+}
+
+// fltRLEBomb returns a zstd frame of blocks RLE blocks of 128 KiB each (that
+// is blocks×128 KiB of output from 4 bytes per block). fcs is the frame
+// content size it declares; fcs < 0 declares none.
+func fltRLEBomb(blocks int, fcs int64) []byte {
+	var b []byte
+	b = binary.LittleEndian.AppendUint32(b, 0xFD2FB528)
+	if fcs < 0 {
+		b = append(b, 0x00) // no content size, not single-segment
+	} else {
+		b = append(b, 0xC0) // 8-byte content size, not single-segment
+	}
+	b = append(b, 10<<3) // window descriptor: 1 MiB
+	if fcs >= 0 {
+		b = binary.LittleEndian.AppendUint64(b, uint64(fcs))
+	}
+	const blockSize = 128 << 10
+	for i := range blocks {
+		h := uint32(blockSize)<<3 | 1<<1 // RLE block
+		if i == blocks-1 {
+			h |= 1 // last block
+		}
+		b = append(b, byte(h), byte(h>>8), byte(h>>16), 'A')
+	}
+	return b
+}
+
+// FAULTS A10: zstd bombs in a crafted pack.
+func TestFaultsA10ZstdBomb(t *testing.T) {
+	ctx := t.Context()
+	r, repo := indextest.NewRepo(t)
+	good := fltText(15, 64<<10)
+	fltBackup(t, r, fltSource(t, map[string][]byte{"good.txt": good}))
+
+	const raw = 4096
+	const blocks = 8192 // 1 GiB if decoded
+	bombs := []struct {
+		name  string
+		frame []byte
+	}{
+		{"frame declares 64 GiB", fltRLEBomb(blocks, 64<<30)},
+		{"no declared size, 1 GiB of output", fltRLEBomb(blocks, -1)},
+		{"declares the recorded size, produces 1 GiB", fltRLEBomb(blocks, raw)},
+	}
+	var buf bytes.Buffer
+	w := pack.NewWriter(&buf)
+	for _, bm := range bombs {
+		if _, err := w.Add(snapshot.Hash([]byte("A10 "+bm.name)), pack.KindData, pack.CodecZstd, bm.frame, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid, _, err := w.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hexID := snapshot.ID(pid).String()
+	fltWrite(t, filepath.Join(repo, "packs", hexID[:2], hexID+".pack"), buf.Bytes())
+	r = fltReopen(t, r, repo) // startup recovery adopts the pack into the index
+
+	// Warm the shared decoder with a real compressed chunk, so its one-time
+	// setup is not counted against the bombs.
+	if _, err := r.LoadBlob(ctx, snapshot.Hash(good), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, bm := range bombs {
+		t.Run(bm.name, func(t *testing.T) {
+			id := snapshot.Hash([]byte("A10 " + bm.name))
+			if loc, err := r.Index().Lookup(ctx, id); err != nil || loc.Pack != snapshot.ID(pid) {
+				t.Fatalf("crafted blob not adopted: %+v, %v", loc, err)
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			out, err := r.LoadBlob(ctx, id, nil)
+			runtime.ReadMemStats(&after)
+			var ce *snapshot.CorruptError
+			if !errors.As(err, &ce) || ce.ID != id || ce.Pack != snapshot.ID(pid) {
+				t.Fatalf("LoadBlob = %d bytes, %v; want a CorruptError for the chunk and the pack", len(out), err)
+			}
+			if d := after.TotalAlloc - before.TotalAlloc; d > 16<<20 {
+				t.Fatalf("rejecting the bomb allocated %d MiB; decoding must stay bounded by the recorded %d bytes", d>>20, raw)
+			}
+		})
+	}
+}
+
+// FAULTS A13: an unknown format version or mandatory feature.
+func TestFaultsA13UnknownFormat(t *testing.T) {
+	ctx := t.Context()
+	r, repo := indextest.NewRepo(t)
+	r.Close()
+	cfgPath := filepath.Join(repo, "snapforge.json")
+	orig, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name        string
+		key         string
+		value       any
+		wantHave    int
+		wantFeature string
+	}{
+		{"format version 99", "format_version", 99, 99, ""},
+		{"unknown mandatory feature", "features", []string{"chunk-encryption-v9"}, snapshot.FormatVersion, "chunk-encryption-v9"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var cfg map[string]any
+			if err := json.Unmarshal(orig, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			cfg[c.key] = c.value
+			b, _ := json.Marshal(cfg)
+			if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.WriteFile(cfgPath, orig, 0o600) })
+			r, err := snapshot.Open(ctx, repo, indextest.Options())
+			if err == nil {
+				r.Close()
+				t.Fatal("open succeeded")
+			}
+			var ve *snapshot.VersionError
+			if !errors.As(err, &ve) || ve.Have != c.wantHave || ve.Feature != c.wantFeature || !strings.Contains(err.Error(), "upgrade") {
+				t.Fatalf("open error %q (%+v), want a VersionError saying to upgrade", err, ve)
+			}
+		})
+	}
+	indextest.OpenRepo(t, repo) // the original config opens again
+}
+
+// fltCopyDir copies the regular files of a flat directory.
+func fltCopyDir(t testing.TB, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range fltNames(t, from) {
+		b, err := os.ReadFile(filepath.Join(from, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, n), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// FAULTS A14: another repository's index swapped in.
+func TestFaultsA14SwappedIndex(t *testing.T) {
+	ctx := t.Context()
+	rA, repoA := indextest.NewRepo(t)
+	rB, repoB := indextest.NewRepo(t)
+	srcA := fltSource(t, map[string][]byte{"a.txt": fltText(16, 40<<10)})
+	mA := fltBackup(t, rA, srcA)
+	fltBackup(t, rB, fltSource(t, map[string][]byte{"b.txt": fltText(17, 40<<10)}))
+	idA, idB := rA.Config().RepositoryID, rB.Config().RepositoryID
+	rA.Close()
+	rB.Close()
+	if err := os.RemoveAll(filepath.Join(repoA, "index")); err != nil {
+		t.Fatal(err)
+	}
+	fltCopyDir(t, filepath.Join(repoB, "index"), filepath.Join(repoA, "index"))
+
+	r, err := snapshot.Open(ctx, repoA, indextest.Options())
+	if err == nil {
+		r.Close()
+		t.Fatal("open with another repository's index succeeded")
+	}
+	var me *snapshot.RepoMismatchError
+	if !errors.As(err, &me) || me.Repo != idA || me.Index != idB || !strings.Contains(err.Error(), "repair index") {
+		t.Fatalf("open error %q, want RepoMismatchError(%s vs %s) offering `repair index`", err, idA, idB)
+	}
+
+	r = indextest.OpenRepo(t, repoA, func(o *snapshot.Options) { o.AllowMissingIndex = true })
+	rr, err := r.RepairIndex(ctx)
+	if err != nil {
+		t.Fatalf("repair index: %v", err)
+	}
+	if rr.Packs != len(fltPacks(t, repoA)) || rr.Snapshots != 1 {
+		t.Fatalf("repair report %+v", rr)
+	}
+	r = fltReopen(t, r, repoA)
+	fltVerifyOK(t, r)
+	fltCompare(t, srcA, fltRestore(t, r, mA))
+	indextest.OpenRepo(t, repoB) // B is untouched
+}
+
+// ---- C. Resource exhaustion and I/O errors ----
+
+// FAULTS C1: the disk fills up while a pack is written.
+func TestFaultsC1DiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("FAULTS C1 needs root to mount a 64 MiB tmpfs (CI runs as root)")
+	}
+	ctx := t.Context()
+	mnt := filepath.Join(t.TempDir(), "small-disk")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	repo := filepath.Join(mnt, "repo")
+	r, err := snapshot.Init(ctx, repo, snapshot.InitOptions{}, indextest.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+
+	src := fltSource(t, map[string][]byte{"small.txt": fltText(18, 8<<10)})
+	m1 := fltBackup(t, r, src)
+
+	big := filepath.Join(src, "big.bin")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.NewChaCha8([32]byte{19})
+	if _, err := io.CopyN(f, rng, 100<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Backup(ctx, snapshot.BackupOptions{Root: src})
+	if err == nil || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(err.Error(), repo) {
+		t.Fatalf("backup onto a full disk: %v; want ENOSPC naming the repository %s", err, repo)
+	}
+	if list, err := r.Snapshots(ctx); err != nil || len(list) != 1 || list[0].BackupID != m1.BackupID {
+		t.Fatalf("snapshots after the failed backup: %+v, %v", list, err)
+	}
+	fltNoTemp(t, repo)
+	fltVerifyOK(t, r, m1.BackupID)
+
+	if err := os.Remove(big); err != nil {
+		t.Fatal(err)
+	}
+	m3 := fltBackup(t, r, src)
+	fltVerifyOK(t, r, m3.BackupID)
+	fltCompare(t, src, fltRestore(t, r, m3))
+}
+
+// eioSyncFile fails every Sync with EIO and counts the calls.
+type eioSyncFile struct {
+	snapshot.WriteFile
+	syncs atomic.Int32
+}
+
+func (f *eioSyncFile) Sync() error {
+	f.syncs.Add(1)
+	return syscall.EIO
+}
+
+// FAULTS C5: fsync of the pack returns EIO.
+func TestFaultsC5FsyncEIO(t *testing.T) {
+	ctx := t.Context()
+	r, repo := indextest.NewRepo(t)
+	r.Close()
+	src := fltSource(t, map[string][]byte{"a.txt": fltText(20, 40<<10), "b.bin": fltRandom(21, 30<<10)})
+
+	var mu sync.Mutex
+	var wrapped []*eioSyncFile
+	r = indextest.OpenRepo(t, repo, func(o *snapshot.Options) {
+		o.WrapPackFile = func(f snapshot.WriteFile) snapshot.WriteFile {
+			w := &eioSyncFile{WriteFile: f}
+			mu.Lock()
+			wrapped = append(wrapped, w)
+			mu.Unlock()
+			return w
+		}
+	})
+	_, err := r.Backup(ctx, snapshot.BackupOptions{Root: src})
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "fsync pack") {
+		t.Fatalf("backup with a failing fsync: %v, want EIO from fsync pack", err)
+	}
+	// Only the pack was opened (no manifest was attempted), and its fsync
+	// was not retried on the same descriptor.
+	mu.Lock()
+	defer mu.Unlock()
+	if len(wrapped) != 1 || !strings.HasPrefix(wrapped[0].Name(), filepath.Join(repo, "tmp", "pack-")) {
+		t.Fatalf("wrapped files %d (%v), want only the temporary pack", len(wrapped), wrapped)
+	}
+	if n := wrapped[0].syncs.Load(); n != 1 {
+		t.Fatalf("Sync called %d times on the pack, want exactly 1 (no retry on the same fd)", n)
+	}
+	if list, err := r.Snapshots(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("snapshots after the failed backup: %+v, %v", list, err)
+	}
+	fltNoTemp(t, repo)
+	if p := fltPacks(t, repo); len(p) != 0 {
+		t.Fatalf("packs committed after a failed fsync: %q", p)
+	}
+
+	r = fltReopen(t, r, repo)
+	m := fltBackup(t, r, src)
+	fltVerifyOK(t, r, m.BackupID)
+	fltCompare(t, src, fltRestore(t, r, m))
+}
+
+// ---- G. Concurrency ----
+
+// FAULTS G3 (in process; the cross-process case is in the CLI tests).
+func TestFaultsG3SecondOpenIsRefused(t *testing.T) {
+	ctx := t.Context()
+	r, repo := indextest.NewRepo(t, func(o *snapshot.Options) { o.Command = "faults-g3-holder" })
+	r2, err := snapshot.Open(ctx, repo, indextest.Options())
+	if err == nil {
+		r2.Close()
+		t.Fatal("second open of a repository in use succeeded")
+	}
+	var le *snapshot.LockedError
+	holder := fmt.Sprintf("pid %d (faults-g3-holder)", os.Getpid())
+	if !errors.As(err, &le) || le.Holder != holder || !strings.Contains(err.Error(), "repository in use by "+holder) {
+		t.Fatalf("second open: %q, want a LockedError naming %q", err, holder)
+	}
+	r.Close()
+	r2 = indextest.OpenRepo(t, repo)
+	if list, err := r2.Snapshots(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("after the holder closed: %+v, %v", list, err)
+	}
+}
+
+// ---- B. Crashes and kills ----
+
+// cancelAfter cancels a context once n bytes were read through it; reading
+// continues normally.
+type cancelAfter struct {
+	r      io.Reader
+	n      int64
+	read   int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.read += int64(n)
+	if c.read >= c.n {
+		c.cancel()
+	}
+	return n, err
+}
+
+// FAULTS B8 (in process): the backup's context is cancelled midway.
+func TestFaultsB8CancelledBackup(t *testing.T) {
+	r, repo := indextest.NewRepo(t)
+	src := fltSource(t, map[string][]byte{"big.bin": fltRandom(22, 3<<20), "small.txt": fltText(23, 4<<10)})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var cancelled atomic.Bool
+	_, err := r.Backup(ctx, snapshot.BackupOptions{Root: src, WrapReader: func(rel string, rd io.Reader) io.Reader {
+		if rel != "big.bin" {
+			return rd
+		}
+		return &cancelAfter{r: rd, n: 1 << 20, cancel: func() { cancelled.Store(true); cancel() }}
+	}})
+	if !cancelled.Load() {
+		t.Fatal("the reader never cancelled")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled backup: %v, want context.Canceled", err)
+	}
+	if list, err := r.Snapshots(t.Context()); err != nil || len(list) != 0 {
+		t.Fatalf("snapshots after the cancelled backup: %+v, %v", list, err)
+	}
+	fltNoTemp(t, repo)
+
+	m := fltBackup(t, r, src)
+	fltVerifyOK(t, r)
+	fltCompare(t, src, fltRestore(t, r, m))
+}
