@@ -115,7 +115,8 @@ type dirState struct {
 type backup struct {
 	r     *Repo
 	o     BackupOptions
-	start time.Time
+	start time.Time // Options.Now: the snapshot's time
+	began time.Time // the real clock, for the duration (start may be a fake)
 
 	repoDev, repoIno uint64
 	rootDev          uint64
@@ -190,7 +191,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 	if err := unix.Stat(r.path, &repoSt); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
-	b := &backup{r: r, o: o, start: r.opts.Now(),
+	b := &backup{r: r, o: o, start: r.opts.Now(), began: time.Now(),
 		repoDev: repoSt.Dev, repoIno: repoSt.Ino, rootDev: rootSt.Dev,
 		skipMounts: ownMounts(),
 		seen:       map[ID]struct{}{}, skipped: map[*Node]bool{},
@@ -356,7 +357,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		return nil, fmt.Errorf("backup failed, nothing was committed: %w", err)
 	}
 	stats.NewBytes = b.newBytes.Load()
-	stats.DurationMS = time.Since(b.start).Milliseconds()
+	stats.DurationMS = time.Since(b.began).Milliseconds()
 	m := &Manifest{
 		BackupID:   b.r.newBackupID(b.o.Name, b.start),
 		CreatedUTC: b.start.UTC().Format(time.RFC3339),

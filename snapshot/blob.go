@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/zeebo/blake3"
+
+	"snapforge/snapshot/audit"
 	"snapforge/snapshot/pack"
 )
 
@@ -216,6 +219,10 @@ func (r *Repo) recover(ctx context.Context) error {
 		if known[id] {
 			continue
 		}
+		if err := checkPackName(r.packPath(id), id); err != nil {
+			r.opts.Logger.Warn("orphan pack left alone", "pack", id.Short(), "err", err)
+			continue
+		}
 		blobs, _, err := r.readPackTrailer(id)
 		if err != nil {
 			r.opts.Logger.Warn("orphan pack with a damaged trailer left alone", "pack", id.Short(), "err", err)
@@ -233,4 +240,58 @@ func (r *Repo) recover(ctx context.Context) error {
 func (r *Repo) usable(loc Location) bool {
 	_, bad := r.badPacks[loc.Pack]
 	return !bad
+}
+
+// checkPackName verifies that a pack file's bytes hash to its name.
+func checkPackName(p string, id ID) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := blake3.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("read pack %s: %w", id.Short(), err)
+	}
+	var sum ID
+	copy(sum[:], h.Sum(nil))
+	if sum != id {
+		return fmt.Errorf("pack %s: content does not match its name", id.Short())
+	}
+	return nil
+}
+
+// recoverAuditEvent appends the backup event of a snapshot committed just
+// before a crash cut its audit append: such a manifest recorded the head
+// that is still the newest.
+func (r *Repo) recoverAuditEvent() {
+	ents, err := os.ReadDir(r.dir("snapshots"))
+	if err != nil {
+		return
+	}
+	var newest string
+	var newestT int64
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().UnixNano() >= newestT {
+			newest, newestT = strings.TrimSuffix(e.Name(), ".json"), fi.ModTime().UnixNano()
+		}
+	}
+	if newest == "" {
+		return
+	}
+	m, err := r.LoadManifest(newest)
+	if err != nil {
+		return
+	}
+	h := r.audit.Head()
+	if m.AuditSeq != h.Seq || m.AuditHead != h.Hash {
+		return
+	}
+	r.Audit("backup", map[string]any{"backup_id": m.BackupID, "root_hash": m.RootHash, "files": m.Stats.Files,
+		"bytes": m.Stats.Bytes, "new_bytes": m.Stats.NewBytes, "strategy": m.Strategy,
+		"root": audit.Escape([]byte(m.Source.Root)), "recovered": true},
+		"ok (recovered: the snapshot was committed but its event was cut by a crash)")
 }

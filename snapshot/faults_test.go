@@ -359,11 +359,15 @@ func TestFaultsA3TruncatedPack(t *testing.T) {
 		t.Fatalf("%d packs after one small backup, want 1", len(packs))
 	}
 	cut := fltPackID(t, packs[0])
+	whole, err := os.Stat(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	first := fltTrailer(t, packs[0])[0]
 	if err := os.Truncate(packs[0], int64(first.Offset)+int64(first.Stored)/2); err != nil {
 		t.Fatal(err)
 	}
-	r = fltReopen(t, r, repo)
+	r = fltReopen(t, r, repo, fltLaterClock)
 
 	rep := fltVerify(t, r, false)
 	if len(rep.Packs) != 1 || rep.Packs[0].Pack != cut.String() || !strings.Contains(rep.Packs[0].Problem, "size mismatch with index") {
@@ -377,18 +381,31 @@ func TestFaultsA3TruncatedPack(t *testing.T) {
 	// deduplicate against the truncated pack.
 	m := fltBackup(t, r, src)
 	var total int64
-	for rel, data := range files {
+	for _, data := range files {
 		total += int64(len(data))
+	}
+	if m.Stats.NewBytes < total {
+		t.Fatalf("new backup stored %d new bytes, want at least the %d bytes of the files", m.Stats.NewBytes, total)
+	}
+	// Packs are named by the hash of their bytes. The compressors run in
+	// parallel, so blobs reach the pack in a varying order: when the new pack
+	// happens to hold the same blobs in the same order, it is byte-identical
+	// to the damaged one and its rename replaces the truncated file, which
+	// heals the repository. Otherwise the chunks live in a new pack and the
+	// truncated one stays reported until prune removes it.
+	fi, err := os.Stat(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	healed := fi.Size() == whole.Size()
+	for rel, data := range files {
 		loc, err := r.Index().Lookup(ctx, snapshot.Hash(data))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if loc.Pack == cut {
-			t.Fatalf("chunk of %s still indexed in the truncated pack", rel)
+		if (loc.Pack == cut) != healed {
+			t.Fatalf("chunk of %s indexed in pack %s (truncated pack %s, rewritten whole: %v)", rel, loc.Pack.Short(), cut.Short(), healed)
 		}
-	}
-	if m.Stats.NewBytes < total {
-		t.Fatalf("new backup stored %d new bytes, want at least the %d bytes of the files", m.Stats.NewBytes, total)
 	}
 	rep = fltVerify(t, r, true, m.BackupID)
 	if sc := fltCheck(t, rep, m.BackupID); !sc.OK {
@@ -398,13 +415,16 @@ func TestFaultsA3TruncatedPack(t *testing.T) {
 
 	// Chunks are content-addressed: the re-stored copies carry the same ids
 	// (and, the metadata being unchanged, the trees too), so the old snapshot
-	// now reads entirely from the new pack and verifies OK. The truncated pack
-	// itself is still reported until prune removes it.
+	// now reads entirely from the re-stored blobs and verifies OK.
 	rep = fltVerify(t, r, true, old.BackupID)
 	if sc := fltCheck(t, rep, old.BackupID); !sc.OK {
 		t.Fatalf("old snapshot after the re-store: %+v, want OK (same content ids)", sc)
 	}
-	if len(rep.Packs) != 1 || rep.Packs[0].Pack != cut.String() {
+	if healed {
+		if len(rep.Packs) != 0 {
+			t.Fatalf("packs = %+v after the pack was rewritten whole, want none", rep.Packs)
+		}
+	} else if len(rep.Packs) != 1 || rep.Packs[0].Pack != cut.String() {
 		t.Fatalf("packs = %+v, want the truncated pack still reported", rep.Packs)
 	}
 	fltCompare(t, src, fltRestore(t, r, old))
@@ -463,7 +483,13 @@ func TestFaultsA4DeletedPack(t *testing.T) {
 	if m.Stats.NewBytes < int64(len(shared)) {
 		t.Fatalf("new bytes %d, want at least the %d bytes of a.txt", m.Stats.NewBytes, len(shared))
 	}
-	fltVerifyOK(t, r, m.BackupID)
+	rep = fltVerify(t, r, true, m.BackupID)
+	if sc := fltCheck(t, rep, m.BackupID); !sc.OK {
+		t.Fatalf("new snapshot failed read-data verify: %+v", sc)
+	}
+	if len(rep.Packs) != 1 || rep.Packs[0].Pack != gone.String() {
+		t.Fatalf("packs = %+v, want only the deleted pack reported (until prune forgets it)", rep.Packs)
+	}
 	fltCompare(t, src2, fltRestore(t, r, m))
 }
 
@@ -710,7 +736,9 @@ func TestFaultsA10ZstdBomb(t *testing.T) {
 			if !errors.As(err, &ce) || ce.ID != id || ce.Pack != snapshot.ID(pid) {
 				t.Fatalf("LoadBlob = %d bytes, %v; want a CorruptError for the chunk and the pack", len(out), err)
 			}
-			if d := after.TotalAlloc - before.TotalAlloc; d > 16<<20 {
+			// Unbounded decoding would allocate up to the decoder's 64 MiB
+			// ceiling or the frame's 1 GiB; bounded rejection costs KiBs.
+			if d := after.TotalAlloc - before.TotalAlloc; d > 8<<20 {
 				t.Fatalf("rejecting the bomb allocated %d MiB; decoding must stay bounded by the recorded %d bytes", d>>20, raw)
 			}
 		})
@@ -944,9 +972,10 @@ func TestFaultsG3SecondOpenIsRefused(t *testing.T) {
 		t.Fatal("second open of a repository in use succeeded")
 	}
 	var le *snapshot.LockedError
-	holder := fmt.Sprintf("pid %d (faults-g3-holder)", os.Getpid())
-	if !errors.As(err, &le) || le.Holder != holder || !strings.Contains(err.Error(), "repository in use by "+holder) {
-		t.Fatalf("second open: %q, want a LockedError naming %q", err, holder)
+	pid := fmt.Sprintf("pid %d ", os.Getpid())
+	if !errors.As(err, &le) || !strings.HasPrefix(le.Holder, pid) || !strings.Contains(le.Holder, "faults-g3-holder") ||
+		!strings.Contains(err.Error(), "repository in use by "+pid) {
+		t.Fatalf("second open: %q, want a LockedError naming %q and the command faults-g3-holder", err, pid)
 	}
 	r.Close()
 	r2 = indextest.OpenRepo(t, repo)
@@ -998,6 +1027,9 @@ func TestFaultsB8CancelledBackup(t *testing.T) {
 		t.Fatalf("snapshots after the cancelled backup: %+v, %v", list, err)
 	}
 	fltNoTemp(t, repo)
+	if p := fltPacks(t, repo); len(p) != 0 {
+		t.Fatalf("packs committed by the cancelled backup: %q", p)
+	}
 
 	m := fltBackup(t, r, src)
 	fltVerifyOK(t, r)

@@ -3,6 +3,8 @@ package snapshot
 import (
 	"context"
 	"errors"
+
+	"snapforge/snapshot/pack"
 )
 
 // ErrNotFound reports that a chunk, tree, pack or snapshot is absent.
@@ -10,14 +12,14 @@ var ErrNotFound = errors.New("snapshot: not found")
 
 // Blob kinds stored in packs.
 const (
-	KindData uint8 = 0 // file content chunk
-	KindTree uint8 = 1 // encoded tree (one directory)
+	KindData = pack.KindData // file content chunk
+	KindTree = pack.KindTree // encoded tree (one directory)
 )
 
 // Codecs for a stored blob.
 const (
-	CodecRaw  uint8 = 0 // stored as is
-	CodecZstd uint8 = 1 // zstd frame; decoded size bounded by Raw
+	CodecRaw  = pack.CodecRaw  // stored as is
+	CodecZstd = pack.CodecZstd // zstd frame; decoded size bounded by Raw
 )
 
 // Location says where a blob's bytes live.

@@ -1,11 +1,13 @@
 package snapshot
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,12 +39,7 @@ func acquireLock(dir, command string) (*ownerLock, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		defer f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			b, _ := os.ReadFile(name)
-			holder := strings.TrimSpace(string(b))
-			if holder == "" {
-				holder = "another process"
-			}
-			return nil, &LockedError{Path: name, Holder: holder}
+			return nil, &LockedError{Path: name, Holder: describeHolder(name)}
 		}
 		return nil, fmt.Errorf("lock repository %s: %w", name, err)
 	}
@@ -52,9 +49,27 @@ func acquireLock(dir, command string) (*ownerLock, error) {
 	if len(command) > 200 {
 		command = command[:200] + "…"
 	}
+	b, _ := json.Marshal(lockHolder{PID: os.Getpid(), Command: command, StartedUTC: time.Now().UTC().Format(time.RFC3339)})
 	f.Truncate(0)
-	f.WriteAt([]byte(fmt.Sprintf("pid %d (%s)\n", os.Getpid(), command)), 0)
+	f.WriteAt(append(b, '\n'), 0)
 	return &ownerLock{f: f}, nil
+}
+
+// lockHolder is the content of locks/owner.lock.
+type lockHolder struct {
+	PID        int    `json:"pid"`
+	Command    string `json:"command"`
+	StartedUTC string `json:"started_utc"`
+}
+
+// describeHolder renders the lock file's content for an error message.
+func describeHolder(name string) string {
+	b, _ := os.ReadFile(name)
+	var h lockHolder
+	if json.Unmarshal(b, &h) != nil || h.PID == 0 {
+		return "another process"
+	}
+	return fmt.Sprintf("pid %d (%s), since %s", h.PID, h.Command, h.StartedUTC)
 }
 
 func (l *ownerLock) release() {

@@ -289,6 +289,12 @@ func (r *Repo) Snapshots(ctx context.Context) ([]SnapshotEntry, error) {
 		if a.Manifest != nil && b.Manifest != nil && a.Manifest.CreatedUTC != b.Manifest.CreatedUTC {
 			return a.Manifest.Created().Before(b.Manifest.Created())
 		}
+		// Same second (created_utc has whole seconds): the audit head each
+		// manifest recorded grows with every backup, so it orders them, also
+		// across names ("wf-…" taken after "snap-…" is the latest).
+		if a.Manifest != nil && b.Manifest != nil && a.Manifest.AuditSeq != b.Manifest.AuditSeq {
+			return a.Manifest.AuditSeq < b.Manifest.AuditSeq
+		}
 		return a.BackupID < b.BackupID
 	})
 	return out, nil

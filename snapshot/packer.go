@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 type packWriter struct {
 	r    *Repo
 	f    WriteFile
+	buf  *bufio.Writer
 	tmp  string
 	w    *pack.Writer
 	done int // packs committed
@@ -63,7 +65,8 @@ func (p *packWriter) open() error {
 	}
 	p.tmp = f.Name()
 	p.f = p.r.opts.WrapPackFile(f)
-	p.w = pack.NewWriter(p.f)
+	p.buf = bufio.NewWriterSize(p.f, 1<<20)
+	p.w = pack.NewWriter(p.buf)
 	return nil
 }
 
@@ -78,6 +81,9 @@ func (p *packWriter) commit(ctx context.Context) error {
 	id, blobs, err := p.w.Finish()
 	if err != nil {
 		return p.fail("finish pack", err)
+	}
+	if err := p.buf.Flush(); err != nil {
+		return p.fail("write pack", err)
 	}
 	p.r.opts.Hook("pack-temp-written")
 	if err := p.f.Sync(); err != nil {

@@ -66,7 +66,7 @@ func ParseProfile(b []byte) (*Profile, error) {
 		}
 		for _, up := range u.Paths {
 			c := path.Clean("/" + up)
-			if path.IsAbs(up) || strings.Contains(up, "..") || c == "/" {
+			if path.IsAbs(up) || strings.Contains("/"+up+"/", "/../") || c == "/" {
 				return nil, fmt.Errorf("profile: unit %s path %q must be relative to the root, without '..'", name, up)
 			}
 		}

@@ -285,6 +285,7 @@ func Open(ctx context.Context, path string, opts Options) (*Repo, error) {
 			return nil, err
 		}
 	}
+	r.recoverAuditEvent()
 	return r, nil
 }
 

@@ -125,6 +125,9 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 		return nil, fmt.Errorf("restore: open target %s: %w", target, err)
 	}
 	defer rs.root.Close()
+	if rs.resume {
+		rs.sweepTemps(".")
+	}
 	opts.Live.start("restore")
 	tree, err := m.TreeID()
 	if err != nil {
@@ -286,6 +289,9 @@ func (rs *restorer) restoreNode(ctx context.Context, rel string, n *Node) error 
 		if err := rs.root.Mkdir(rel, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("restore: create directory %s: %w", DisplayName(rel), err)
 		}
+		if rs.resume {
+			rs.sweepTemps(rel)
+		}
 		rs.dirs = append(rs.dirs, dirMeta{rel, n})
 		rs.res.Dirs++
 	case TypeFile:
@@ -338,6 +344,25 @@ func randName() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return ".sfr-" + hex.EncodeToString(b[:])
+}
+
+// sweepTemps removes the temporary files (randName) that a killed run left
+// in dir. It runs before dir's entries are restored, so a snapshot entry
+// that happens to have such a name is restored afterwards.
+func (rs *restorer) sweepTemps(dir string) {
+	d, err := rs.root.Open(dir)
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, name := range names {
+		if len(name) == len(".sfr-")+16 && strings.HasPrefix(name, ".sfr-") {
+			if _, err := hex.DecodeString(name[len(".sfr-"):]); err == nil {
+				rs.root.Remove(path.Join(dir, name))
+			}
+		}
+	}
 }
 
 // restoreFile writes a file under a temporary name, checks its hash, sets

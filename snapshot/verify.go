@@ -68,19 +68,21 @@ func (v *VerifyReport) OK() bool {
 	return true
 }
 
-// VerifyRecord is stored per snapshot in verify/<backup_id>.json; the newest
-// snapshot whose last full (read-data) verify passed is the last known good.
+// VerifyRecord is stored per snapshot in verify/<backup_id>.json
+// (docs/repository-format.md). The newest snapshot whose read-data verify
+// passed, with no later failure, is the last known good.
 type VerifyRecord struct {
 	BackupID   string `json:"backup_id"`
 	Structural *Check `json:"structural,omitempty"`
-	Full       *Check `json:"full,omitempty"`
+	ReadData   *Check `json:"read_data,omitempty"`
+	Smoke      *Check `json:"smoke,omitempty"`
 }
 
-// Check is one verify outcome.
+// Check is the outcome of one verify level.
 type Check struct {
-	Time     string `json:"time"`
-	OK       bool   `json:"ok"`
-	Problems int    `json:"problems"`
+	OK          bool     `json:"ok"`
+	FinishedUTC string   `json:"finished_utc"`
+	Problems    []string `json:"problems,omitempty"`
 }
 
 // Verify checks the given snapshots (all when ids is empty). Structurally:
@@ -344,9 +346,16 @@ func (r *Repo) recordVerify(sc SnapshotCheck, full bool) {
 		json.Unmarshal(b, &rec)
 	}
 	rec.BackupID = sc.BackupID
-	c := &Check{Time: r.opts.Now().UTC().Format(time.RFC3339), OK: sc.OK, Problems: len(sc.Problems)}
+	c := &Check{OK: sc.OK, FinishedUTC: r.opts.Now().UTC().Format(time.RFC3339), Problems: []string{}}
+	for _, p := range sc.Problems {
+		if p.Path != "" {
+			c.Problems = append(c.Problems, p.Path+": "+p.Problem)
+		} else {
+			c.Problems = append(c.Problems, p.Problem)
+		}
+	}
 	if full {
-		rec.Full = c
+		rec.ReadData = c
 	} else {
 		rec.Structural = c
 	}
@@ -367,16 +376,37 @@ func (r *Repo) VerifyRecordOf(id string) (VerifyRecord, bool) {
 	return rec, true
 }
 
-// LastKnownGood returns the newest snapshot whose last full verify passed.
+// LastKnownGood returns the newest snapshot (by creation time) whose
+// read-data verify passed with no failure recorded after it, and which is
+// not partial; "" when there is none.
 func (r *Repo) LastKnownGood(ctx context.Context) (string, error) {
 	list, err := r.Snapshots(ctx)
 	if err != nil {
 		return "", err
 	}
 	for i := len(list) - 1; i >= 0; i-- {
-		if rec, ok := r.VerifyRecordOf(list[i].BackupID); ok && rec.Full != nil && rec.Full.OK {
-			return list[i].BackupID, nil
+		e := list[i]
+		if e.Manifest == nil || e.Manifest.Partial {
+			continue
+		}
+		rec, ok := r.VerifyRecordOf(e.BackupID)
+		if ok && rec.Good() {
+			return e.BackupID, nil
 		}
 	}
 	return "", nil
+}
+
+// Good reports whether the read-data verify passed and nothing recorded
+// after it failed.
+func (v VerifyRecord) Good() bool {
+	if v.ReadData == nil || !v.ReadData.OK {
+		return false
+	}
+	for _, c := range []*Check{v.Structural, v.Smoke} {
+		if c != nil && !c.OK && c.FinishedUTC >= v.ReadData.FinishedUTC {
+			return false
+		}
+	}
+	return true
 }

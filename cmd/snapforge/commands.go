@@ -170,9 +170,9 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 				rw.CreatedUTC, rw.Strategy, rw.Parent, rw.Root = m.CreatedUTC, m.Strategy, m.Parent, m.Source.Root
 				rw.Units, rw.Files, rw.Bytes, rw.RootHash, rw.Partial = m.Includes, m.Stats.Files, m.Stats.Bytes, m.RootHash, m.Partial
 			}
-			if rec, ok := r.VerifyRecordOf(e.BackupID); ok && rec.Full != nil {
-				rw.Verified = rec.Full.Time
-				okv := rec.Full.OK
+			if rec, ok := r.VerifyRecordOf(e.BackupID); ok && rec.ReadData != nil {
+				rw.Verified = rec.ReadData.FinishedUTC
+				okv := rec.Good()
 				rw.VerifiedOK = &okv
 			}
 			rows = append(rows, rw)

@@ -234,8 +234,15 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func later(name, usage, summary string) *command {
-	return &command{name: name, usage: usage, summary: summary + " (not in this version yet)",
-		run: func(ctx context.Context, a *app, args []string) error {
-			return fmt.Errorf("%s is not available in this version of snapforge yet; snapshots can be browsed with `snapforge ls`/`cat` and restored with `snapforge restore`", name)
-		}}
+	c := &command{name: name, usage: usage, summary: summary + " (not in this version yet)"}
+	c.run = func(ctx context.Context, a *app, args []string) error {
+		for _, arg := range args {
+			if arg == "-h" || arg == "-help" || arg == "--help" {
+				printCommandHelp(a.stdout, c, nil) // the CLI contract: --help works for every command
+				return flag.ErrHelp
+			}
+		}
+		return fmt.Errorf("%s is not available in this version of snapforge yet; snapshots can be browsed with `snapforge ls`/`cat` and restored with `snapforge restore`", name)
+	}
+	return c
 }

@@ -8,12 +8,12 @@ import (
 
 // Limits on Params, checked by Validate.
 const (
-	// MinMin is the smallest allowed Params.Min: the hash window is 64 bytes
+	// minMin is the smallest allowed Params.Min: the hash window is 64 bytes
 	// and must fit inside a chunk before the first cut test.
-	MinMin = 64
-	// MaxMax is the largest allowed Params.Max, which bounds the chunker's
-	// buffer (2*Max) and the memory any single chunk can take.
-	MaxMax = 64 << 20
+	minMin = 64
+	// maxMax is the largest allowed Params.Max (64 MiB), which bounds the
+	// chunker's buffer (2*Max) and the memory any single chunk can take.
+	maxMax = 64 << 20
 )
 
 // Params bound chunk sizes. They are stored in the repository config and are
@@ -33,20 +33,20 @@ func DefaultParams() Params {
 	return Params{Min: 256 << 10, Avg: 1 << 20, Max: 4 << 20}
 }
 
-// Validate reports whether p can be used: MinMin <= Min < Avg < Max <= MaxMax
+// Validate reports whether p can be used: 64 <= Min < Avg < Max <= 64 MiB
 // and Avg is a power of two. The error names the first bad field.
 func (p Params) Validate() error {
 	switch {
-	case p.Min < MinMin:
-		return fmt.Errorf("chunker: invalid params: min %d is below %d", p.Min, MinMin)
+	case p.Min < minMin:
+		return fmt.Errorf("chunker: invalid params: min %d is below %d", p.Min, minMin)
 	case p.Avg <= p.Min:
 		return fmt.Errorf("chunker: invalid params: avg %d must be greater than min %d", p.Avg, p.Min)
 	case p.Avg&(p.Avg-1) != 0:
 		return fmt.Errorf("chunker: invalid params: avg %d is not a power of two", p.Avg)
 	case p.Max <= p.Avg:
 		return fmt.Errorf("chunker: invalid params: max %d must be greater than avg %d", p.Max, p.Avg)
-	case p.Max > MaxMax:
-		return fmt.Errorf("chunker: invalid params: max %d is above %d", p.Max, MaxMax)
+	case p.Max > maxMax:
+		return fmt.Errorf("chunker: invalid params: max %d is above %d", p.Max, maxMax)
 	}
 	return nil
 }
@@ -101,9 +101,11 @@ func (c *cutter) cut(data []byte) int {
 // after which h&mask == 0. If there is none it returns ok == false and the
 // hash after the last byte.
 //
-// This is the hot loop. It takes two bytes per step: h2 = h<<2 + (g0<<1 + g1)
-// keeps the loop-carried dependency at one shift-add per two bytes, and
-// h1 = h<<1 + g0 is computed beside it for the test at the odd byte.
+// This is the hot loop. It takes four bytes per step and keeps the
+// loop-carried dependency at one shift-add (a single LEA on amd64) per two
+// bytes: h2 = h<<2 + (g0<<1 + g1), where the bracket does not depend on h.
+// The odd positions' hashes (h1, h3) are computed beside the chain for their
+// tests. The slicing pattern leaves no bounds checks in the loop.
 func scan(data []byte, h, mask uint64) (i int, hash uint64, ok bool) {
 	d := data
 	for len(d) >= 4 {

@@ -79,8 +79,11 @@ func Compress(dst, raw []byte) (stored []byte, codec uint8) {
 // For CodecZstd decoding is bounded by raw: a frame whose header declares
 // another content size is rejected before anything is decoded or allocated,
 // the output may not grow past raw bytes, and windows above MaxBlobSize are
-// refused. At most raw bytes (plus the decoder's fixed working state) are
-// allocated, whatever the frame claims. Decode is safe for concurrent use.
+// refused. Whatever the frame claims, Decode allocates the raw-byte output
+// (none if dst has the capacity) and, for a frame without a declared size that
+// overruns it, at most one reallocation of about 1.25 times raw plus a 128 KiB
+// block before failing; the decoders' working state is fixed and shared.
+// Decode is safe for concurrent use.
 //
 // Decode does not check the hash: a well-formed frame with the wrong content
 // decodes without error. The caller must compare BLAKE3 of the result with the

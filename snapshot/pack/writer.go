@@ -69,7 +69,9 @@ func (w *Writer) writeHeader() error {
 // lengths must be at most MaxBlobSize. Add does not keep stored.
 //
 // Add does not look for duplicates: a blob added twice is stored twice and
-// listed twice, and either copy may be used.
+// listed twice, and either copy may be used. A pack holds at most 85,899,345
+// blobs (its trailer length must fit in 32 bits); roll packs over by Size long
+// before that.
 func (w *Writer) Add(id [32]byte, kind, codec uint8, stored []byte, raw uint32) (Blob, error) {
 	if w.err != nil {
 		return Blob{}, w.err

@@ -1,15 +1,17 @@
 package sqlitecap
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +26,9 @@ const header = "SQLite format 3\x00"
 // at the default page size, so cancellation is noticed within milliseconds
 // while the per-step overhead stays negligible (see BenchmarkCapture).
 const stepPages = 1024
+
+// busyPoll is the mean interval between two tries to take a read lock.
+const busyPoll = time.Millisecond
 
 // maxQuoted bounds how many integrity_check lines an IntegrityError keeps.
 const maxQuoted = 5
@@ -59,7 +64,7 @@ func (e *IntegrityError) Error() string {
 // Is makes errors.Is(err, ErrCorrupt) true for an *IntegrityError.
 func (e *IntegrityError) Is(target error) bool { return target == ErrCorrupt }
 
-// Options configure Capture and Check. The zero value is ready to use.
+// Options configure Capture. The zero value is ready to use.
 type Options struct {
 	// BusyTimeout bounds how long we wait for the application's writers to
 	// let us take a read snapshot; default 10 s. It does not bound the copy.
@@ -93,20 +98,22 @@ func IsSQLite(path string) (bool, error) {
 }
 
 // Capture writes a transactionally consistent copy of the live database src
-// to dst, which must not exist, and checks it with PRAGMA integrity_check.
+// to dst and checks it with PRAGMA integrity_check. Neither dst nor its side
+// files (dst-journal, dst-wal, dst-shm) may exist; put dst in a scratch
+// directory, not beside src.
 //
 // The copy is one complete SQLite file: it includes the transactions that
 // sit in src's -wal and are not yet checkpointed, and it needs no -wal,
 // -shm or -journal beside it. Its header keeps src's journal mode, so a
 // restored WAL database opens in WAL mode again. dst is created with mode
 // 0600; on any error, including cancellation of ctx and a failed integrity
-// check (*IntegrityError), dst and its side files are removed.
+// check (*IntegrityError), dst and its side files are removed. When ctx is
+// done, the error is ctx.Err().
 //
 // src is opened read-only and is never written, checkpointed or switched to
 // another journal mode; see the package documentation for the locks held
-// and the side files SQLite may create. Capture is safe for concurrent use
-// on different databases.
-func Capture(ctx context.Context, src, dst string, opts Options) (err error) {
+// and the side files SQLite may create. Capture is safe for concurrent use.
+func Capture(ctx context.Context, src, dst string, opts Options) error {
 	opts = opts.withDefaults()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -118,46 +125,60 @@ func Capture(ctx context.Context, src, dst string, opts Options) (err error) {
 	if !ok {
 		return fmt.Errorf("capture %s: %w", src, ErrNotSQLite)
 	}
+	// A stale dst-journal would be rolled back into the new dst.
+	for _, s := range sideFiles {
+		if _, err := os.Lstat(dst + s); !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("capture %s: %s: %w", src, dst+s, cmp.Or(err, fs.ErrExist))
+		}
+	}
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600) // claims dst; SQLite treats an empty file as an empty database
 	if err != nil {
 		return fmt.Errorf("capture %s: %w", src, err)
 	}
-	if err := f.Close(); err != nil {
-		removeDB(dst)
-		return fmt.Errorf("capture %s: %w", src, err)
+	err = f.Close()
+	if err == nil {
+		err = backup(ctx, src, dst, opts)
 	}
-	defer func() {
-		if err != nil {
-			removeDB(dst)
-		}
-	}()
-
-	if err := backup(ctx, src, dst, opts); err != nil {
-		return fmt.Errorf("capture %s: %w", src, err)
+	if err == nil {
+		// rw, not ro: a copy of a WAL database is flagged WAL, and only a
+		// read-write connection removes the -wal and -shm it creates on close.
+		err = check(ctx, dst, "rw", opts)
 	}
-	// rw, not ro: a copy of a WAL database is flagged WAL, and only a
-	// read-write connection removes the -wal and -shm it creates on close.
-	if err := integrity(ctx, dst, dsn(dst, "rw", opts.BusyTimeout)); err != nil {
-		return fmt.Errorf("capture %s: %w", src, err)
+	if err != nil {
+		removeDB(dst) // ours since O_EXCL succeeded
+		return fmt.Errorf("capture %s: %w", src, preferCtx(ctx, err))
 	}
 	removeSideFiles(dst) // normally none are left; make sure
 	return nil
 }
 
-// reader is a read-only connection to a source database that holds one read
-// transaction, so everything read through it comes from one snapshot.
+// preferCtx returns ctx.Err() if ctx is done, else err: a cancellation often
+// surfaces from SQLite as an interrupt or a busy wait given up.
+func preferCtx(ctx context.Context, err error) error {
+	return cmp.Or(ctx.Err(), err)
+}
+
+// reader is a connection to a database that holds one read transaction, so
+// everything read through it comes from one snapshot.
 type reader struct {
 	db   *sql.DB
 	conn *sql.Conn
 }
 
-// openReader opens src read-only and starts a read transaction: BEGIN alone
-// takes no lock, the first read does, and from then until close the
-// connection sees one snapshot. In rollback-journal mode that is a SHARED
-// lock, which writers' commits wait for; in WAL mode it is a read mark in the
-// -shm, which writers do not wait for.
-func openReader(ctx context.Context, src string, opts Options) (*reader, error) {
-	db, err := sql.Open("sqlite", dsn(src, "ro", opts.BusyTimeout))
+// openReader opens the database at path in mode ("ro" for sources, "rw" for
+// our own copies) and starts a read transaction: BEGIN alone takes no lock,
+// the first read does, and from then until close the connection sees one
+// snapshot. In rollback-journal mode that is a SHARED lock, which writers'
+// commits wait for; in WAL mode it is a read mark in the -shm, which writers
+// do not wait for.
+//
+// The connection has no busy timeout: openReader retries the first read
+// itself, every millisecond or so, until opts.BusyTimeout has passed.
+// SQLite's own busy handler backs off to 100 ms between tries, and since a
+// try only succeeds between two of a writer's commits, against a writer that
+// commits back to back it starved us for seconds.
+func openReader(ctx context.Context, path, mode string, opts Options) (*reader, error) {
+	db, err := sql.Open("sqlite", dsn(path, mode))
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -171,12 +192,24 @@ func openReader(ctx context.Context, src string, opts Options) (*reader, error) 
 		r.close()
 		return nil, fmt.Errorf("begin read transaction: %w", translate(err))
 	}
-	var n int
-	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-		r.close()
-		return nil, fmt.Errorf("begin read transaction: %w", translate(err))
+	deadline := time.Now().Add(opts.BusyTimeout)
+	for {
+		var n int
+		err := translate(conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n))
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
+			r.close()
+			return nil, fmt.Errorf("begin read transaction: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			r.close()
+			return nil, ctx.Err()
+		case <-time.After(busyPoll/2 + rand.N(busyPoll)): // jitter: never in step with a periodic writer
+		}
 	}
-	return r, nil
 }
 
 // close ends the read transaction and closes the connection, releasing our
@@ -192,10 +225,10 @@ func (r *reader) close() {
 // sqlite3_backup_step opens a read transaction of its own only when the
 // source connection has none; ours is open, so every step reads the same
 // snapshot and the copy never restarts.
-func (r *reader) copyTo(ctx context.Context, dst string, opts Options, step int32) error {
+func (r *reader) copyTo(ctx context.Context, dst string, step int32) error {
 	// synchronous=off: dst is a scratch file that is read back at once; after
 	// a crash it is deleted, never trusted.
-	dstDSN := dsn(dst, "rw", opts.BusyTimeout) + "&_pragma=synchronous(off)"
+	dstDSN := dsn(dst, "rw") + "&_pragma=synchronous(off)"
 	return r.conn.Raw(func(dc any) error {
 		b, ok := dc.(interface {
 			NewBackup(string) (*sqlite.Backup, error)
@@ -227,18 +260,20 @@ func (r *reader) copyTo(ctx context.Context, dst string, opts Options, step int3
 // backup copies the current snapshot of src into the empty database dst and
 // releases src before returning.
 func backup(ctx context.Context, src, dst string, opts Options) error {
-	r, err := openReader(ctx, src, opts)
+	r, err := openReader(ctx, src, "ro", opts)
 	if err != nil {
 		return err
 	}
 	defer r.close()
-	return r.copyTo(ctx, dst, opts, stepPages)
+	return r.copyTo(ctx, dst, stepPages)
 }
 
 // Check runs PRAGMA integrity_check on the database at path, read-only,
 // waiting at most the default busy timeout (10 s) for a read lock. It returns
 // an *IntegrityError quoting the first problems unless the check says "ok".
-// Check may run on a live database: the check reads one snapshot.
+// Check may run on a live database: the check reads one snapshot. Like
+// Capture's source, a WAL database that nothing has open is left with an
+// empty -wal and a -shm (see the package documentation).
 func Check(ctx context.Context, path string) error {
 	opts := Options{}.withDefaults()
 	ok, err := IsSQLite(path)
@@ -248,20 +283,20 @@ func Check(ctx context.Context, path string) error {
 	if !ok {
 		return fmt.Errorf("check %s: %w", path, ErrNotSQLite)
 	}
-	if err := integrity(ctx, path, dsn(path, "ro", opts.BusyTimeout)); err != nil {
-		return fmt.Errorf("check %s: %w", path, err)
+	if err := check(ctx, path, "ro", opts); err != nil {
+		return fmt.Errorf("check %s: %w", path, preferCtx(ctx, err))
 	}
 	return nil
 }
 
-// integrity runs PRAGMA integrity_check through a connection opened with dsn.
-func integrity(ctx context.Context, path, dsn string) error {
-	db, err := sql.Open("sqlite", dsn)
+// check runs PRAGMA integrity_check on the database at path, opened in mode.
+func check(ctx context.Context, path, mode string, opts Options) error {
+	r, err := openReader(ctx, path, mode, opts)
 	if err != nil {
-		return translate(err)
+		return err
 	}
-	defer db.Close()
-	rows, err := db.QueryContext(ctx, "PRAGMA integrity_check")
+	defer r.close()
+	rows, err := r.conn.QueryContext(ctx, "PRAGMA integrity_check")
 	if err != nil {
 		return integrityFailed(path, nil, err)
 	}
@@ -305,15 +340,15 @@ func integrityFailed(path string, lines []string, err error) error {
 }
 
 // dsn returns the driver DSN for the database at path: a file: URI, so that
-// SQLite applies mode (ro: never create, never write; rw: never create), with
-// a bounded busy timeout. ro connections are also query_only.
-func dsn(path, mode string, busy time.Duration) string {
+// SQLite applies mode (ro: never create, never write; rw: never create). ro
+// connections are also query_only. There is no busy timeout: openReader
+// waits for locks itself.
+func dsn(path, mode string) string {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		abs = path // Abs fails only without a working directory; SQLite will say more
 	}
-	ms := max(int64(busy/time.Millisecond), 1)
-	q := "mode=" + mode + "&_pragma=busy_timeout(" + strconv.FormatInt(ms, 10) + ")"
+	q := "mode=" + mode
 	if mode == "ro" {
 		q += "&_pragma=query_only(1)"
 	}

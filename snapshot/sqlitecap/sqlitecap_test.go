@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // openApp opens path the way an application would: read-write, created if
@@ -55,7 +56,7 @@ func queryString(t testing.TB, db *sql.DB, query string) string {
 // openCopy opens a captured copy read-only.
 func openCopy(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", dsn(path, "ro", 0))
+	db, err := sql.Open("sqlite", dsn(path, "ro"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,6 +243,62 @@ func TestCaptureDestinationExists(t *testing.T) {
 	if got := string(mustRead(t, dst)); got != "precious" {
 		t.Fatalf("dst = %q, overwritten", got)
 	}
+
+	// A stale journal beside dst would be rolled back into the new copy.
+	dst = filepath.Join(dir, "other.db")
+	if err := os.WriteFile(dst+"-journal", []byte("stale"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Capture(t.Context(), src, dst, Options{}); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("Capture beside a stale journal = %v, want ErrExist", err)
+	}
+	if _, err := os.Lstat(dst); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("dst created: %v", err)
+	}
+	if got := string(mustRead(t, dst+"-journal")); got != "stale" {
+		t.Errorf("journal = %q, changed", got)
+	}
+}
+
+// TestCaptureBusy holds an exclusive lock on src, as a writer in the middle
+// of a commit does: Capture waits Options.BusyTimeout, then gives up with
+// ErrBusy, or with ctx's error when ctx ends first.
+func TestCaptureBusy(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	app := openApp(t, src, "")
+	mustExec(t, app, "CREATE TABLE t(x); INSERT INTO t VALUES (1)")
+	conn, err := app.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), "ROLLBACK")
+
+	dst := filepath.Join(t.TempDir(), "copy.db")
+	start := time.Now()
+	err = Capture(t.Context(), src, dst, Options{BusyTimeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("Capture = %v, want ErrBusy", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 10*time.Second {
+		t.Errorf("Capture gave up after %s, want about 300ms", d)
+	}
+	assertAbsent(t, dst)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if err := Capture(ctx, src, dst, Options{BusyTimeout: time.Minute}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Capture = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Capture returned %s after ctx ended", d)
+	}
+	assertAbsent(t, dst)
 }
 
 // stepsCtx is a context whose Err reports cancellation from its n-th call
@@ -277,7 +334,7 @@ func TestCaptureCanceled(t *testing.T) {
 	// Cancel after three steps of two pages: the copy stops and dst's write
 	// transaction is rolled back.
 	opts := Options{}.withDefaults()
-	r, err := openReader(t.Context(), src, opts)
+	r, err := openReader(t.Context(), src, "ro", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +342,7 @@ func TestCaptureCanceled(t *testing.T) {
 	if err := os.WriteFile(dst, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.copyTo(&stepsCtx{Context: t.Context(), n: 4}, dst, opts, 2); !errors.Is(err, context.Canceled) {
+	if err := r.copyTo(&stepsCtx{Context: t.Context(), n: 4}, dst, 2); !errors.Is(err, context.Canceled) {
 		t.Fatalf("copyTo = %v, want context.Canceled", err)
 	}
 	if fi, err := os.Stat(dst); err != nil || fi.Size() != 0 {
@@ -299,7 +356,7 @@ func TestCaptureCanceled(t *testing.T) {
 	if err := os.WriteFile(dst, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.copyTo(t.Context(), dst, opts, 2); err != nil {
+	if err := r.copyTo(t.Context(), dst, 2); err != nil {
 		t.Fatal(err)
 	}
 	if n := queryInt(t, openCopy(t, dst), "SELECT count(*) FROM t"); n != 100 {
@@ -430,5 +487,48 @@ func TestCapturePathNeedsEscaping(t *testing.T) {
 	}
 	if n := queryInt(t, openCopy(t, dst), "SELECT x FROM t"); n != 42 {
 		t.Errorf("copy has %d, want 42", n)
+	}
+}
+
+// TestCaptureHotJournal captures a database left by a writer that crashed
+// mid-transaction: only a read-write connection may roll the journal back,
+// so Capture fails and leaves both files as they were.
+func TestCaptureHotJournal(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live.db")
+	app := openApp(t, live, "&_pragma=cache_size(10)") // a small cache spills to the file before COMMIT
+	mustExec(t, app, "CREATE TABLE t(v BLOB)")
+	mustExec(t, app, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 300)
+		INSERT INTO t SELECT randomblob(1000) FROM n`)
+	conn, err := app.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	if _, err := conn.ExecContext(t.Context(), "UPDATE t SET v = randomblob(1000)"); err != nil {
+		t.Fatal(err)
+	}
+	// The files as a crash at this moment leaves them, with nobody's locks.
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	for _, s := range []string{"", "-journal"} {
+		if err := os.WriteFile(crashed+s, mustRead(t, live+s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	main, journal := mustRead(t, crashed), mustRead(t, crashed+"-journal")
+
+	dst := filepath.Join(t.TempDir(), "copy.db")
+	err = Capture(t.Context(), crashed, dst, Options{})
+	if err == nil {
+		t.Fatal("Capture of a database with a hot journal succeeded")
+	}
+	t.Logf("Capture: %v", err)
+	assertAbsent(t, dst)
+	if !bytes.Equal(main, mustRead(t, crashed)) || !bytes.Equal(journal, mustRead(t, crashed+"-journal")) {
+		t.Error("Capture changed the crashed database or its journal")
 	}
 }
