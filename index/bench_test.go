@@ -14,9 +14,9 @@ import (
 // ~100 GiB at 1 MiB chunks.
 const benchBlobs = 100_000
 
-// BenchmarkLookup looks blobs up in an on-disk index of benchBlobs blobs,
-// closed and reopened so they are read from tables, not the memtable.
-func BenchmarkLookup(b *testing.B) {
+// benchIndex returns an on-disk index of benchBlobs blobs, closed and
+// reopened so they are read from tables, not the memtable, and their ids.
+func benchIndex(b *testing.B) (*index.DB, []snapshot.ID) {
 	db, dir := newDisk(b, index.Options{})
 	var ids []snapshot.ID
 	for p := range benchBlobs / 1000 {
@@ -34,6 +34,12 @@ func BenchmarkLookup(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
+	return db, ids
+}
+
+// BenchmarkLookup looks blobs up in an index of benchBlobs blobs.
+func BenchmarkLookup(b *testing.B) {
+	db, ids := benchIndex(b)
 	ctx := context.Background()
 
 	b.Run("hit", func(b *testing.B) {
@@ -80,5 +86,23 @@ func BenchmarkAddPack(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkRemovePack removes a pack of 40 blobs from an index of
+// benchBlobs blobs: the cost is the scan of every blob key.
+func BenchmarkRemovePack(b *testing.B) {
+	db, _ := benchIndex(b)
+	ctx := context.Background()
+	p := 0
+	for b.Loop() {
+		b.StopTimer()
+		pack, blobs := makePack("removebench", p, 40)
+		p++
+		addPack(b, db, pack, blobs)
+		b.StartTimer()
+		if err := db.RemovePack(ctx, pack); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -192,6 +192,15 @@ func (r *Repo) recover(ctx context.Context) error {
 	} else if errors.Is(err, fs.ErrNotExist) {
 		os.MkdirAll(tmp, 0o700)
 	}
+	for _, d := range []string{"snapshots", "verify", ""} { // temp files of an interrupted atomic write
+		if ents, err := os.ReadDir(r.dir(d)); err == nil {
+			for _, e := range ents {
+				if isHiddenTemp(e.Name()) {
+					os.Remove(filepath.Join(r.dir(d), e.Name()))
+				}
+			}
+		}
+	}
 	onDisk, err := r.packFiles()
 	if err != nil {
 		return err

@@ -257,6 +257,9 @@ func parseManifest(b []byte) (*Manifest, error) {
 	if _, err := time.Parse(time.RFC3339Nano, m.CreatedUTC); err != nil {
 		return nil, fmt.Errorf("bad created_utc: %w", err)
 	}
+	if RootHash(m.Items) != m.RootHash {
+		return nil, errors.New("manifest items do not match its root hash (manifest edited?)")
+	}
 	return &m, nil
 }
 

@@ -197,6 +197,7 @@ func TestRandomKills(t *testing.T) {
 		time.Sleep(delay)
 		p.cmd.Process.Signal(syscall.SIGKILL) // fails harmlessly when it already finished
 		res := p.wait(t)
+		used := window
 		if res.signal == 0 && res.code != 0 {
 			t.Fatalf("round %d: backup failed on its own: %v", round, res)
 		}
@@ -205,7 +206,7 @@ func TestRandomKills(t *testing.T) {
 		} else {
 			window = min(1500*time.Millisecond, p.end.Sub(p.begin)*5/4)
 		}
-		t.Logf("round %d: kill after %v (window %v): %s", round, delay.Round(time.Millisecond), window.Round(time.Millisecond), map[bool]string{true: "killed", false: "had finished"}[res.signal != 0])
+		t.Logf("round %d: kill after %v (window %v): %s", round, delay.Round(time.Millisecond), used.Round(time.Millisecond), map[bool]string{true: "killed", false: "had finished"}[res.signal != 0])
 
 		afterCrash(t, r, before, want)
 		renamed := len(packFiles(t, r.dir)) > packsBefore

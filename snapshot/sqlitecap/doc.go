@@ -57,7 +57,7 @@
 //   - Rollback-journal mode (DELETE, TRUNCATE, PERSIST): the read transaction
 //     is a SHARED lock on the database file. A writer can still prepare its
 //     transaction, but its COMMIT waits for our lock to go: the application
-//     sees a busy wait as long as the copy (about 0.3 s per 50 MB here, see
+//     sees a busy wait as long as the copy (0.15-0.35 s per 50 MB here, see
 //     BenchmarkCapture; the integrity check runs after our lock is gone),
 //     and SQLITE_BUSY only if its busy_timeout is shorter than that.
 //     Taking our lock must fall between two of a writer's commits, and
