@@ -46,7 +46,6 @@ var cmdInit = &command{name: "init", usage: "[--encrypt]", summary: "create a re
 		return nil
 	}}
 
-
 var cmdBackup = &command{name: "backup", usage: "[--strategy S] [--unit U]... [--tag T]... [--one-file-system] [PATH]",
 	summary: "snapshot PATH, or the profile's root and units"}
 
@@ -212,7 +211,6 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 		}
 		return tw.Flush()
 	}}
-
 
 var cmdLs = &command{name: "ls", usage: "SNAP [PATH]", summary: "list the contents of a snapshot (recursively under PATH)"}
 
