@@ -45,7 +45,7 @@
 // and at most one block of an mmapped table. AddPack is one synced commit
 // per call (one msync of the write-ahead log). RemovePack has no reverse
 // map from pack to blobs: it scans every "c/" key, so it costs O(blobs in
-// the index) per call: 45-70 ms per 100,000 blobs on a busy 2-core host
+// the index) per call: 50-100 ms per 100,000 blobs on a busy 2-core host
 // (BenchmarkRemovePack). Prune removing many packs pays that once per pack;
 // if that ever matters, add a "r/"+pack+blob key or a batch removal.
 //

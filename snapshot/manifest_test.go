@@ -179,6 +179,7 @@ func TestRootHashIndependent(t *testing.T) {
 			t.Skip("b3sum is not on PATH: the check of restored files with the standard tool is skipped (install it with `apt-get install b3sum` or `cargo install b3sum`)")
 		}
 		dst := filepath.Join(t.TempDir(), "restore")
+		rtWritableOnCleanup(t, dst)
 		rtRestore(t, r, m1, snapshot.RestoreOptions{Target: dst})
 		n := 0
 		for _, it := range mf.Items {

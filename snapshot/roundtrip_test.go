@@ -20,6 +20,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -124,6 +126,7 @@ func rtBuild(t testing.TB, root string, spec *rtEntry, base time.Time) {
 		}
 	}
 	mk(root, "", spec)
+	rtWritableOnCleanup(t, root)
 	for _, l := range links {
 		if err := os.Link(l[0], l[1]); err != nil {
 			t.Fatalf("build hard link %q: %v", l[1], err)
@@ -156,6 +159,20 @@ func rtBuild(t testing.TB, root string, spec *rtEntry, base time.Time) {
 			t.Fatalf("set mtime %q: %v", m.abs, err)
 		}
 	}
+}
+
+// rtWritableOnCleanup makes every directory under root writable again when
+// the test ends, so that t.TempDir's removal works for non-root users too.
+// Register it after t.TempDir so that it runs first.
+func rtWritableOnCleanup(t testing.TB, root string) {
+	t.Cleanup(func() {
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				os.Chmod(p, 0o700)
+			}
+			return nil
+		})
+	})
 }
 
 // rtRand returns n deterministic pseudo-random bytes for seed.
@@ -375,6 +392,20 @@ func rtLstat(t testing.TB, p string) unix.Stat_t {
 	return st
 }
 
+// rtRaceEnabled reports whether the test binary was built with -race.
+func rtRaceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
 // rtKeys returns m's keys sorted.
 func rtKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
@@ -410,7 +441,7 @@ func TestRoundTripDeclarativeTree(t *testing.T) {
 	// The snapshot's own view: every source path, nothing more (no path
 	// below a symlink: links are stored, never followed — FAULTS D11).
 	nodes := rtWalk(t, r, m)
-	if got, exp := rtKeys(nodes), rtKeys(want); !slicesEqual(got, exp) {
+	if got, exp := rtKeys(nodes), rtKeys(want); !slices.Equal(got, exp) {
 		t.Fatalf("walk paths differ from source:\n got  %q\n want %q", got, exp)
 	}
 	items := rtItems(t, m)
@@ -515,6 +546,7 @@ func TestRoundTripDeclarativeTree(t *testing.T) {
 	}
 
 	dst := filepath.Join(t.TempDir(), "restore")
+	rtWritableOnCleanup(t, dst)
 	res := rtRestore(t, r, m, snapshot.RestoreOptions{Target: dst})
 	if len(res.Warnings) > 0 || len(res.Failed) > 0 {
 		t.Fatalf("restore warnings %v failed %v", res.Warnings, res.Failed)
@@ -557,18 +589,6 @@ func TestRoundTripDeclarativeTree(t *testing.T) {
 	}
 }
 
-func slicesEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // TestRoundTripHardLinkOutsidePath backs up one directory whose file has
 // another name outside the backed-up PATH: it is restored as a plain file,
 // never linked to anything outside the target. FAULTS D10
@@ -584,7 +604,7 @@ func TestRoundTripHardLinkOutsidePath(t *testing.T) {
 	}), rtBase)
 	m := rtBackup(t, r, snapshot.BackupOptions{Root: src, Paths: []string{"sel"}})
 	items := rtItems(t, m)
-	if got := rtKeys(items); !slicesEqual(got, []string{"sel", "sel/a", "sel/c"}) {
+	if got := rtKeys(items); !slices.Equal(got, []string{"sel", "sel/a", "sel/c"}) {
 		t.Fatalf("items %q, want sel, sel/a, sel/c", got)
 	}
 	if items["sel/a"].Type != "file" || items["sel/c"].Type != "hardlink" || items["sel/c"].Target != "sel/a" {
@@ -611,11 +631,15 @@ func TestRoundTripHardLinkOutsidePath(t *testing.T) {
 // TestRoundTripSparseFile backs up a 1 GiB file with a few KiB of data at
 // its start, middle and end. The zero chunks dedup, so the repository grows
 // by far less than 1 MiB; the restore is byte-identical and sparse.
-// FAULTS D9
+// Under the race detector, which slows the byte loops over every zero about
+// tenfold, the file is 128 MiB. FAULTS D9
 func TestRoundTripSparseFile(t *testing.T) {
 	r, repoDir := indextest.NewRepo(t)
 	src := t.TempDir()
-	const size = 1 << 30
+	size := int64(1 << 30)
+	if rtRaceEnabled() {
+		size = 128 << 20
+	}
 	name := filepath.Join(src, "sparse.img")
 	f, err := os.Create(name)
 	if err != nil {
@@ -663,8 +687,10 @@ func TestRoundTripSparseFile(t *testing.T) {
 	if got := rtFileB3(t, out); got != wantHash {
 		t.Fatalf("restored content blake3 %s, want %s", got, wantHash)
 	}
-	if st.Blocks*512 > 16<<20 {
-		t.Errorf("restored file is not sparse: %d bytes allocated for %d apparent", st.Blocks*512, st.Size)
+	// All-zero chunks are left as holes; the three chunks holding data are
+	// written whole, so at most 3*Max plus some metadata blocks is allocated.
+	if limit := int64(3*r.Config().Chunker.Max) + 1<<20; st.Blocks*512 > limit {
+		t.Errorf("restored file is not sparse: %d bytes allocated for %d apparent (limit %d)", st.Blocks*512, st.Size, limit)
 	}
 }
 
@@ -800,7 +826,8 @@ func (c *rtCancelAfter) Err() error {
 // TestRestoreResumesAfterInterruption interrupts a restore after 20 of 50
 // files, damages the partial result (files deleted, one corrupted with its
 // size and mtime kept, temporary files of a killed run left behind), and
-// restores again: the result equals the source,
+// restores again (FAULTS B8 for a plain restore: a cancelled context leaves
+// a consistent, resumable target): the result equals the source,
 // the files that were already correct are reused (same inodes, counted in
 // Reused), the others rewritten. A non-empty target without the marker,
 // or with another snapshot's marker, is refused.
@@ -969,20 +996,11 @@ func TestRestoreInclude(t *testing.T) {
 			if e.Type == "dir" {
 				continue
 			}
-			if !slicesContain(tc.want, p) {
+			if !slices.Contains(tc.want, p) {
 				t.Errorf("include %q: unexpected %q", tc.include, p)
 			}
 		}
 	}
-}
-
-func slicesContain(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // TestDiffSnapshots compares two snapshots: added, removed and changed
@@ -1060,7 +1078,7 @@ func rtBenchTree(b *testing.B) (string, int64) {
 	b.Helper()
 	src := b.TempDir()
 	var total int64
-	words := []byte("backup restore snapshot chunk pack manifest tree index verify prune ")
+	words := strings.Fields("backup restore snapshot chunk pack manifest tree index verify prune")
 	for i := range 32 {
 		var data []byte
 		if i%2 == 0 {
@@ -1069,9 +1087,8 @@ func rtBenchTree(b *testing.B) (string, int64) {
 			rnd := rtRand(uint64(6000+i), 2<<20)
 			data = make([]byte, 0, 2<<20)
 			for j := 0; len(data) < 2<<20; j++ {
-				w := int(rnd[j]) % 10
-				data = append(data, words[w*7:w*7+7]...)
-				data = append(data, fmt.Sprintf("%d\n", rnd[j+1])...)
+				data = append(data, words[int(rnd[2*j])%len(words)]...)
+				data = append(data, fmt.Sprintf(" %d\n", rnd[2*j+1])...)
 			}
 			data = data[:2<<20]
 		}

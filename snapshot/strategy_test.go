@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -104,7 +105,7 @@ func TestStrategies(t *testing.T) {
 	expect := func(step string, m *snapshot.Manifest, strategy, parent string, read []string) {
 		t.Helper()
 		sort.Strings(read)
-		if got := reads.take(); !slicesEqual(got, read) {
+		if got := reads.take(); !slices.Equal(got, read) {
 			t.Errorf("%s: read %q, want %q", step, got, read)
 		}
 		if m.Strategy != strategy || m.Parent != parent {
@@ -212,7 +213,7 @@ func TestStrategyDifferentialWithoutFull(t *testing.T) {
 	src := rtStrategyTree(t)
 	reads := &rtReads{}
 	m0 := rtBackup(t, r, snapshot.BackupOptions{Root: src, Strategy: snapshot.StrategyDifferential, WrapReader: reads.wrap})
-	if got := reads.take(); m0.Strategy != snapshot.StrategyFull || m0.Parent != "" || !slicesEqual(got, rtStrategyFiles) {
+	if got := reads.take(); m0.Strategy != snapshot.StrategyFull || m0.Parent != "" || !slices.Equal(got, rtStrategyFiles) {
 		t.Errorf("first differential: strategy %q parent %q read %q", m0.Strategy, m0.Parent, got)
 	}
 	m1 := rtBackup(t, r, snapshot.BackupOptions{Root: src, Strategy: snapshot.StrategyDifferential, WrapReader: reads.wrap})
@@ -284,19 +285,19 @@ func TestProfileUnitSelection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slicesEqual(def.Includes, []string{"config", "db", "logs"}) || !slicesEqual(def.Excludes, []string{"keys", "models"}) {
+	if !slices.Equal(def.Includes, []string{"config", "db", "logs"}) || !slices.Equal(def.Excludes, []string{"keys", "models"}) {
 		t.Fatalf("Select(nil): includes %q excludes %q", def.Includes, def.Excludes)
 	}
-	if !slicesEqual(def.SQLite, []string{"data/wirthforge.db"}) {
+	if !slices.Equal(def.SQLite, []string{"data/wirthforge.db"}) {
 		t.Errorf("Select(nil): sqlite %q", def.SQLite)
 	}
 	m := backup(def)
 	want := []string{"config", "config/a.yaml", "config/sub", "config/sub/b.yaml",
 		"data", "data/config.json", "data/wirthforge.db", "logs", "logs/app.log"}
-	if got := rtKeys(rtItems(t, m)); !slicesEqual(got, want) {
+	if got := rtKeys(rtItems(t, m)); !slices.Equal(got, want) {
 		t.Errorf("default units backed up %q, want %q", got, want)
 	}
-	if !slicesEqual(m.Includes, def.Includes) || !slicesEqual(m.Excludes, def.Excludes) || !strings.HasPrefix(m.BackupID, "wf-") {
+	if !slices.Equal(m.Includes, def.Includes) || !slices.Equal(m.Excludes, def.Excludes) || !strings.HasPrefix(m.BackupID, "wf-") {
 		t.Errorf("manifest %s: includes %q excludes %q", m.BackupID, m.Includes, m.Excludes)
 	}
 	if m.Strategy != snapshot.StrategyFull {
@@ -307,11 +308,11 @@ func TestProfileUnitSelection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slicesEqual(models.Includes, []string{"models"}) || !slicesEqual(models.Excludes, []string{"config", "db", "keys", "logs"}) {
+	if !slices.Equal(models.Includes, []string{"models"}) || !slices.Equal(models.Excludes, []string{"config", "db", "keys", "logs"}) {
 		t.Fatalf("Select(models): includes %q excludes %q", models.Includes, models.Excludes)
 	}
 	mm := backup(models)
-	if got := rtKeys(rtItems(t, mm)); !slicesEqual(got, []string{"models", "models/m.bin", "models/sub", "models/sub/w.bin"}) {
+	if got := rtKeys(rtItems(t, mm)); !slices.Equal(got, []string{"models", "models/m.bin", "models/sub", "models/sub/w.bin"}) {
 		t.Errorf("models backed up %q", got)
 	}
 	if mm.Strategy != snapshot.StrategyFull || mm.Parent != "" {
@@ -324,7 +325,7 @@ func TestProfileUnitSelection(t *testing.T) {
 	}
 	mk := backup(keys)
 	want = []string{"config", "config/a.yaml", "config/sub", "config/sub/b.yaml", "data", "data/config.json", "keys", "keys/k.pem"}
-	if got := rtKeys(rtItems(t, mk)); !slicesEqual(got, want) {
+	if got := rtKeys(rtItems(t, mk)); !slices.Equal(got, want) {
 		t.Errorf("config+keys backed up %q, want %q", got, want)
 	}
 
@@ -346,5 +347,34 @@ func TestProfileUnitSelection(t *testing.T) {
 	}
 	if _, ok := rtItems(t, mx)["top.txt"]; !ok {
 		t.Errorf("top.txt missing from a whole-root backup")
+	}
+}
+
+// TestStrategyParentWithinOneSecond takes a dozen backups at the same
+// clock second (a frozen clock, as in a script that runs them back to
+// back): each incremental backup must trust the one just before it, and
+// "latest" must be the last, although the ids then differ only by their
+// -2 … -12 suffixes.
+func TestStrategyParentWithinOneSecond(t *testing.T) {
+	frozen := time.Now().Add(time.Hour)
+	r, _ := indextest.NewRepo(t, func(o *snapshot.Options) { o.Now = func() time.Time { return frozen } })
+	src := rtStrategyTree(t)
+	reads := &rtReads{}
+	var prev *snapshot.Manifest
+	for i := range 12 {
+		m := rtBackup(t, r, snapshot.BackupOptions{Root: src, WrapReader: reads.wrap})
+		got := reads.take()
+		if i == 0 {
+			prev = m
+			continue
+		}
+		if m.Parent != prev.BackupID || len(got) != 0 {
+			t.Fatalf("backup %d (%s): parent %q, want %q; read %q", i+1, m.BackupID, m.Parent, prev.BackupID, got)
+		}
+		latest, err := r.Resolve(context.Background(), "latest")
+		if err != nil || latest.BackupID != m.BackupID {
+			t.Fatalf("after backup %d: latest is %v (%v), want %s", i+1, latest.BackupID, err, m.BackupID)
+		}
+		prev = m
 	}
 }

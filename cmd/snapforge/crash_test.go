@@ -88,7 +88,7 @@ func TestCrashPoints(t *testing.T) {
 		writeFile(t, filepath.Join(src, fmt.Sprintf("base/%d.bin", i)), randomBytes(uint64(100+i), 1<<20))
 	}
 	writeFile(t, filepath.Join(src, "notes.txt"), []byte("version 0\n"))
-	r.backup(src)
+	latest := r.backup(src).BackupID
 
 	const mutated = 3 << 20 // new bytes each point adds
 	points := []struct {
@@ -109,6 +109,9 @@ func TestCrashPoints(t *testing.T) {
 		ok := t.Run(p.name, func(t *testing.T) {
 			r := &repoCLI{t: t, dir: r.dir}
 			before := snapIDs(r.snapshots())
+			if before[len(before)-1] != latest {
+				t.Fatalf("latest snapshot is %s, want %s", before[len(before)-1], latest)
+			}
 			writeFile(t, filepath.Join(src, fmt.Sprintf("new/%d.bin", i)), randomBytes(uint64(200+i), mutated))
 			writeFile(t, filepath.Join(src, "notes.txt"), []byte(fmt.Sprintf("version %d, crash at %s\n", i+1, p.name)))
 			want := indextest.Digest(t, src, nil)
@@ -144,14 +147,15 @@ func TestCrashPoints(t *testing.T) {
 			} else if next.NewBytes < mutated {
 				t.Errorf("backup after a crash at %s stored only %d new bytes of %d that were never committed", p.name, next.NewBytes, mutated)
 			}
-			if ids := snapIDs(r.snapshots()); ids[len(ids)-1] != next.BackupID {
-				t.Fatalf("latest snapshot %s, want %s", ids[len(ids)-1], next.BackupID)
-			}
-			r.restoreCompare("latest", want)
+			latest = next.BackupID
+			r.restoreCompare(next.BackupID, want)
 		})
 		if !ok {
 			break // the next point starts from this one's state
 		}
+	}
+	if ids := snapIDs(r.snapshots()); ids[len(ids)-1] != latest {
+		t.Errorf("latest snapshot is %s, want %s", ids[len(ids)-1], latest)
 	}
 	if av := r.ok("audit", "verify"); !strings.Contains(av.stdout, "audit trail intact") {
 		t.Errorf("audit verify after the crashes: %v", av)
@@ -176,7 +180,6 @@ func TestRandomKills(t *testing.T) {
 	for i := range files {
 		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d.bin", i)), randomBytes(uint64(i), size))
 	}
-	r.backup(src)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill delays seeded with %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
@@ -186,8 +189,8 @@ func TestRandomKills(t *testing.T) {
 	// whether the binary is fast or slowed down by -race.
 	window := 1500 * time.Millisecond
 	killed := 0
+	before := []string{r.backup(src).BackupID}
 	for round := range 8 {
-		before := snapIDs(r.snapshots())
 		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d.bin", round%files)), randomBytes(uint64(1000+round), size))
 		want := indextest.Digest(t, src, nil)
 		packsBefore := len(packFiles(t, r.dir))
@@ -208,7 +211,9 @@ func TestRandomKills(t *testing.T) {
 		}
 		t.Logf("round %d: kill after %v (window %v): %s", round, delay.Round(time.Millisecond), used.Round(time.Millisecond), map[bool]string{true: "killed", false: "had finished"}[res.signal != 0])
 
-		afterCrash(t, r, before, want)
+		tm := time.Now()
+		rows := afterCrash(t, r, before, want)
+		t.Logf("TIMING afterCrash %v", time.Since(tm))
 		renamed := len(packFiles(t, r.dir)) > packsBefore
 		start := time.Now()
 		next := r.backup(src)
@@ -222,7 +227,11 @@ func TestRandomKills(t *testing.T) {
 		case !renamed && next.NewBytes < size:
 			t.Errorf("round %d: no pack survived the kill, yet the next backup stored only %d new bytes", round, next.NewBytes)
 		}
-		r.restoreCompare("latest", want)
+		t.Logf("TIMING backup %v", time.Since(start))
+		tm = time.Now()
+		r.restoreCompare(next.BackupID, want)
+		t.Logf("TIMING restore %v", time.Since(tm))
+		before = append(snapIDs(rows), next.BackupID)
 	}
 	t.Logf("%d of 8 backups killed before they finished", killed)
 }
@@ -249,6 +258,9 @@ func TestSIGTERMDuringBackup(t *testing.T) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	if p.exited() {
+		t.Fatalf("the backup ended before it could be interrupted: %v", p.wait(t))
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("signal: %v", err)
