@@ -214,6 +214,8 @@ func open(dir string, opts Options) (*DB, error) {
 	opts = opts.withDefaults()
 	if opts.InMemory {
 		dir = "(in memory)"
+	} else if err := removeEmptyLogs(dir); err != nil {
+		return nil, fmt.Errorf("open index %s: %w", dir, err)
 	}
 	bdb, err := badger.Open(badgerOptions(dir, opts))
 	if err != nil {
@@ -223,6 +225,43 @@ func open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open index %s: %w", dir, err)
 	}
 	return &DB{bdb: bdb, dir: dir, log: opts.Logger}, nil
+}
+
+// removeEmptyLogs deletes zero-length memtable (.mem) and value log (.vlog)
+// files from dir. Every Badger open creates a new one of each and then sizes
+// it; a process killed in between (kill -9, FAULTS B1) leaves it empty, and
+// Badger v4.9.6 then refuses to open the directory once ("Create a new
+// file"). An empty file never held a record, so removing it loses nothing.
+// It is done under Badger's own directory flock, taken and released here, so
+// never while another process has the database open (and may be creating
+// such a file); if the lock is taken, nothing is removed and Badger reports
+// the directory in use.
+func removeEmptyLogs(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil // absent: Badger creates it or reports the error
+	}
+	defer d.Close()
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return nil
+	}
+	defer syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
+	ents, err := d.ReadDir(-1)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return fmt.Errorf("remove empty %s left by a crash: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // isLocked reports whether err is Badger failing to flock the directory.

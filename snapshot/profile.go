@@ -51,8 +51,8 @@ func ParseProfile(b []byte) (*Profile, error) {
 	if p.Root == "" || !path.IsAbs(p.Root) {
 		return nil, fmt.Errorf("profile: root %q must be an absolute path", p.Root)
 	}
-	if p.Name != "" && !backupIDRe.MatchString(p.Name) {
-		return nil, fmt.Errorf("profile: name %q may hold only letters, digits, '.', '_' and '-'", p.Name)
+	if !backupIDRe.MatchString(p.Name) {
+		return nil, fmt.Errorf("profile: name %q is required and may hold only letters, digits, '.', '_' and '-' (it prefixes backup ids)", p.Name)
 	}
 	if len(p.Units) == 0 {
 		return nil, fmt.Errorf("profile: no units defined")

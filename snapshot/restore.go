@@ -133,10 +133,11 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	if err != nil {
 		return nil, err
 	}
-	var links []dirMeta
+	var links, ancestors []dirMeta
 	err = r.Walk(ctx, tree, "", func(rel string, n *Node) error {
 		if !rs.selected(rel) {
 			if n.Type == TypeDir && rs.hasSelectedBelow(rel) {
+				ancestors = append(ancestors, dirMeta{rel, n})
 				return nil
 			}
 			if n.Type == TypeDir {
@@ -156,6 +157,12 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	for _, l := range links {
 		if err := rs.restoreHardlink(ctx, l.rel, l.n); err != nil {
 			return nil, err
+		}
+	}
+	// Parents created only to hold a selection get their snapshot metadata too.
+	for _, d := range ancestors {
+		if fi, err := rs.root.Lstat(d.rel); err == nil && fi.IsDir() {
+			rs.dirs = append(rs.dirs, d)
 		}
 	}
 	// Directory metadata last, deepest first, so writing inside them does
@@ -461,10 +468,8 @@ func (rs *restorer) writeContent(ctx context.Context, f *os.File, n *Node) error
 			return &CorruptError{ID: c.ID, Detail: "chunk size differs from the tree"}
 		}
 		h.Write(data)
-		if !allZero(data) {
-			if _, err := f.WriteAt(data, off); err != nil {
-				return err
-			}
+		if err := writeSparse(f, data, off); err != nil {
+			return err
 		}
 		off += int64(len(data))
 		rs.o.Live.BytesDone.Add(int64(len(data)))
@@ -477,6 +482,39 @@ func (rs *restorer) writeContent(ctx context.Context, f *os.File, n *Node) error
 	copy(sum[:], h.Sum(nil))
 	if sum != n.Hash || off != n.Size {
 		return &CorruptError{ID: n.Hash, Detail: "restored content does not match the snapshot's file hash"}
+	}
+	return nil
+}
+
+// sparseBlock is the granularity at which zero runs become holes.
+const sparseBlock = 4096
+
+// writeSparse writes data at off, leaving file-system-block-aligned runs of
+// zeros as holes (the file is truncated to its full size afterwards).
+func writeSparse(f *os.File, data []byte, off int64) error {
+	start := -1 // start of the pending non-zero run in data
+	for i := 0; i < len(data); {
+		// Blocks aligned to the file offset, so holes can be punched.
+		end := i + sparseBlock - int((off+int64(i))%sparseBlock)
+		if end > len(data) {
+			end = len(data)
+		}
+		zero := allZero(data[i:end])
+		if !zero && start < 0 {
+			start = i
+		}
+		if zero && start >= 0 {
+			if _, err := f.WriteAt(data[start:i], off+int64(start)); err != nil {
+				return err
+			}
+			start = -1
+		}
+		i = end
+	}
+	if start >= 0 {
+		if _, err := f.WriteAt(data[start:], off+int64(start)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -229,10 +229,8 @@ func rtMainSpec(p chunker.Params, big, root bool) *rtEntry {
 			"max-1": p.Max - 1, "max": p.Max, "max+1": p.Max + 1,
 			"3max+17": 3*p.Max + 17,
 		}
-		seed := uint64(100)
-		for name, n := range sizes {
-			seed++
-			files[name] = rtFile(rtRand(seed, n), 0o644)
+		for i, name := range rtKeys(sizes) {
+			files[name] = rtFile(rtRand(uint64(100+i), sizes[name]), 0o644)
 		}
 		// Constant bytes have no cut point: chunks are exactly Max, Max, Max, 17.
 		files["const-3max+17"] = rtFile(bytes.Repeat([]byte{'A'}, 3*p.Max+17), 0o644)

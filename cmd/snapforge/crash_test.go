@@ -211,9 +211,7 @@ func TestRandomKills(t *testing.T) {
 		}
 		t.Logf("round %d: kill after %v (window %v): %s", round, delay.Round(time.Millisecond), used.Round(time.Millisecond), map[bool]string{true: "killed", false: "had finished"}[res.signal != 0])
 
-		tm := time.Now()
 		rows := afterCrash(t, r, before, want)
-		t.Logf("TIMING afterCrash %v", time.Since(tm))
 		renamed := len(packFiles(t, r.dir)) > packsBefore
 		start := time.Now()
 		next := r.backup(src)
@@ -227,10 +225,7 @@ func TestRandomKills(t *testing.T) {
 		case !renamed && next.NewBytes < size:
 			t.Errorf("round %d: no pack survived the kill, yet the next backup stored only %d new bytes", round, next.NewBytes)
 		}
-		t.Logf("TIMING backup %v", time.Since(start))
-		tm = time.Now()
 		r.restoreCompare(next.BackupID, want)
-		t.Logf("TIMING restore %v", time.Since(tm))
 		before = append(snapIDs(rows), next.BackupID)
 	}
 	t.Logf("%d of 8 backups killed before they finished", killed)
