@@ -313,6 +313,18 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 			return nil
 		})
 	}
+	// Totals for progress come from a separate metadata-only scan, so the
+	// ETA is known long before the bounded walk below reaches the end.
+	scanCtx, stopScan := context.WithCancel(ctx)
+	scanDone := make(chan struct{})
+	defer func() { stopScan(); <-scanDone }()
+	go func() {
+		defer close(scanDone)
+		b.scan(scanCtx, b.o.Root, "")
+		if scanCtx.Err() == nil {
+			b.o.Live.WalkDone.Store(true)
+		}
+	}()
 	// Stage 0 and the end: walk, then trees once every file is in.
 	var tree ID
 	var items []Item
@@ -336,7 +348,6 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		}
 		root, werr := b.walkDir(ctx, b.o.Root, "", rootTree)
 		close(b.jobs)
-		b.o.Live.WalkDone.Store(true)
 		rg.Wait()
 		if werr != nil {
 			return werr
@@ -576,8 +587,6 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 				b.hardlinks[key] = n
 				b.relPaths(n, crel)
 			}
-			b.o.Live.FilesTotal.Add(1)
-			b.o.Live.BytesTotal.Add(st.Size)
 			if !sqlite && b.reuse(ctx, n, pn) {
 				b.o.Live.FilesDone.Add(1)
 				b.o.Live.BytesDone.Add(st.Size)
@@ -613,6 +622,43 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 		ds.nodes = append(ds.nodes, n)
 	}
 	return ds, nil
+}
+
+// scan counts the files and bytes the walk will meet, for progress only.
+func (b *backup) scan(ctx context.Context, abs, rel string) {
+	names, err := readDirNames(abs)
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		if ctx.Err() != nil {
+			return
+		}
+		crel := name
+		if rel != "" {
+			crel = rel + "/" + name
+		}
+		full, anc := b.scope(crel)
+		if (!full && !anc) || b.excluded(crel) {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Lstat(filepath.Join(abs, name), &st) != nil {
+			continue
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			if (st.Dev == b.repoDev && st.Ino == b.repoIno) || (b.o.OneFileSystem && st.Dev != b.rootDev) {
+				continue
+			}
+			b.scan(ctx, filepath.Join(abs, name), crel)
+		case unix.S_IFREG:
+			if full {
+				b.o.Live.FilesTotal.Add(1)
+				b.o.Live.BytesTotal.Add(st.Size)
+			}
+		}
+	}
 }
 
 // relPaths remembers the path of the first name of a hard-link group.

@@ -117,12 +117,20 @@ func (p *proc) exited() bool {
 // variable, plus the re-exec switch and extra.
 func cliEnv(extra ...string) []string {
 	var env []string
+	gorace := "GORACE=atexit_sleep_ms=0"
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SNAPFORGE_") {
+		switch {
+		case strings.HasPrefix(kv, "SNAPFORGE_"):
+		case strings.HasPrefix(kv, "GORACE="):
+			gorace = kv + " atexit_sleep_ms=0"
+		default:
 			env = append(env, kv)
 		}
 	}
-	env = append(env, envTestMain+"=1")
+	// Under -race every process would otherwise sleep 1 s at exit (waiting
+	// for late race reports); with ~150 commands per run that is most of the
+	// test time. Races are still reported, and fail the command (exit 66).
+	env = append(env, gorace, envTestMain+"=1")
 	return append(env, extra...)
 }
 
@@ -208,11 +216,6 @@ func newRepo(t testing.TB) *repoCLI {
 func (r *repoCLI) run(args ...string) cliResult {
 	r.t.Helper()
 	return runCLI(r.t, cliOpts{}, append([]string{"--repo", r.dir}, args...)...)
-}
-
-func (r *repoCLI) runEnv(env []string, args ...string) cliResult {
-	r.t.Helper()
-	return runCLI(r.t, cliOpts{env: env}, append([]string{"--repo", r.dir}, args...)...)
 }
 
 func (r *repoCLI) expect(code int, args ...string) cliResult {
@@ -897,6 +900,21 @@ func TestProfileUnits(t *testing.T) {
 	}
 	if fi, err := os.Stat(dbPath + "-wal"); err != nil || fi.Size() == 0 {
 		t.Fatalf("test setup: the rows should be in the WAL (%v)", err)
+	}
+	// Control: a plain copy of the .db file alone has none of the rows, so
+	// only a real SQLite capture can pass the checks below.
+	raw, err := os.ReadFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawCopy := filepath.Join(t.TempDir(), "raw.db")
+	writeFile(t, rawCopy, raw)
+	if cdb, err := sql.Open("sqlite", "file:"+rawCopy); err == nil {
+		var n int
+		if err := cdb.QueryRow(`SELECT count(*) FROM items`).Scan(&n); err == nil && n > 0 {
+			t.Fatalf("test setup: a raw copy of the database already holds %d rows", n)
+		}
+		cdb.Close()
 	}
 	prof := map[string]any{
 		"name": "wf",
