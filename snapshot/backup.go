@@ -136,6 +136,9 @@ type backup struct {
 	hlPath    map[*Node]string
 
 	newBytes atomic.Int64
+
+	zeroOnce sync.Once
+	zeroMax  ID // id of a chunk of Max zero bytes
 }
 
 type blobJob struct {
@@ -196,6 +199,12 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 		skipMounts: ownMounts(),
 		seen:       map[ID]struct{}{}, skipped: map[*Node]bool{},
 		hardlinks: map[[2]uint64]*Node{}, hlFirst: map[*Node]*Node{},
+	}
+	for _, p := range o.Paths {
+		rel := strings.Trim(path.Clean("/"+p), "/")
+		if _, err := os.Lstat(filepath.Join(root, rel)); errors.Is(err, fs.ErrNotExist) {
+			b.warn(rel, "selected path does not exist in the source", false)
+		}
 	}
 	parent, strategy, err := b.findParent(ctx)
 	if err != nil {
@@ -581,6 +590,7 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 					n.Type = TypeHardlink
 					n.Target = b.relOf(first)
 					b.hlFirst[n] = first
+					b.relPaths(n, crel)
 					ds.nodes = append(ds.nodes, n)
 					continue
 				}
@@ -841,7 +851,7 @@ func (b *backup) saveFile(ctx context.Context, ch *chunker.Chunker, j *fileJob) 
 		if b.o.WrapReader != nil {
 			r = b.o.WrapReader(j.rel, r)
 		}
-		size, err := b.chunkStream(ctx, ch, r, n)
+		size, err := b.chunkStream(ctx, ch, r, n, before.Size)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -889,9 +899,30 @@ func isRepoError(err error) bool {
 }
 
 // chunkStream chunks r into n, storing new chunks; it returns the bytes read.
-func (b *backup) chunkStream(ctx context.Context, ch *chunker.Chunker, r io.Reader, n *Node) (int64, error) {
+// For files larger than one chunk, the whole-file hash runs on a second
+// goroutine while this one names the chunk, so a single big file keeps two
+// cores busy; the chunk buffer is reused only after both are done with it.
+func (b *backup) chunkStream(ctx context.Context, ch *chunker.Chunker, r io.Reader, n *Node, sizeHint int64) (int64, error) {
 	ch.Reset(r)
 	h := blake3.New()
+	var fileHash chan []byte
+	var hashed chan struct{}
+	if sizeHint > int64(b.r.cfg.Chunker.Min) {
+		fileHash, hashed = make(chan []byte), make(chan struct{})
+		go func() {
+			for d := range fileHash {
+				h.Write(d)
+				hashed <- struct{}{}
+			}
+			close(hashed)
+		}()
+		defer func() {
+			if fileHash != nil {
+				close(fileHash)
+				<-hashed
+			}
+		}()
+	}
 	var refs []ChunkRef
 	var size int64
 	first := true
@@ -907,8 +938,15 @@ func (b *backup) chunkStream(ctx context.Context, ch *chunker.Chunker, r io.Read
 			b.r.opts.Hook("chunking")
 			first = false
 		}
-		h.Write(data)
-		id := Hash(data)
+		if fileHash != nil {
+			fileHash <- data
+		} else {
+			h.Write(data)
+		}
+		id := b.chunkID(data)
+		if fileHash != nil {
+			<-hashed
+		}
 		refs = append(refs, ChunkRef{ID: id, Size: uint32(len(data))})
 		size += int64(len(data))
 		b.o.Live.BytesDone.Add(int64(len(data)))
@@ -916,9 +954,24 @@ func (b *backup) chunkStream(ctx context.Context, ch *chunker.Chunker, r io.Read
 			return size, &repoError{err}
 		}
 	}
+	if fileHash != nil {
+		close(fileHash)
+		<-hashed
+		fileHash = nil
+	}
 	n.Chunks = refs
 	copy(n.Hash[:], h.Sum(nil))
 	return size, nil
+}
+
+// chunkID names a chunk. Maximum-size runs of zeros (holes of sparse files)
+// are common and all share one precomputed id.
+func (b *backup) chunkID(data []byte) ID {
+	if len(data) == b.r.cfg.Chunker.Max && data[0] == 0 && data[len(data)-1] == 0 && allZero(data) {
+		b.zeroOnce.Do(func() { b.zeroMax = Hash(make([]byte, len(data))) })
+		return b.zeroMax
+	}
+	return Hash(data)
 }
 
 // storeBlob queues blob id for packing unless it is already stored or in
@@ -975,7 +1028,7 @@ func (b *backup) saveSQLite(ctx context.Context, ch *chunker.Chunker, j *fileJob
 		return &repoError{err}
 	}
 	defer f.Close()
-	size, err := b.chunkStream(ctx, ch, f, j.node)
+	size, err := b.chunkStream(ctx, ch, f, j.node, 1<<62)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -1001,7 +1054,9 @@ func errText(err error) string {
 func (b *backup) fillHardlinks() {
 	for n, first := range b.hlFirst {
 		if b.skipped[first] {
+			// This name may still exist: say so, never drop it silently.
 			b.skipped[n] = true
+			b.warn(b.relOf(n), "hard link to "+DisplayName(n.Target)+", which could not be read; not in this snapshot", true)
 			continue
 		}
 		n.Size, n.Chunks, n.Hash = first.Size, first.Chunks, first.Hash

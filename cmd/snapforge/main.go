@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 )
@@ -102,6 +103,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		fmt.Fprintf(stderr, "snapforge: unknown command %q; run `snapforge help` for the list\n", rest[0])
 		return exitUsage
+	}
+	if p := os.Getenv("SNAPFORGE_CPUPROFILE"); p != "" { // for profiling (issue 3); off by default
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
