@@ -376,6 +376,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		}
 		return nil, fmt.Errorf("backup failed, nothing was committed: %w", err)
 	}
+	sort.SliceStable(b.warnings, func(i, j int) bool { return b.warnings[i].Path < b.warnings[j].Path })
 	stats.NewBytes = b.newBytes.Load()
 	stats.DurationMS = time.Since(b.began).Milliseconds()
 	m := &Manifest{
@@ -1056,7 +1057,12 @@ func (b *backup) fillHardlinks() {
 		if b.skipped[first] {
 			// This name may still exist: say so, never drop it silently.
 			b.skipped[n] = true
-			b.warn(b.relOf(n), "hard link to "+DisplayName(n.Target)+", which could not be read; not in this snapshot", true)
+			rel := b.relOf(n)
+			if _, err := os.Lstat(filepath.Join(b.o.Root, rel)); errors.Is(err, fs.ErrNotExist) {
+				b.warn(rel, "vanished before it could be read", false)
+			} else {
+				b.warn(rel, "hard link to "+DisplayName(n.Target)+", which could not be read; not in this snapshot", true)
+			}
 			continue
 		}
 		n.Size, n.Chunks, n.Hash = first.Size, first.Chunks, first.Hash

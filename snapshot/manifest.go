@@ -332,7 +332,7 @@ func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
 	case len(hits) == 0:
 		return nil, fmt.Errorf("snapshot %q: %w (list them with `snapforge snapshots`)", ref, ErrNotFound)
 	case len(hits) > 1:
-		return nil, fmt.Errorf("snapshot %q is ambiguous: %d snapshots start with it", ref, len(hits))
+		return nil, fmt.Errorf("snapshot %q is ambiguous: %d snapshots start with it; give more of the id (list them with `snapforge snapshots`)", ref, len(hits))
 	case hits[0].Err != nil:
 		return nil, hits[0].Err
 	}

@@ -15,6 +15,8 @@ import (
 type WalkFunc func(rel string, n *Node) error
 
 // SkipDir, returned by a WalkFunc for a directory, skips its contents.
+//
+//lint:ignore ST1012 named like io/fs.SkipDir, which it mirrors
 var SkipDir = errors.New("skip this directory")
 
 // Walk visits every node of the tree id in name-byte pre-order.

@@ -193,6 +193,10 @@ func Init(ctx context.Context, path string, io InitOptions, opts Options) (*Repo
 	if err != nil {
 		return nil, err
 	}
+	if _, err := os.Stat(filepath.Join(abs, "snapforge.json")); err == nil {
+		lock.release() // another init won the race
+		return nil, fmt.Errorf("init %s: a repository already exists there", abs)
+	}
 	idx, err := o.OpenIndex(filepath.Join(abs, "index"), true)
 	if err != nil {
 		lock.release()

@@ -135,6 +135,9 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	}
 	var links, ancestors []dirMeta
 	err = r.Walk(ctx, tree, "", func(rel string, n *Node) error {
+		if rs.resume && n.Type == TypeDir {
+			rs.reopenDir(rel) // a killed run may have applied a read-only mode already
+		}
 		if !rs.selected(rel) {
 			if n.Type == TypeDir && rs.hasSelectedBelow(rel) {
 				ancestors = append(ancestors, dirMeta{rel, n})
@@ -247,12 +250,13 @@ func (rs *restorer) hasSelectedBelow(rel string) bool {
 		}
 		segs := strings.Split(pat, "/")
 		rsegs := strings.Split(rel, "/")
-		if len(rsegs) >= len(segs) {
-			continue
-		}
-		ok := true
+		ok := len(rsegs) < len(segs)
 		for i, s := range rsegs {
+			if i >= len(segs) {
+				break // the pattern ends above rel
+			}
 			if s2 := segs[i]; s2 == "**" {
+				ok = true // "**" spans any depth below
 				break
 			} else if m, _ := path.Match(s2, s); !m {
 				ok = false
@@ -333,6 +337,14 @@ func (rs *restorer) restoreNode(ctx context.Context, rel string, n *Node) error 
 		rs.applyMeta(rel, n)
 	}
 	return nil
+}
+
+// reopenDir makes a directory that an interrupted run already finished
+// owner-accessible again; its snapshot mode is applied again at the end.
+func (rs *restorer) reopenDir(rel string) {
+	if fi, err := rs.root.Lstat(rel); err == nil && fi.IsDir() && fi.Mode().Perm()&0o700 != 0o700 {
+		rs.root.Chmod(rel, fi.Mode().Perm()|0o700)
+	}
 }
 
 // atDir calls fn with an open descriptor of rel's parent and rel's last

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -140,5 +141,54 @@ func reviewRerunAsNobody(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("as uid 65534: %v\n%s", err, out)
+	}
+}
+
+// An ambiguous SNAP prefix must say how to pick one.
+func TestReviewAmbiguousSnapMessage(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := r.Resolve(context.Background(), "snap")
+	if err == nil || !strings.Contains(err.Error(), "ambiguous") || !strings.Contains(err.Error(), "snapforge snapshots") {
+		t.Fatalf("ambiguous prefix: %v", err)
+	}
+}
+
+// An include pattern with "**" in the middle selects matches at any depth;
+// the restore may not skip the directories that lead to them.
+func TestReviewIncludeDoubleStarInMiddle(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	for _, p := range []string{"a/x", "a/b/x", "a/b/c/x", "a/b/c/d/x", "a/b/c/y"} {
+		if err := os.MkdirAll(filepath.Join(src, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, p), []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "restore")
+	if _, err := r.Restore(context.Background(), m, snapshot.RestoreOptions{Target: dst, Include: []string{"a/**/x"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"a/x", "a/b/x", "a/b/c/x", "a/b/c/d/x"} {
+		if b, err := os.ReadFile(filepath.Join(dst, p)); err != nil || string(b) != p {
+			t.Errorf("%s matches a/**/x but was not restored: %v", p, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "a/b/c/y")); err == nil {
+		t.Errorf("a/b/c/y does not match a/**/x but was restored")
 	}
 }

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -268,10 +269,12 @@ func (v *verifier) snapshot(ctx context.Context, m *Manifest) (int64, []Problem)
 
 // contentKey identifies a file's content for memoisation across snapshots.
 func contentKey(n *Node) ID {
-	b := make([]byte, 0, 40+len(n.Chunks)*32)
+	b := make([]byte, 0, 40+len(n.Chunks)*36)
 	b = append(b, n.Hash[:]...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(n.Size))
 	for _, c := range n.Chunks {
 		b = append(b, c.ID[:]...)
+		b = binary.LittleEndian.AppendUint32(b, c.Size)
 	}
 	return Hash(b)
 }

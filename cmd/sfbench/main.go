@@ -195,4 +195,4 @@ func splitList(s string) []string {
 }
 
 // mb formats bytes as decimal megabytes, the unit of the report.
-func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+func mb(n int64) string { return formatValue(float64(n)/1e6, true) + " MB" }

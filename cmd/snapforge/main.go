@@ -137,6 +137,9 @@ func (a *app) exitCode(c *command, err error) int {
 	case errors.As(err, &ie), isIntegrity(err):
 		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
 		return exitIntegrity
+	case errors.Is(err, context.Canceled) && c.name == "restore":
+		fmt.Fprintf(a.stderr, "snapforge %s: interrupted; the target holds a partial restore: run the same command again to finish it\n", c.name)
+		return exitError
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(a.stderr, "snapforge %s: interrupted; nothing partial was committed\n", c.name)
 		return exitError
