@@ -35,17 +35,6 @@ import (
 
 const fltMarker = ".snapforge-restore-in-progress"
 
-// fltWrite writes data to p, creating its parent directories.
-func fltWrite(t testing.TB, p string, data []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // fltText returns n bytes of compressible text that depends on seed.
 func fltText(seed uint64, n int) []byte {
 	words := []string{"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"}
@@ -60,15 +49,6 @@ func fltText(seed uint64, n int) []byte {
 	return b.Bytes()[:n]
 }
 
-// fltRandom returns n incompressible bytes that depend on seed.
-func fltRandom(seed uint64, n int) []byte {
-	var s [32]byte
-	binary.LittleEndian.PutUint64(s[:], seed)
-	b := make([]byte, n)
-	rand.NewChaCha8(s).Read(b)
-	return b
-}
-
 // fltSource creates a source tree from rel path → content and returns its root.
 func fltSource(t testing.TB, files map[string][]byte) string {
 	t.Helper()
@@ -77,7 +57,7 @@ func fltSource(t testing.TB, files map[string][]byte) string {
 		t.Fatal(err)
 	}
 	for rel, data := range files {
-		fltWrite(t, filepath.Join(root, rel), data)
+		indextest.WriteFile(t, filepath.Join(root, rel), data)
 	}
 	return root
 }
@@ -350,7 +330,7 @@ func TestFaultsA1FlippedPayloadByte(t *testing.T) {
 func TestFaultsA3TruncatedPack(t *testing.T) {
 	ctx := t.Context()
 	r, repo := indextest.NewRepo(t, fltLaterClock)
-	files := map[string][]byte{"a.txt": fltText(5, 80<<10), "b.bin": fltRandom(6, 70<<10), "c.txt": fltText(7, 9<<10)}
+	files := map[string][]byte{"a.txt": fltText(5, 80<<10), "b.bin": indextest.RandomBytes(6, 70<<10), "c.txt": fltText(7, 9<<10)}
 	src := fltSource(t, files)
 	old := fltBackup(t, r, src)
 
@@ -497,7 +477,7 @@ func TestFaultsA4DeletedPack(t *testing.T) {
 func TestFaultsA6IndexDeleted(t *testing.T) {
 	ctx := t.Context()
 	r, repo := indextest.NewRepo(t)
-	src := fltSource(t, map[string][]byte{"a.txt": fltText(10, 30<<10), "d/b.bin": fltRandom(11, 20<<10)})
+	src := fltSource(t, map[string][]byte{"a.txt": fltText(10, 30<<10), "d/b.bin": indextest.RandomBytes(11, 20<<10)})
 	m := fltBackup(t, r, src)
 	r.Close()
 	if err := os.RemoveAll(filepath.Join(repo, "index")); err != nil {
@@ -713,7 +693,7 @@ func TestFaultsA10ZstdBomb(t *testing.T) {
 		t.Fatal(err)
 	}
 	hexID := snapshot.ID(pid).String()
-	fltWrite(t, filepath.Join(repo, "packs", hexID[:2], hexID+".pack"), buf.Bytes())
+	indextest.WriteFile(t, filepath.Join(repo, "packs", hexID[:2], hexID+".pack"), buf.Bytes())
 	r = fltReopen(t, r, repo) // startup recovery adopts the pack into the index
 
 	// Warm the shared decoder with a real compressed chunk, so its one-time
@@ -919,7 +899,7 @@ func TestFaultsC5FsyncEIO(t *testing.T) {
 	ctx := t.Context()
 	r, repo := indextest.NewRepo(t)
 	r.Close()
-	src := fltSource(t, map[string][]byte{"a.txt": fltText(20, 40<<10), "b.bin": fltRandom(21, 30<<10)})
+	src := fltSource(t, map[string][]byte{"a.txt": fltText(20, 40<<10), "b.bin": indextest.RandomBytes(21, 30<<10)})
 
 	var mu sync.Mutex
 	var wrapped []*eioSyncFile
@@ -1007,7 +987,7 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 // FAULTS B8 (in process): the backup's context is cancelled midway.
 func TestFaultsB8CancelledBackup(t *testing.T) {
 	r, repo := indextest.NewRepo(t)
-	src := fltSource(t, map[string][]byte{"big.bin": fltRandom(22, 3<<20), "small.txt": fltText(23, 4<<10)})
+	src := fltSource(t, map[string][]byte{"big.bin": indextest.RandomBytes(22, 3<<20), "small.txt": fltText(23, 4<<10)})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var cancelled atomic.Bool

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
@@ -175,17 +174,6 @@ func rtWritableOnCleanup(t testing.TB, root string) {
 	})
 }
 
-// rtRand returns n deterministic pseudo-random bytes for seed.
-func rtRand(seed uint64, n int) []byte {
-	var s [32]byte
-	for i := range 8 {
-		s[i] = byte(seed >> (8 * i))
-	}
-	b := make([]byte, n)
-	rand.NewChaCha8(s).Read(b)
-	return b
-}
-
 var rtBase = time.Date(2021, 3, 4, 5, 6, 7, 123456789, time.UTC)
 
 // rtLongName is a 255-byte name (NAME_MAX) of two-byte runes and one ASCII byte.
@@ -220,7 +208,7 @@ func rtMainSpec(p chunker.Params, big, root bool) *rtEntry {
 		"one":   rtFile([]byte{'x'}, 0o600),
 		"ro":    rtFile([]byte("read only\n"), 0o444),
 		"exec":  rtFile([]byte("#!/bin/sh\necho hi\n"), 0o755),
-		"small": rtFile(rtRand(1, 5000), 0o640),
+		"small": rtFile(indextest.RandomBytes(1, 5000), 0o640),
 	}
 	if big {
 		sizes := map[string]int{
@@ -230,7 +218,7 @@ func rtMainSpec(p chunker.Params, big, root bool) *rtEntry {
 			"3max+17": 3*p.Max + 17,
 		}
 		for i, name := range rtKeys(sizes) {
-			files[name] = rtFile(rtRand(uint64(100+i), sizes[name]), 0o644)
+			files[name] = rtFile(indextest.RandomBytes(uint64(100+i), sizes[name]), 0o644)
 		}
 		// Constant bytes have no cut point: chunks are exactly Max, Max, Max, 17.
 		files["const-3max+17"] = rtFile(bytes.Repeat([]byte{'A'}, 3*p.Max+17), 0o644)
@@ -647,7 +635,7 @@ func TestRoundTripSparseFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, off := range []int64{0, size/2 + 12345, size - 3000} {
-		if _, err := f.WriteAt(rtRand(uint64(900+i), 3000), off); err != nil {
+		if _, err := f.WriteAt(indextest.RandomBytes(uint64(900+i), 3000), off); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -836,7 +824,7 @@ func TestRestoreResumesAfterInterruption(t *testing.T) {
 	for d := range 5 {
 		files := map[string]*rtEntry{}
 		for i := range 10 {
-			files[fmt.Sprintf("f%02d", i)] = rtFile(rtRand(uint64(d*10+i), 1000+d*7919+i*997), 0o640)
+			files[fmt.Sprintf("f%02d", i)] = rtFile(indextest.RandomBytes(uint64(d*10+i), 1000+d*7919+i*997), 0o640)
 		}
 		kids[fmt.Sprintf("d%d", d)] = rtDir(0o750, files)
 	}
@@ -1080,9 +1068,9 @@ func rtBenchTree(b *testing.B) (string, int64) {
 	for i := range 32 {
 		var data []byte
 		if i%2 == 0 {
-			data = rtRand(uint64(5000+i), 2<<20)
+			data = indextest.RandomBytes(uint64(5000+i), 2<<20)
 		} else {
-			rnd := rtRand(uint64(6000+i), 2<<20)
+			rnd := indextest.RandomBytes(uint64(6000+i), 2<<20)
 			data = make([]byte, 0, 2<<20)
 			for j := 0; len(data) < 2<<20; j++ {
 				data = append(data, words[int(rnd[2*j])%len(words)]...)

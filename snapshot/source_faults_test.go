@@ -66,8 +66,8 @@ func TestFaultsC7ReadEIO(t *testing.T) {
 	r, _ := indextest.NewRepo(t)
 	src := fltSource(t, map[string][]byte{
 		"good.txt":     fltText(30, 20<<10),
-		"sub/good.bin": fltRandom(31, 300<<10),
-		"bad.bin":      fltRandom(32, 512<<10),
+		"sub/good.bin": indextest.RandomBytes(31, 300<<10),
+		"bad.bin":      indextest.RandomBytes(32, 512<<10),
 	})
 	m := fltBackup(t, r, src, func(o *snapshot.BackupOptions) {
 		o.WrapReader = func(rel string, rd io.Reader) io.Reader {
@@ -228,7 +228,7 @@ func TestFaultsD1ChangingOnEveryRead(t *testing.T) {
 // FAULTS D2: a file deleted between readdir and open.
 func TestFaultsD2VanishedFile(t *testing.T) {
 	r, _ := indextest.NewRepo(t)
-	src := fltSource(t, map[string][]byte{"keep.txt": fltText(37, 5<<10), "gone.txt": fltText(38, 5<<10), "sub/keep.bin": fltRandom(39, 40<<10)})
+	src := fltSource(t, map[string][]byte{"keep.txt": fltText(37, 5<<10), "gone.txt": fltText(38, 5<<10), "sub/keep.bin": indextest.RandomBytes(39, 40<<10)})
 	m := fltBackup(t, r, src, func(o *snapshot.BackupOptions) {
 		o.BeforeOpen = func(rel string) {
 			if rel == "gone.txt" {

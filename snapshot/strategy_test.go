@@ -79,7 +79,7 @@ func rtStrategyTree(t *testing.T) string {
 	rtBuild(t, src, rtDir(0, map[string]*rtEntry{
 		"a": rtFile([]byte("alpha"), 0),
 		"b": rtFile([]byte("bravo"), 0),
-		"c": rtFile(rtRand(3, 3000), 0),
+		"c": rtFile(indextest.RandomBytes(3, 3000), 0),
 		"d": rtDir(0, map[string]*rtEntry{
 			"e": rtFile([]byte("echo"), 0),
 			"f": rtFile([]byte("foxtrot"), 0),
@@ -161,7 +161,7 @@ func TestStrategies(t *testing.T) {
 	// ctime: same size, mtime put back, new content.
 	cpath := filepath.Join(src, "c")
 	cst := rtLstat(t, cpath)
-	if err := os.WriteFile(cpath, rtRand(33, 3000), 0o644); err != nil {
+	if err := os.WriteFile(cpath, indextest.RandomBytes(33, 3000), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.UtimesNano(cpath, []unix.Timespec{cst.Mtim, cst.Mtim}); err != nil {
@@ -254,7 +254,7 @@ func rtProfileTree(t *testing.T) string {
 			"other.bin":     rtFile([]byte("in no unit"), 0),
 		}),
 		"models": rtDir(0, map[string]*rtEntry{
-			"m.bin": rtFile(rtRand(7, 4096), 0),
+			"m.bin": rtFile(indextest.RandomBytes(7, 4096), 0),
 			"sub":   rtDir(0, map[string]*rtEntry{"w.bin": rtFile([]byte("weights"), 0)}),
 		}),
 		"logs":    rtDir(0, map[string]*rtEntry{"app.log": rtFile([]byte("log"), 0), "old.tmp": rtFile([]byte("old"), 0)}),

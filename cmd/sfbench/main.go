@@ -31,7 +31,8 @@
 // mtime comes from the seed: the same seed gives the same tree hash (sfbench
 // hash prints it), a different seed a different one.
 //
-// mutate applies the "~1 % change": 1.5 % of the database rows updated and
+// mutate applies the "~1 % change": 1.5 % of the database rows updated
+// (among the newest fifth, as an application touches its recent records) and
 // 1 % inserted (through SQLite), 1 % of the log volume appended to each of two
 // logs, two config files edited, and 1 MiB rewritten inside the largest model
 // file. It is deterministic too.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/zeebo/blake3"
 )
 
 // MutateStats describe what Mutate changed.
@@ -14,6 +17,8 @@ type MutateStats struct {
 	RowsUpdated  int
 	RowsInserted int
 	RowBytes     int64 // text and blob bytes of the updated and inserted rows
+	PagesTouched int   // database pages that differ afterwards, new ones included
+	PageSize     int
 	LogBytes     int64 // appended to two logs
 	Configs      []string
 	Model        string
@@ -25,13 +30,13 @@ type MutateStats struct {
 func (s MutateStats) NewBytes() int64 { return s.RowBytes + s.LogBytes + s.ModelBytes }
 
 func (s MutateStats) String() string {
-	return fmt.Sprintf("%d rows updated and %d inserted (%s), %s appended to logs/app.log and logs/access.log, %s and %s edited, %s rewritten in %s at offset %d; %s of new data",
-		s.RowsUpdated, s.RowsInserted, mb(s.RowBytes), mb(s.LogBytes), s.Configs[0], s.Configs[1],
+	return fmt.Sprintf("%d rows updated and %d inserted (%s; %s of database pages touched), %s appended to logs/app.log and logs/access.log, %s and %s edited, %s rewritten in %s at offset %d; %s of new data",
+		s.RowsUpdated, s.RowsInserted, mb(s.RowBytes), mb(int64(s.PagesTouched*s.PageSize)), mb(s.LogBytes), s.Configs[0], s.Configs[1],
 		mb(s.ModelBytes), s.Model, s.ModelOffset, mb(s.NewBytes()))
 }
 
 // Mutate applies the "~1 %" change to a dataset made by Generate: 1.5 % of
-// the database rows updated and 1 % inserted (through SQLite, so the WAL is
+// the database rows updated (among the newest 20 %) and 1 % inserted (through SQLite, so the WAL is
 // checkpointed on close as in a live application), 1 % of the log volume
 // appended to each of two logs, two config files edited, and 1 MiB rewritten
 // in place inside the largest model file. The same dataset and seed give the
@@ -56,10 +61,58 @@ func Mutate(ctx context.Context, dir string, seed uint64) (MutateStats, error) {
 	return st, nil
 }
 
-func mutateDB(ctx context.Context, path string, seed uint64, st *MutateStats) (err error) {
-	if _, err := os.Stat(path); err != nil {
-		return err // sql.Open would create an empty database
+func mutateDB(ctx context.Context, path string, seed uint64, st *MutateStats) error {
+	before, err := pageSums(path) // also: sql.Open would create a missing database
+	if err != nil {
+		return err
 	}
+	if err := changeRows(ctx, path, seed, st); err != nil {
+		return err
+	}
+	after, err := pageSums(path)
+	if err != nil {
+		return err
+	}
+	for i, sum := range after {
+		if i >= len(before) || before[i] != sum {
+			st.PagesTouched++
+		}
+	}
+	st.PageSize = dbPageSize
+	return nil
+}
+
+// dbPageSize is the page size of the generated database (SQLite's default).
+const dbPageSize = 4096
+
+// pageSums hashes each page of a database file.
+func pageSums(path string) ([][16]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var sums [][16]byte
+	page := make([]byte, dbPageSize)
+	for {
+		n, err := io.ReadFull(f, page)
+		if n > 0 {
+			var s [16]byte
+			h := blake3.Sum256(page[:n])
+			copy(s[:], h[:])
+			sums = append(sums, s)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return sums, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// changeRows updates and inserts rows in one transaction.
+func changeRows(ctx context.Context, path string, seed uint64, st *MutateStats) (err error) {
 	db, err := openDB(path)
 	if err != nil {
 		return err
@@ -85,8 +138,9 @@ func mutateDB(ctx context.Context, path string, seed uint64, st *MutateStats) (e
 	}
 	defer upd.Close()
 	seen := map[int]bool{}
-	for len(seen) < max(1, rows*15/1000) {
-		id := 1 + r.IntN(maxID)
+	hot := max(1, maxID/5) // updates go to the newest 20 % of the rows, as an application's recent records
+	for len(seen) < max(1, min(hot, rows*15/1000)) {
+		id := maxID - r.IntN(hot)
 		if seen[id] {
 			continue
 		}

@@ -96,7 +96,8 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 	if err := os.MkdirAll(filepath.Join(work, "logs"), 0o755); err != nil {
 		return err
 	}
-	if o.Dir == "" {
+	named := o.Dir == "" // the name records the parameters
+	if named {
 		o.Dir = filepath.Join(work, fmt.Sprintf("dataset-s%g-f%g-seed%d", o.Scale, o.FilesScale, o.Seed))
 	}
 	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
@@ -109,8 +110,10 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 			return err
 		}
 	} else {
-		fmt.Fprintf(stderr, "using the existing dataset %s (scale and seed as it was generated)\n", o.Dir)
-		ds.Scale, ds.FilesScale = 0, 0 // unknown
+		fmt.Fprintf(stderr, "using the existing dataset %s\n", o.Dir)
+		if !named {
+			ds.Scale, ds.FilesScale = 0, 0 // as it was generated: unknown
+		}
 	}
 	tree, err := HashTree(o.Dir)
 	if err != nil {

@@ -187,8 +187,11 @@ func (r *Report) Render(w io.Writer) error {
 	writeMarkdown(&b, table)
 	fmt.Fprintf(&b, "\nmedians of %d run(s); lower is better everywhere; sf = snapforge, fastest = the peer with the lowest median in that row; MB = 10^6 bytes\n", r.Runs)
 	d := r.Dataset
-	fmt.Fprintf(&b, "dataset: %s, scale %g, files-scale %g, seed %d: %d files, %s, tree %s\n",
-		d.Dir, d.Scale, d.FilesScale, d.Seed, d.Files, mb(d.Bytes), d.Tree)
+	params := fmt.Sprintf("scale %g, files-scale %g, seed %d", d.Scale, d.FilesScale, d.Seed)
+	if d.Scale == 0 {
+		params = "an existing dataset of unknown scale"
+	}
+	fmt.Fprintf(&b, "dataset: %s (%s): %d files, %s, tree %s\n", d.Dir, params, d.Files, mb(d.Bytes), d.Tree)
 	for _, t := range r.Tools {
 		fmt.Fprintf(&b, "- %s: %s; %s\n", t.Name, t.Version, t.Settings)
 	}

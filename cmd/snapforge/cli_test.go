@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -410,26 +409,6 @@ func (r *repoCLI) restoreCompare(snap string, want map[string]indextest.Entry) s
 
 // ---- building sources ----
 
-func randomBytes(seed uint64, n int) []byte {
-	var s [32]byte
-	for i := range 8 {
-		s[i] = byte(seed >> (8 * i))
-	}
-	b := make([]byte, n)
-	rand.NewChaCha8(s).Read(b)
-	return b
-}
-
-func writeFile(t testing.TB, p string, data []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func b3hex(b []byte) string {
 	s := blake3.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -465,10 +444,10 @@ func TestCLIContract(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	readme := []byte("snapforge readme\nsecond line\n")
 	notes := []byte("notes v1\n")
-	blob := randomBytes(1, 1<<20)
-	writeFile(t, filepath.Join(src, "docs/readme.txt"), readme)
-	writeFile(t, filepath.Join(src, "docs/notes.md"), notes)
-	writeFile(t, filepath.Join(src, "data/blob.bin"), blob)
+	blob := indextest.RandomBytes(1, 1<<20)
+	indextest.WriteFile(t, filepath.Join(src, "docs/readme.txt"), readme)
+	indextest.WriteFile(t, filepath.Join(src, "docs/notes.md"), notes)
+	indextest.WriteFile(t, filepath.Join(src, "data/blob.bin"), blob)
 	if err := os.Symlink("docs/readme.txt", filepath.Join(src, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -543,8 +522,8 @@ func TestCLIContract(t *testing.T) {
 	// after the command this time.
 	notes2 := []byte("notes v2, longer than before\n")
 	added := []byte("brand new\n")
-	writeFile(t, filepath.Join(src, "docs/notes.md"), notes2)
-	writeFile(t, filepath.Join(src, "docs/new.txt"), added)
+	indextest.WriteFile(t, filepath.Join(src, "docs/notes.md"), notes2)
+	indextest.WriteFile(t, filepath.Join(src, "docs/new.txt"), added)
 	if err := os.Remove(filepath.Join(src, "data/blob.bin")); err != nil {
 		t.Fatal(err)
 	}
@@ -601,7 +580,7 @@ func TestCLIContract(t *testing.T) {
 	// error. A profile named "cli" gives the third snapshot an id that no
 	// other starts with.
 	prof := fmt.Sprintf(`{"name": "cli", "root": %q, "units": {"docs": {"paths": ["docs/"]}}}`, src)
-	writeFile(t, filepath.Join(r.dir, "profile.json"), []byte(prof))
+	indextest.WriteFile(t, filepath.Join(r.dir, "profile.json"), []byte(prof))
 	s3 := r.backup()
 	if !strings.HasPrefix(s3.BackupID, "cli-") || s3.Files != 3 {
 		t.Fatalf("profile backup: %+v", s3)
@@ -865,12 +844,12 @@ func TestProfileUnits(t *testing.T) {
 		"config/ui.json":   []byte(`{"fps": 60}` + "\n"),
 		"data/config.json": []byte(`{"schema": 3}` + "\n"),
 		"logs/app.log":     []byte(strings.Repeat("INFO request ok\n", 500)),
-		"models/m.bin":     randomBytes(7, 1<<20),
+		"models/m.bin":     indextest.RandomBytes(7, 1<<20),
 		"keys/api.key":     []byte("sk-test-000\n"),
 		"scratch.tmp":      []byte("not in any unit\n"),
 	}
 	for p, b := range files {
-		writeFile(t, filepath.Join(root, p), b)
+		indextest.WriteFile(t, filepath.Join(root, p), b)
 	}
 	// A live database: WAL mode, automatic checkpoints off and our connection
 	// kept open, so the rows live only in the -wal file. A raw copy of the
@@ -908,7 +887,7 @@ func TestProfileUnits(t *testing.T) {
 		t.Fatal(err)
 	}
 	rawCopy := filepath.Join(t.TempDir(), "raw.db")
-	writeFile(t, rawCopy, raw)
+	indextest.WriteFile(t, rawCopy, raw)
 	if cdb, err := sql.Open("sqlite", "file:"+rawCopy); err == nil {
 		var n int
 		if err := cdb.QueryRow(`SELECT count(*) FROM items`).Scan(&n); err == nil && n > 0 {
@@ -928,7 +907,7 @@ func TestProfileUnits(t *testing.T) {
 		},
 	}
 	pb, _ := json.Marshal(prof)
-	writeFile(t, filepath.Join(r.dir, "profile.json"), pb)
+	indextest.WriteFile(t, filepath.Join(r.dir, "profile.json"), pb)
 
 	// Default units: config, db, logs; never models (default false) or keys (guarded).
 	s := r.backup()
@@ -1038,9 +1017,9 @@ func TestBackupUnreadableFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := filepath.Join(base, "src")
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("readable\n"))
-	writeFile(t, filepath.Join(src, "sub/b.bin"), randomBytes(4, 256<<10))
-	writeFile(t, filepath.Join(src, "secret.bin"), []byte("nobody may read this\n"))
+	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("readable\n"))
+	indextest.WriteFile(t, filepath.Join(src, "sub/b.bin"), indextest.RandomBytes(4, 256<<10))
+	indextest.WriteFile(t, filepath.Join(src, "secret.bin"), []byte("nobody may read this\n"))
 	if err := os.Chmod(filepath.Join(src, "secret.bin"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -1098,7 +1077,7 @@ func TestBackupUnreadableFile(t *testing.T) {
 func TestAuditTamperViaCLI(t *testing.T) {
 	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src")
-	writeFile(t, filepath.Join(src, "f.txt"), []byte("audit me\n"))
+	indextest.WriteFile(t, filepath.Join(src, "f.txt"), []byte("audit me\n"))
 	lines := func(t *testing.T, r *repoCLI) []string {
 		b, err := os.ReadFile(filepath.Join(r.dir, "audit", "audit.jsonl"))
 		if err != nil {
@@ -1215,8 +1194,8 @@ func TestIndexMissing(t *testing.T) {
 	t.Parallel()
 	r := newRepo(t)
 	src := filepath.Join(t.TempDir(), "src")
-	writeFile(t, filepath.Join(src, "a.bin"), randomBytes(9, 300<<10))
-	writeFile(t, filepath.Join(src, "d/b.txt"), []byte("bee\n"))
+	indextest.WriteFile(t, filepath.Join(src, "a.bin"), indextest.RandomBytes(9, 300<<10))
+	indextest.WriteFile(t, filepath.Join(src, "d/b.txt"), []byte("bee\n"))
 	want := indextest.Digest(t, src, nil)
 	s := r.backup(src)
 	if err := os.RemoveAll(filepath.Join(r.dir, "index")); err != nil {
@@ -1288,7 +1267,7 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	other := filepath.Join(t.TempDir(), "mine")
-	writeFile(t, filepath.Join(other, "precious.txt"), []byte("keep me\n"))
+	indextest.WriteFile(t, filepath.Join(other, "precious.txt"), []byte("keep me\n"))
 	res := expectCode(t, runCLI(t, cliOpts{}, "demo", "--dir", other), exitError)
 	if !strings.Contains(res.stderr, "was not made by the demo") {
 		t.Errorf("demo over a foreign directory: %v", res)

@@ -85,9 +85,9 @@ func TestCrashPoints(t *testing.T) {
 	r := newRepo(t)
 	src := filepath.Join(t.TempDir(), "src")
 	for i := range 4 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("base/%d.bin", i)), randomBytes(uint64(100+i), 1<<20))
+		indextest.WriteFile(t, filepath.Join(src, fmt.Sprintf("base/%d.bin", i)), indextest.RandomBytes(uint64(100+i), 1<<20))
 	}
-	writeFile(t, filepath.Join(src, "notes.txt"), []byte("version 0\n"))
+	indextest.WriteFile(t, filepath.Join(src, "notes.txt"), []byte("version 0\n"))
 	latest := r.backup(src).BackupID
 
 	const mutated = 3 << 20 // new bytes each point adds
@@ -112,8 +112,8 @@ func TestCrashPoints(t *testing.T) {
 			if before[len(before)-1] != latest {
 				t.Fatalf("latest snapshot is %s, want %s", before[len(before)-1], latest)
 			}
-			writeFile(t, filepath.Join(src, fmt.Sprintf("new/%d.bin", i)), randomBytes(uint64(200+i), mutated))
-			writeFile(t, filepath.Join(src, "notes.txt"), []byte(fmt.Sprintf("version %d, crash at %s\n", i+1, p.name)))
+			indextest.WriteFile(t, filepath.Join(src, fmt.Sprintf("new/%d.bin", i)), indextest.RandomBytes(uint64(200+i), mutated))
+			indextest.WriteFile(t, filepath.Join(src, "notes.txt"), []byte(fmt.Sprintf("version %d, crash at %s\n", i+1, p.name)))
 			want := indextest.Digest(t, src, nil)
 			packsBefore := len(packFiles(t, r.dir))
 
@@ -180,7 +180,7 @@ func TestRandomKills(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	const files, size = 8, 8 << 20
 	for i := range files {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d.bin", i)), randomBytes(uint64(i), size))
+		indextest.WriteFile(t, filepath.Join(src, fmt.Sprintf("f%d.bin", i)), indextest.RandomBytes(uint64(i), size))
 	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill delays seeded with %d", seed)
@@ -193,7 +193,7 @@ func TestRandomKills(t *testing.T) {
 	killed := 0
 	before := []string{r.backup(src).BackupID}
 	for round := range 8 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d.bin", round%files)), randomBytes(uint64(1000+round), size))
+		indextest.WriteFile(t, filepath.Join(src, fmt.Sprintf("f%d.bin", round%files)), indextest.RandomBytes(uint64(1000+round), size))
 		want := indextest.Digest(t, src, nil)
 		packsBefore := len(packFiles(t, r.dir))
 
@@ -241,7 +241,7 @@ func TestSIGTERMDuringBackup(t *testing.T) {
 	r := newRepo(t)
 	src := filepath.Join(t.TempDir(), "src")
 	for i := range 8 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d.bin", i)), randomBytes(uint64(50+i), 8<<20))
+		indextest.WriteFile(t, filepath.Join(src, fmt.Sprintf("f%d.bin", i)), indextest.RandomBytes(uint64(50+i), 8<<20))
 	}
 	want := indextest.Digest(t, src, nil)
 	p := startCLI(t, cliOpts{}, "--repo", r.dir, "backup", src)
@@ -298,7 +298,7 @@ func TestRepositoryInUse(t *testing.T) {
 	t.Parallel()
 	r := newRepo(t)
 	src := filepath.Join(t.TempDir(), "src")
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("a\n"))
+	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("a\n"))
 	r.backup(src)
 
 	exe, err := os.Executable()

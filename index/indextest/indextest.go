@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -196,5 +197,28 @@ func CompareDigests(t testing.TB, want, got map[string]Entry) {
 	if len(diffs) > 0 {
 		sort.Strings(diffs)
 		t.Fatalf("trees differ (%d):\n%s", len(diffs), strings.Join(diffs, "\n"))
+	}
+}
+
+// RandomBytes returns n deterministic pseudo-random (incompressible) bytes
+// for seed.
+func RandomBytes(seed uint64, n int) []byte {
+	var s [32]byte
+	for i := range 8 {
+		s[i] = byte(seed >> (8 * i))
+	}
+	b := make([]byte, n)
+	rand.NewChaCha8(s).Read(b)
+	return b
+}
+
+// WriteFile writes data to p, creating its parent directories.
+func WriteFile(t testing.TB, p string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
