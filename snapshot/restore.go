@@ -465,37 +465,14 @@ func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) 
 // writeContent writes n's chunks into f, leaving all-zero chunks as holes
 // (sparse files stay sparse, FAULTS D9), and checks the whole-file hash.
 func (rs *restorer) writeContent(ctx context.Context, f *os.File, n *Node) error {
-	h := blake3.New()
-	var off int64
-	var buf []byte
-	for _, c := range n.Chunks {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		data, err := rs.r.LoadBlob(ctx, c.ID, buf)
-		if err != nil {
-			return err
-		}
-		if len(data) != int(c.Size) {
-			return &CorruptError{ID: c.ID, Detail: "chunk size differs from the tree"}
-		}
-		h.Write(data)
-		if err := writeSparse(f, data, off); err != nil {
-			return err
-		}
-		off += int64(len(data))
+	err := rs.r.streamContent(ctx, n, func(data []byte, off int64) error {
 		rs.o.Live.BytesDone.Add(int64(len(data)))
-		buf = data
-	}
-	if err := f.Truncate(off); err != nil {
+		return writeSparse(f, data, off)
+	})
+	if err != nil {
 		return err
 	}
-	var sum ID
-	copy(sum[:], h.Sum(nil))
-	if sum != n.Hash || off != n.Size {
-		return &CorruptError{ID: n.Hash, Detail: "restored content does not match the snapshot's file hash"}
-	}
-	return nil
+	return f.Truncate(n.Size)
 }
 
 // sparseBlock is the granularity at which zero runs become holes.

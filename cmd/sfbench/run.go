@@ -106,7 +106,14 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 	ds := Dataset{Dir: o.Dir, Scale: o.Scale, FilesScale: o.FilesScale, Seed: o.Seed}
 	if _, err := os.Stat(o.Dir); errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(stderr, "generating dataset %s (scale %g, files-scale %g, seed %d)\n", o.Dir, o.Scale, o.FilesScale, o.Seed)
-		if _, err := Generate(ctx, GenOptions{Dir: o.Dir, Scale: o.Scale, FilesScale: o.FilesScale, Seed: o.Seed}); err != nil {
+		tmp := o.Dir + ".partial" // an interrupted generation is never mistaken for a dataset
+		if err := os.RemoveAll(tmp); err != nil {
+			return err
+		}
+		if _, err := Generate(ctx, GenOptions{Dir: tmp, Scale: o.Scale, FilesScale: o.FilesScale, Seed: o.Seed}); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, o.Dir); err != nil {
 			return err
 		}
 	} else {
@@ -283,7 +290,7 @@ func (b *bench) timed(run int, name, phase string, t tool, build func() (*exec.C
 	m, err := measure(cmd)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && t.WarningExit(ee.ExitCode()) {
-		b.errs = append(b.errs, fmt.Sprintf("run %d: %s: %s: exit %d (warnings; timed anyway)", run, name, phase, ee.ExitCode()))
+		b.notes = append(b.notes, fmt.Sprintf("run %d: %s: %s: exit %d, done with warnings (see its log)", run, name, phase, ee.ExitCode()))
 		err = nil
 	}
 	if err != nil {
@@ -364,10 +371,7 @@ func (b *bench) runTool(ctx context.Context, run int, spec toolSpec) (err error)
 	b.record(phRepo, spec.name, float64(size1)/1e6)
 	b.progress(run, spec.name, phRSS, float64(m.maxRSS)/1e6, "MB")
 	b.progress(run, spec.name, phRepo, float64(size1)/1e6, "MB")
-	if _, _, err = backup(phNoChange, 2); err != nil {
-		return err
-	}
-	size2, err := apparentSize(repo)
+	_, size2, err := backup(phNoChange, 2)
 	if err != nil {
 		return err
 	}
