@@ -77,6 +77,7 @@ type restorer struct {
 	res    RestoreResult
 	dirs   []dirMeta
 	made   map[string]bool // files restored in this run (hardlink targets)
+	dirsOK map[string]bool // directories known to exist in the target (saves path walks)
 	isRoot bool
 }
 
@@ -115,7 +116,7 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	if target == "/" {
 		return nil, errors.New("restore: refusing to restore into /; choose a new or empty directory")
 	}
-	rs := &restorer{r: r, m: m, o: opts, made: map[string]bool{}, isRoot: os.Geteuid() == 0}
+	rs := &restorer{r: r, m: m, o: opts, made: map[string]bool{}, dirsOK: map[string]bool{}, isRoot: os.Geteuid() == 0}
 	rs.res.BackupID, rs.res.Target = m.BackupID, target
 	if err := rs.prepareTarget(target); err != nil {
 		return nil, err
@@ -272,12 +273,13 @@ func (rs *restorer) hasSelectedBelow(rel string) bool {
 
 func (rs *restorer) ensureParent(rel string) error {
 	dir := path.Dir(rel)
-	if dir == "." {
+	if dir == "." || rs.dirsOK[dir] {
 		return nil
 	}
 	if err := rs.root.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("restore: create %s: %w", DisplayName(dir), err)
 	}
+	rs.dirsOK[dir] = true
 	return nil
 }
 
@@ -292,14 +294,17 @@ func (rs *restorer) restoreNode(ctx context.Context, rel string, n *Node) error 
 	}
 	switch n.Type {
 	case TypeDir:
-		if fi, err := rs.root.Lstat(rel); err == nil && !fi.IsDir() {
-			if err := rs.root.Remove(rel); err != nil {
-				return fmt.Errorf("restore: replace %s: %w", DisplayName(rel), err)
+		if rs.resume {
+			if fi, err := rs.root.Lstat(rel); err == nil && !fi.IsDir() {
+				if err := rs.root.Remove(rel); err != nil {
+					return fmt.Errorf("restore: replace %s: %w", DisplayName(rel), err)
+				}
 			}
 		}
 		if err := rs.root.Mkdir(rel, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("restore: create directory %s: %w", DisplayName(rel), err)
 		}
+		rs.dirsOK[rel] = true
 		if rs.resume {
 			rs.sweepTemps(rel)
 		}
@@ -446,8 +451,10 @@ func (rs *restorer) restoreFile(ctx context.Context, rel string, n *Node) error 
 		return fmt.Errorf("restore: close %s: %w", DisplayName(rel), err)
 	}
 	ok = true
-	if fi, err := rs.root.Lstat(rel); err == nil && fi.IsDir() {
-		rs.root.RemoveAll(rel)
+	if rs.resume { // a fresh target holds nothing to replace
+		if fi, err := rs.root.Lstat(rel); err == nil && fi.IsDir() {
+			rs.root.RemoveAll(rel)
+		}
 	}
 	if err := rs.root.Rename(tmp, rel); err != nil {
 		rs.root.Remove(tmp)
