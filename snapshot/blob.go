@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/zeebo/blake3"
@@ -201,33 +202,16 @@ func (r *Repo) recover(ctx context.Context) error {
 			}
 		}
 	}
-	onDisk, err := r.packFiles()
-	if err != nil {
-		return err
-	}
-	r.badPacks = map[ID]string{}
-	known := map[ID]bool{}
-	err = r.idx.Packs(ctx, func(id ID, size int64) error {
-		known[id] = true
-		have, ok := onDisk[id]
-		switch {
-		case !ok:
-			r.badPacks[id] = "is missing from the repository"
-		case have != size:
-			r.badPacks[id] = fmt.Sprintf("size mismatch with index: %d bytes on disk, %d recorded (truncated?)", have, size)
-		}
-		return nil
-	})
+	ps, err := r.scanPacks(ctx)
 	if err != nil {
 		return fmt.Errorf("startup recovery: %w", err)
 	}
+	r.badPacks = ps.bad
 	for id := range r.badPacks {
 		r.opts.Logger.Warn("pack damaged; its chunks will be stored again by the next backup", "pack", id.Short(), "problem", r.badPacks[id])
 	}
-	for id, size := range onDisk {
-		if known[id] {
-			continue
-		}
+	for _, id := range ps.orphans {
+		size := ps.onDisk[id]
 		if err := checkPackName(r.packPath(id), id); err != nil {
 			r.opts.Logger.Warn("orphan pack left alone", "pack", id.Short(), "err", err)
 			continue
@@ -243,6 +227,45 @@ func (r *Repo) recover(ctx context.Context) error {
 		r.opts.Logger.Info("adopted orphan pack", "pack", id.Short(), "blobs", len(blobs))
 	}
 	return nil
+}
+
+// packState compares the packs on disk with those the index records.
+type packState struct {
+	onDisk  map[ID]int64  // pack files and their sizes
+	bad     map[ID]string // recorded packs missing or of another size, with why
+	orphans []ID          // pack files the index does not record
+}
+
+// scanPacks lists the pack files and checks each recorded pack against
+// them (one stat per pack; no data read).
+func (r *Repo) scanPacks(ctx context.Context) (packState, error) {
+	ps := packState{bad: map[ID]string{}}
+	var err error
+	if ps.onDisk, err = r.packFiles(); err != nil {
+		return ps, err
+	}
+	known := map[ID]bool{}
+	err = r.idx.Packs(ctx, func(id ID, size int64) error {
+		known[id] = true
+		have, ok := ps.onDisk[id]
+		switch {
+		case !ok:
+			ps.bad[id] = "is missing from the repository"
+		case have != size:
+			ps.bad[id] = fmt.Sprintf("size mismatch with index: %d bytes on disk, %d recorded (truncated?)", have, size)
+		}
+		return nil
+	})
+	if err != nil {
+		return ps, fmt.Errorf("list indexed packs: %w", err)
+	}
+	for id := range ps.onDisk {
+		if !known[id] {
+			ps.orphans = append(ps.orphans, id)
+		}
+	}
+	sort.Slice(ps.orphans, func(i, j int) bool { return ps.orphans[i].String() < ps.orphans[j].String() })
+	return ps, nil
 }
 
 // usable reports whether a located blob can be deduplicated against.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -104,32 +105,19 @@ func (r *Repo) Verify(ctx context.Context, ids []string, opts VerifyOptions) (*V
 	start := time.Now()
 	opts.Live.start("verify")
 	rep := &VerifyReport{ReadData: opts.ReadData}
-	onDisk, err := r.packFiles()
-	if err != nil {
-		return nil, err
-	}
-	badPack := map[ID]string{}
-	known := map[ID]bool{}
-	err = r.idx.Packs(ctx, func(id ID, size int64) error {
-		known[id] = true
-		have, ok := onDisk[id]
-		switch {
-		case !ok:
-			badPack[id] = "is missing from the repository"
-		case have != size:
-			badPack[id] = fmt.Sprintf("size mismatch with index: %d bytes on disk, %d recorded", have, size)
-		}
-		return nil
-	})
+	ps, err := r.scanPacks(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	for id, size := range onDisk {
-		if !known[id] {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("pack %s (%d bytes) is not in the index (orphan; prune removes it)", id.Short(), size))
-			continue
-		}
-		if opts.ReadData {
+	badPack, onDisk := ps.bad, ps.onDisk
+	for _, id := range ps.orphans {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("pack %s (%d bytes) is not in the index (orphan; prune removes it)", id.Short(), onDisk[id]))
+	}
+	if opts.ReadData {
+		for id := range onDisk {
+			if _, bad := badPack[id]; bad || slices.Contains(ps.orphans, id) {
+				continue
+			}
 			if _, _, err := r.readPackTrailer(id); err != nil {
 				badPack[id] = "trailer damaged: " + err.Error()
 			}
