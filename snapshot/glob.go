@@ -40,3 +40,20 @@ func matchSegs(pat, segs []string) bool {
 	}
 	return len(segs) == 0
 }
+
+// Included reports whether a restore with these include patterns selects
+// rel: when rel or one of its ancestors matches a pattern (MatchGlob, or the
+// exact path with or without slashes). No patterns select everything.
+func Included(patterns []string, rel string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for p := rel; p != "." && p != "" && p != "/"; p = path.Dir(p) {
+		for _, pat := range patterns {
+			if MatchGlob(pat, p) || strings.Trim(pat, "/") == p {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -224,22 +224,7 @@ func (rs *restorer) prepareTarget(target string) error {
 }
 
 // selected reports whether rel or one of its ancestors matches an include.
-func (rs *restorer) selected(rel string) bool {
-	if len(rs.o.Include) == 0 {
-		return true
-	}
-	for p := rel; p != "." && p != ""; p = path.Dir(p) {
-		for _, pat := range rs.o.Include {
-			if MatchGlob(pat, p) || strings.Trim(pat, "/") == p {
-				return true
-			}
-		}
-		if !strings.Contains(p, "/") {
-			break
-		}
-	}
-	return false
-}
+func (rs *restorer) selected(rel string) bool { return Included(rs.o.Include, rel) }
 
 // hasSelectedBelow reports whether an include pattern may select something
 // inside directory rel.

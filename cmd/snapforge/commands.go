@@ -553,7 +553,7 @@ func init() {
 func (a *app) restorePlan(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, includes []string) error {
 	var items []snapshot.Item
 	for _, it := range m.Items {
-		if selectedBy(includes, it.RawPath()) {
+		if snapshot.Included(includes, it.RawPath()) {
 			items = append(items, it)
 		}
 	}
@@ -572,24 +572,6 @@ func (a *app) restorePlan(ctx context.Context, r *snapshot.Repo, m *snapshot.Man
 	}
 	fmt.Fprintf(a.stdout, "dry run: would restore %d items (%s) from %s; nothing written\n", len(items), humanBytes(bytes), m.BackupID)
 	return nil
-}
-
-// selectedBy mirrors the restore's include rule for the dry run.
-func selectedBy(includes []string, rel string) bool {
-	if len(includes) == 0 {
-		return true
-	}
-	for p := rel; p != "" && p != "."; p = filepath.Dir(p) {
-		for _, pat := range includes {
-			if snapshot.MatchGlob(pat, p) || strings.Trim(pat, "/") == p {
-				return true
-			}
-		}
-		if !strings.Contains(p, "/") {
-			break
-		}
-	}
-	return false
 }
 
 var cmdAudit = &command{name: "audit", usage: "[verify|acknowledge]", summary: "print the audit trail, verify its hash chain, or acknowledge damage found so work can go on"}
