@@ -64,7 +64,18 @@ type BackupOptions struct {
 	BeforeOpen func(relPath string)
 }
 
+// cleanRels normalises selection paths to slash-separated relative paths
+// without leading or trailing slashes ("" is the whole root).
+func cleanRels(ps []string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = strings.Trim(path.Clean("/"+p), "/")
+	}
+	return out
+}
+
 func (o BackupOptions) withDefaults() BackupOptions {
+	o.Paths, o.SQLite = cleanRels(o.Paths), cleanRels(o.SQLite)
 	if o.Strategy == "" {
 		o.Strategy = StrategyIncremental
 	}
@@ -107,6 +118,18 @@ type fileJob struct {
 	st     unix.Stat_t
 }
 
+// linkName is a node of a hard-link group with its relative path.
+type linkName struct {
+	node *Node
+	rel  string
+}
+
+// hardlink is a later name of a group whose content is the first name's.
+type hardlink struct {
+	linkName
+	first *Node
+}
+
 type dirState struct {
 	nodes []*Node
 	subs  map[*Node]*dirState
@@ -131,9 +154,8 @@ type backup struct {
 	skipped   map[*Node]bool
 	warnings  []Warning
 	partial   bool
-	hardlinks map[[2]uint64]*Node
-	hlFirst   map[*Node]*Node
-	hlPath    map[*Node]string
+	hardlinks map[[2]uint64]linkName // first name of each hard-link group, by device and inode
+	links     []hardlink             // the later names, in walk order
 
 	newBytes atomic.Int64
 
@@ -198,10 +220,9 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 		repoDev: repoSt.Dev, repoIno: repoSt.Ino, rootDev: rootSt.Dev,
 		skipMounts: ownMounts(),
 		seen:       map[ID]struct{}{}, skipped: map[*Node]bool{},
-		hardlinks: map[[2]uint64]*Node{}, hlFirst: map[*Node]*Node{},
+		hardlinks: map[[2]uint64]linkName{},
 	}
-	for _, p := range o.Paths {
-		rel := strings.Trim(path.Clean("/"+p), "/")
+	for _, rel := range o.Paths {
 		if _, err := os.Lstat(filepath.Join(root, rel)); errors.Is(err, fs.ErrNotExist) {
 			b.warn(rel, "selected path does not exist in the source", false)
 		}
@@ -467,7 +488,6 @@ func (b *backup) scope(rel string) (full, ancestor bool) {
 		return true, false
 	}
 	for _, p := range b.o.Paths {
-		p = strings.Trim(path.Clean("/"+p), "/")
 		if p == "" || rel == p || strings.HasPrefix(rel, p+"/") {
 			return true, false
 		}
@@ -480,7 +500,6 @@ func (b *backup) scope(rel string) (full, ancestor bool) {
 
 func (b *backup) inSQLite(rel string) bool {
 	for _, p := range b.o.SQLite {
-		p = strings.Trim(path.Clean("/"+p), "/")
 		if p == "" || rel == p || strings.HasPrefix(rel, p+"/") {
 			return true
 		}
@@ -589,14 +608,12 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 				key := [2]uint64{st.Dev, st.Ino}
 				if first, ok := b.hardlinks[key]; ok {
 					n.Type = TypeHardlink
-					n.Target = b.relOf(first)
-					b.hlFirst[n] = first
-					b.relPaths(n, crel)
+					n.Target = first.rel
+					b.links = append(b.links, hardlink{linkName{n, crel}, first.node})
 					ds.nodes = append(ds.nodes, n)
 					continue
 				}
-				b.hardlinks[key] = n
-				b.relPaths(n, crel)
+				b.hardlinks[key] = linkName{n, crel}
 			}
 			if !sqlite && b.reuse(ctx, n, pn) {
 				b.o.Live.FilesDone.Add(1)
@@ -670,22 +687,6 @@ func (b *backup) scan(ctx context.Context, abs, rel string) {
 			}
 		}
 	}
-}
-
-// relPaths remembers the path of the first name of a hard-link group.
-func (b *backup) relPaths(n *Node, rel string) {
-	b.mu.Lock()
-	if b.hlPath == nil {
-		b.hlPath = map[*Node]string{}
-	}
-	b.hlPath[n] = rel
-	b.mu.Unlock()
-}
-
-func (b *backup) relOf(n *Node) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.hlPath[n]
 }
 
 // sqliteSidecarOf reports whether name is a -wal, -shm or -journal file
@@ -1053,11 +1054,11 @@ func errText(err error) string {
 // fillHardlinks copies content references from each link group's first
 // name, after all files are read.
 func (b *backup) fillHardlinks() {
-	for n, first := range b.hlFirst {
+	for _, l := range b.links {
+		n, first, rel := l.node, l.first, l.rel
 		if b.skipped[first] {
 			// This name may still exist: say so, never drop it silently.
 			b.skipped[n] = true
-			rel := b.relOf(n)
 			if _, err := os.Lstat(filepath.Join(b.o.Root, rel)); errors.Is(err, fs.ErrNotExist) {
 				b.warn(rel, "vanished before it could be read", false)
 			} else {

@@ -16,12 +16,11 @@ import (
 // then the index (synced). A pack's blobs are indexed only once its bytes
 // are durable.
 type packWriter struct {
-	r    *Repo
-	f    WriteFile
-	buf  *bufio.Writer
-	tmp  string
-	w    *pack.Writer
-	done int // packs committed
+	r   *Repo
+	f   WriteFile
+	buf *bufio.Writer
+	tmp string
+	w   *pack.Writer
 }
 
 func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
@@ -129,6 +128,5 @@ func (p *packWriter) commit(ctx context.Context) error {
 		return p.fail("index pack", err)
 	}
 	p.w = nil
-	p.done++
 	return nil
 }
