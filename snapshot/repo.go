@@ -371,7 +371,7 @@ func (r *Repo) errIfNoIndex() error {
 }
 
 // writeFileAtomic writes data to a temp file beside name, fsyncs it, renames
-// it over name and fsyncs the directory.
+// it over name and fsyncs the directory. wrap (nil: none) injects faults.
 func writeFileAtomic(name string, data []byte, wrap func(WriteFile) WriteFile) error {
 	dir := filepath.Dir(name)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
@@ -379,7 +379,10 @@ func writeFileAtomic(name string, data []byte, wrap func(WriteFile) WriteFile) e
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	tmp := f.Name()
-	wf := wrap(f)
+	var wf WriteFile = f
+	if wrap != nil {
+		wf = wrap(f)
+	}
 	ok := false
 	defer func() {
 		if !ok {

@@ -220,7 +220,7 @@ func (rs *restorer) prepareTarget(target string) error {
 		return nil
 	}
 	b, _ := json.Marshal(restoreMarker{BackupID: rs.m.BackupID, Started: time.Now().UTC().Format(time.RFC3339)})
-	return writeFileAtomic(marker, b, func(f WriteFile) WriteFile { return f })
+	return writeFileAtomic(marker, b, nil)
 }
 
 // selected reports whether rel or one of its ancestors matches an include.

@@ -352,7 +352,7 @@ func (r *Repo) recordVerify(sc SnapshotCheck, full bool) {
 	}
 	b, _ := json.MarshalIndent(rec, "", " ")
 	os.MkdirAll(filepath.Dir(name), 0o700)
-	if err := writeFileAtomic(name, append(b, '\n'), func(f WriteFile) WriteFile { return f }); err != nil {
+	if err := writeFileAtomic(name, append(b, '\n'), nil); err != nil {
 		r.opts.Logger.Warn("verify record not written", "snapshot", sc.BackupID, "err", err)
 	}
 }
