@@ -100,27 +100,10 @@ func fltCompare(t testing.TB, src, target string, skipSrc ...string) {
 	indextest.CompareDigests(t, want, got)
 }
 
-// fltNames lists the names in dir (none when it does not exist).
-func fltNames(t testing.TB, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 // fltNoTemp fails the test if <repo>/tmp holds anything.
 func fltNoTemp(t testing.TB, repo string) {
 	t.Helper()
-	if names := fltNames(t, filepath.Join(repo, "tmp")); len(names) > 0 {
+	if names := indextest.Names(t, filepath.Join(repo, "tmp")); len(names) > 0 {
 		t.Fatalf("temporary files left in %s/tmp: %q", repo, names)
 	}
 }
@@ -319,7 +302,7 @@ func TestFaultsA1FlippedPayloadByte(t *testing.T) {
 	// The other file is byte-identical; nothing of a.txt remains, not even
 	// its temporary name.
 	fltCompare(t, src1, target, "a.txt")
-	for _, n := range fltNames(t, target) {
+	for _, n := range indextest.Names(t, target) {
 		if strings.HasPrefix(n, ".sfr-") || n == "a.txt" {
 			t.Fatalf("partial file %q left at the target", n)
 		}
@@ -776,7 +759,7 @@ func fltCopyDir(t testing.TB, from, to string) {
 	if err := os.MkdirAll(to, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range fltNames(t, from) {
+	for _, n := range indextest.Names(t, from) {
 		b, err := os.ReadFile(filepath.Join(from, n))
 		if err != nil {
 			t.Fatal(err)

@@ -31,17 +31,20 @@ import (
 // rtMF is the part of a manifest file the root-hash recipe reads, decoded
 // independently of the engine's types.
 type rtMF struct {
-	BackupID string `json:"backup_id"`
-	RootHash string `json:"root_hash"`
-	Items    []struct {
-		Path      string  `json:"path"`
-		PathB64   *string `json:"path_b64"`
-		Type      string  `json:"type"`
-		Size      int64   `json:"size"`
-		Blake3    string  `json:"blake3"`
-		Target    *string `json:"target"`
-		TargetB64 *string `json:"target_b64"`
-	} `json:"items"`
+	BackupID string     `json:"backup_id"`
+	RootHash string     `json:"root_hash"`
+	Items    []rtMFItem `json:"items"`
+}
+
+// rtMFItem is one manifest item as the recipe reads it.
+type rtMFItem struct {
+	Path      string  `json:"path"`
+	PathB64   *string `json:"path_b64"`
+	Type      string  `json:"type"`
+	Size      int64   `json:"size"`
+	Blake3    string  `json:"blake3"`
+	Target    *string `json:"target"`
+	TargetB64 *string `json:"target_b64"`
 }
 
 func rtReadMF(t *testing.T, file string) rtMF {
@@ -258,15 +261,7 @@ func TestRootHashDocExample(t *testing.T) {
 	// The recipe refuses what would break its framing.
 	tgt := "x"
 	bad := rtMF{}
-	bad.Items = append(bad.Items, struct {
-		Path      string  `json:"path"`
-		PathB64   *string `json:"path_b64"`
-		Type      string  `json:"type"`
-		Size      int64   `json:"size"`
-		Blake3    string  `json:"blake3"`
-		Target    *string `json:"target"`
-		TargetB64 *string `json:"target_b64"`
-	}{Path: "l", Type: "symlink", Size: 3, Target: &tgt})
+	bad.Items = append(bad.Items, rtMFItem{Path: "l", Type: "symlink", Size: 3, Target: &tgt})
 	if _, err := rtRecomputeRootHash(bad); err == nil {
 		t.Errorf("a symlink whose size is not its target length was accepted")
 	}

@@ -32,20 +32,6 @@ func packFiles(t testing.TB, repo string) []string {
 	return p
 }
 
-// tmpEntries returns the names in repo/tmp.
-func tmpEntries(t testing.TB, repo string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(repo, "tmp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 // afterCrash checks the invariants that must hold whatever moment a backup
 // died at, and returns the snapshots now listed: the ones before plus at most
 // the one the killed backup committed (then complete), never a partial one.
@@ -67,7 +53,7 @@ func afterCrash(t *testing.T, r *repoCLI, before []string, want map[string]index
 	}
 	// `snapshots` opened the repository, so startup recovery ran: no
 	// temporary pack is left behind.
-	if tmp := tmpEntries(t, r.dir); len(tmp) != 0 {
+	if tmp := indextest.Names(t, filepath.Join(r.dir, "tmp")); len(tmp) != 0 {
 		t.Errorf("repo tmp/ not cleaned by startup recovery: %v", tmp)
 	}
 	v := r.ok("verify", "--read-data")
@@ -125,7 +111,7 @@ func TestCrashPoints(t *testing.T) {
 				t.Errorf("killed backup printed a summary: %v", res)
 			}
 			if p.name == "pack-temp-written" || p.name == "pack-synced" {
-				if tmp := tmpEntries(t, r.dir); len(tmp) == 0 {
+				if tmp := indextest.Names(t, filepath.Join(r.dir, "tmp")); len(tmp) == 0 {
 					t.Errorf("crash at %s should leave the temp pack for recovery to clean", p.name)
 				}
 			}
@@ -270,7 +256,7 @@ func TestSIGTERMDuringBackup(t *testing.T) {
 	if rows := r.snapshots(); len(rows) != 0 {
 		t.Fatalf("an interrupted backup committed %v", snapIDs(rows))
 	}
-	if tmp := tmpEntries(t, r.dir); len(tmp) != 0 {
+	if tmp := indextest.Names(t, filepath.Join(r.dir, "tmp")); len(tmp) != 0 {
 		t.Errorf("tmp/ after an interrupted backup and a reopen: %v", tmp)
 	}
 	r.ok("verify", "--read-data")
