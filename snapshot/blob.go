@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot/audit"
 	"snapforge/snapshot/pack"
@@ -56,6 +58,12 @@ func IsIntegrity(err error) bool {
 // LoadBlob returns the plaintext of blob id, appended to buf[:0]. The bytes
 // are decoded within the recorded size and checked against id.
 func (r *Repo) LoadBlob(ctx context.Context, id ID, buf []byte) ([]byte, error) {
+	return r.loadBlob(ctx, nil, id, buf)
+}
+
+// loadBlob is LoadBlob reading through the open packs of pr (nil: open the
+// pack for this one read).
+func (r *Repo) loadBlob(ctx context.Context, pr *packReader, id ID, buf []byte) ([]byte, error) {
 	if err := r.errIfNoIndex(); err != nil {
 		return nil, err
 	}
@@ -66,22 +74,28 @@ func (r *Repo) LoadBlob(ctx context.Context, id ID, buf []byte) ([]byte, error) 
 	if err != nil {
 		return nil, fmt.Errorf("look up chunk %s: %w", id.Short(), err)
 	}
-	return r.readBlobAt(id, loc, buf)
+	return r.readBlobAt(pr, id, loc, buf)
 }
 
-func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
-	f, err := os.Open(r.packPath(loc.Pack))
+func (r *Repo) readBlobAt(pr *packReader, id ID, loc Location, buf []byte) ([]byte, error) {
+	if pr == nil {
+		pr = r.newPackReader(1)
+		defer pr.Close()
+	}
+	f, release, err := pr.open(loc.Pack)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is missing from the repository"}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open pack %s: %w", loc.Pack.Short(), err)
 	}
-	defer f.Close()
+	defer release()
 	if loc.Stored > pack.MaxBlobSize+1024 || loc.Raw > pack.MaxBlobSize {
 		return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "recorded length exceeds the limit"}
 	}
-	stored := make([]byte, loc.Stored)
+	sp := getBuf(int(loc.Stored))
+	defer putBuf(sp)
+	stored := (*sp)[:loc.Stored]
 	if _, err := f.ReadAt(stored, int64(loc.Offset)); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
@@ -96,6 +110,105 @@ func (r *Repo) readBlobAt(id ID, loc Location, buf []byte) ([]byte, error) {
 		return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "content does not match its hash"}
 	}
 	return out, nil
+}
+
+// bufPool recycles blob-sized buffers (up to pack.MaxBlobSize plus a frame's
+// overhead) between reads, so a restore or verify does not allocate, and the
+// garbage collector does not clear, a new buffer for every chunk.
+var bufPool sync.Pool
+
+func getBuf(n int) *[]byte {
+	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= n {
+		return p
+	}
+	c := n
+	if c < 1<<20 {
+		c = 1 << 20 // most chunks: one size class, so pooled buffers fit them
+	}
+	b := make([]byte, 0, c)
+	return &b
+}
+
+func putBuf(p *[]byte) {
+	if cap(*p) <= pack.MaxBlobSize+64<<10 {
+		bufPool.Put(p)
+	}
+}
+
+// packReader keeps pack files open across the reads of one operation
+// (restore, verify, cat), so each pack is opened once and the kernel's
+// readahead follows the mostly sequential reads. Packs are immutable (named
+// by their hash), so a descriptor stays valid for as long as it is open. It
+// is safe for concurrent use; at most max files are kept open while idle.
+type packReader struct {
+	r     *Repo
+	max   int
+	mu    sync.Mutex
+	files map[ID]*openPack
+	tick  uint64
+}
+
+type openPack struct {
+	f    *os.File
+	refs int
+	used uint64
+}
+
+func (r *Repo) newPackReader(max int) *packReader {
+	return &packReader{r: r, max: max, files: map[ID]*openPack{}}
+}
+
+// open returns pack id's file and a function to call when done with it.
+func (pr *packReader) open(id ID) (*os.File, func(), error) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.tick++
+	op, ok := pr.files[id]
+	if !ok {
+		f, err := os.Open(pr.r.packPath(id))
+		if err != nil {
+			return nil, nil, err
+		}
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL) // a hint: larger readahead
+		op = &openPack{f: f}
+		pr.files[id] = op
+		pr.evict()
+	}
+	op.refs++
+	op.used = pr.tick
+	return op.f, func() {
+		pr.mu.Lock()
+		op.refs--
+		pr.mu.Unlock()
+	}, nil
+}
+
+// evict closes the least recently used idle packs beyond max.
+func (pr *packReader) evict() {
+	for len(pr.files) > pr.max {
+		var victim ID
+		var oldest uint64 = ^uint64(0)
+		for id, op := range pr.files {
+			if op.refs == 0 && op.used < oldest {
+				victim, oldest = id, op.used
+			}
+		}
+		if oldest == ^uint64(0) {
+			return // all in use
+		}
+		pr.files[victim].f.Close()
+		delete(pr.files, victim)
+	}
+}
+
+// Close closes every pack file.
+func (pr *packReader) Close() {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	for id, op := range pr.files {
+		op.f.Close()
+		delete(pr.files, id)
+	}
 }
 
 // LoadTree reads and decodes tree id.

@@ -12,11 +12,15 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zeebo/blake3"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot/audit"
@@ -73,13 +77,52 @@ type restorer struct {
 	m      *Manifest
 	o      RestoreOptions
 	root   *os.Root
+	pr     *packReader
 	resume bool
-	res    RestoreResult
-	dirs   []dirMeta
-	made   map[string]bool // files restored in this run (hardlink targets)
-	dirsOK map[string]bool // directories known to exist in the target (saves path walks)
 	isRoot bool
+	dirs   []dirMeta // walker only
+	stack  []*dirHandle
+
+	mu      sync.Mutex // guards res and made, shared with the workers
+	res     RestoreResult
+	made    map[string]bool // files restored in this run (hardlink targets)
+	written atomic.Int64    // bytes written, for early writeback
+	kick    chan struct{}
 }
+
+// dirHandle is an open directory of the target. Files are created relative
+// to it, one name at a time, so no path is resolved twice. The walker holds
+// a reference while it is inside the directory and every queued file job
+// holds one; the last release closes it.
+type dirHandle struct {
+	rel  string
+	root *os.Root
+	refs atomic.Int32
+}
+
+func (d *dirHandle) hold() *dirHandle { d.refs.Add(1); return d }
+
+func (d *dirHandle) release() {
+	if d.refs.Add(-1) == 0 {
+		d.root.Close()
+	}
+}
+
+// restoreJob is one regular file for a worker to restore.
+type restoreJob struct {
+	dir *dirHandle
+	rel string
+	n   *Node
+}
+
+// restoreWorkers restore files concurrently: small files wait on the disk
+// more than on the CPU, big ones keep loading chunks ahead of the writer.
+func restoreWorkers() int { return min(max(4, 2*runtime.NumCPU()), 8) }
+
+// writebackEvery is how many written bytes start a background syncfs, so
+// the final sync (a restore is durable when it reports success) finds
+// little left to write.
+const writebackEvery = 64 << 20
 
 type dirMeta struct {
 	rel string
@@ -116,7 +159,7 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	if target == "/" {
 		return nil, errors.New("restore: refusing to restore into /; choose a new or empty directory")
 	}
-	rs := &restorer{r: r, m: m, o: opts, made: map[string]bool{}, dirsOK: map[string]bool{}, isRoot: os.Geteuid() == 0}
+	rs := &restorer{r: r, m: m, o: opts, made: map[string]bool{}, isRoot: os.Geteuid() == 0}
 	rs.res.BackupID, rs.res.Target = m.BackupID, target
 	if err := rs.prepareTarget(target); err != nil {
 		return nil, err
@@ -126,6 +169,8 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 		return nil, fmt.Errorf("restore: open target %s: %w", target, err)
 	}
 	defer rs.root.Close()
+	rs.pr = r.newPackReader(64)
+	defer rs.pr.Close()
 	if rs.resume {
 		rs.sweepTemps(".")
 	}
@@ -134,8 +179,55 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	if err != nil {
 		return nil, err
 	}
+	top, err := rs.root.OpenRoot(".")
+	if err != nil {
+		return nil, fmt.Errorf("restore: open target %s: %w", target, err)
+	}
+	rs.stack = []*dirHandle{{rel: ".", root: top}}
+	rs.stack[0].refs.Store(1)
+	defer func() {
+		for len(rs.stack) > 0 {
+			rs.pop()
+		}
+	}()
+
+	flushed := make(chan struct{})
+	rs.kick = make(chan struct{}, 1)
+	go func() { // early writeback; errors surface in the final sync
+		defer close(flushed)
+		tf, err := os.Open(target)
+		for range rs.kick {
+			if err == nil {
+				unix.Syncfs(int(tf.Fd()))
+			}
+		}
+		if err == nil {
+			tf.Close()
+		}
+	}()
+
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan restoreJob, 64)
+	for range restoreWorkers() {
+		g.Go(func() error {
+			for j := range jobs {
+				err := ctx.Err() // the caller's, between files
+				if err == nil {
+					err = rs.restoreFile(gctx, j.dir, path.Base(j.rel), j.rel, j.n)
+				}
+				j.dir.release()
+				if err != nil {
+					for j := range jobs { // drain so the walker never blocks
+						j.dir.release()
+					}
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	var links, ancestors []dirMeta
-	err = r.Walk(ctx, tree, "", func(rel string, n *Node) error {
+	walkErr := r.Walk(gctx, tree, "", func(rel string, n *Node) error {
 		if rs.resume && n.Type == TypeDir {
 			rs.reopenDir(rel) // a killed run may have applied a read-only mode already
 		}
@@ -153,10 +245,36 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 			links = append(links, dirMeta{rel, n})
 			return nil
 		}
-		return rs.restoreNode(ctx, rel, n)
+		if n.Type != TypeFile {
+			return rs.restoreNode(gctx, rel, n)
+		}
+		d, err := rs.dirOf(rel)
+		if err != nil {
+			return err
+		}
+		select {
+		case jobs <- restoreJob{dir: d.hold(), rel: rel, n: n}:
+			return nil
+		case <-gctx.Done():
+			d.release()
+			return gctx.Err()
+		}
 	})
+	close(jobs)
+	err = g.Wait()
+	close(rs.kick)
+	<-flushed
+	if err == nil && walkErr != nil {
+		err = walkErr
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, fmt.Errorf("restore %s: %w", m.BackupID, err)
+	}
+	for len(rs.stack) > 1 {
+		rs.pop()
 	}
 	for _, l := range links {
 		if err := rs.restoreHardlink(ctx, l.rel, l.n); err != nil {
@@ -175,6 +293,11 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	for _, d := range rs.dirs {
 		rs.applyMeta(d.rel, d.n)
 	}
+	byPath := func(ws []Warning) {
+		sort.SliceStable(ws, func(i, j int) bool { return ws[i].Path < ws[j].Path })
+	}
+	byPath(rs.res.Failed) // workers finish in any order
+	byPath(rs.res.Warnings)
 	if err := syncFS(target); err != nil {
 		return nil, fmt.Errorf("restore: sync %s: %w", target, err)
 	}
@@ -256,25 +379,70 @@ func (rs *restorer) hasSelectedBelow(rel string) bool {
 	return false
 }
 
-func (rs *restorer) ensureParent(rel string) error {
-	dir := path.Dir(rel)
-	if dir == "." || rs.dirsOK[dir] {
-		return nil
+// dirOf returns the open directory that holds rel, creating and opening
+// the directories on the way that are not open yet (the parents of a
+// selection). The walker visits in pre-order, so the open directories form
+// a stack along the current path; leaving a directory releases it.
+func (rs *restorer) dirOf(rel string) (*dirHandle, error) {
+	parent := path.Dir(rel)
+	for len(rs.stack) > 1 {
+		top := rs.stack[len(rs.stack)-1].rel
+		if parent == top || strings.HasPrefix(parent, top+"/") {
+			break
+		}
+		rs.pop()
 	}
-	if err := rs.root.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("restore: create %s: %w", DisplayName(dir), err)
+	top := rs.stack[len(rs.stack)-1]
+	if top.rel == parent {
+		return top, nil
 	}
-	rs.dirsOK[dir] = true
-	return nil
+	rest := parent
+	if top.rel != "." {
+		rest = strings.TrimPrefix(parent, top.rel+"/")
+	}
+	for _, name := range strings.Split(rest, "/") {
+		d, err := rs.openDir(rs.stack[len(rs.stack)-1], name)
+		if err != nil {
+			return nil, err
+		}
+		rs.stack = append(rs.stack, d)
+	}
+	return rs.stack[len(rs.stack)-1], nil
+}
+
+// openDir makes directory name in parent (if absent) and opens it.
+func (rs *restorer) openDir(parent *dirHandle, name string) (*dirHandle, error) {
+	rel := name
+	if parent.rel != "." {
+		rel = parent.rel + "/" + name
+	}
+	if err := parent.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("restore: create directory %s: %w", DisplayName(rel), err)
+	}
+	root, err := parent.root.OpenRoot(name)
+	if err != nil {
+		return nil, fmt.Errorf("restore: open directory %s: %w", DisplayName(rel), err)
+	}
+	d := &dirHandle{rel: rel, root: root}
+	d.refs.Store(1) // the walker's
+	return d, nil
+}
+
+func (rs *restorer) pop() {
+	rs.stack[len(rs.stack)-1].release()
+	rs.stack = rs.stack[:len(rs.stack)-1]
 }
 
 func (rs *restorer) warn(rel, problem string) {
 	p, b64 := pathFields(rel)
+	rs.mu.Lock()
 	rs.res.Warnings = append(rs.res.Warnings, Warning{Path: p, PathB64: b64, Problem: problem})
+	rs.mu.Unlock()
 }
 
 func (rs *restorer) restoreNode(ctx context.Context, rel string, n *Node) error {
-	if err := rs.ensureParent(rel); err != nil {
+	parent, err := rs.dirOf(rel)
+	if err != nil {
 		return err
 	}
 	switch n.Type {
@@ -286,17 +454,18 @@ func (rs *restorer) restoreNode(ctx context.Context, rel string, n *Node) error 
 				}
 			}
 		}
-		if err := rs.root.Mkdir(rel, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("restore: create directory %s: %w", DisplayName(rel), err)
+		d, err := rs.openDir(parent, path.Base(rel))
+		if err != nil {
+			return err
 		}
-		rs.dirsOK[rel] = true
+		rs.stack = append(rs.stack, d)
 		if rs.resume {
 			rs.sweepTemps(rel)
 		}
 		rs.dirs = append(rs.dirs, dirMeta{rel, n})
 		rs.res.Dirs++
 	case TypeFile:
-		return rs.restoreFile(ctx, rel, n)
+		return rs.restoreFile(ctx, parent, path.Base(rel), rel, n)
 	case TypeSymlink:
 		if cur, err := rs.root.Readlink(rel); err == nil && cur == n.Target {
 			rs.res.Links++
@@ -374,19 +543,22 @@ func (rs *restorer) sweepTemps(dir string) {
 	}
 }
 
-// restoreFile writes a file under a temporary name, checks its hash, sets
-// its metadata and renames it into place. A file with a damaged chunk is
-// reported and left out; the temporary file is removed (FAULTS A1).
-func (rs *restorer) restoreFile(ctx context.Context, rel string, n *Node) error {
-	if rs.resume && rs.alreadyCorrect(rel, n) {
+// restoreFile writes file rel (called name in directory dir) under a
+// temporary name, checks its content, sets its metadata and renames it into
+// place. A file with a damaged chunk is reported and left out; the
+// temporary file is removed (FAULTS A1). Workers call it concurrently.
+func (rs *restorer) restoreFile(ctx context.Context, dir *dirHandle, name, rel string, n *Node) error {
+	if rs.resume && rs.alreadyCorrect(dir, name, n) {
+		rs.mu.Lock()
 		rs.res.Reused++
 		rs.res.Files++
 		rs.made[rel] = true
+		rs.mu.Unlock()
 		rs.o.Live.FilesDone.Add(1)
 		return nil
 	}
-	tmp := path.Join(path.Dir(rel), randName())
-	f, err := rs.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	tmp := randName()
+	f, err := dir.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("restore: create %s: %w", DisplayName(rel), err)
 	}
@@ -394,7 +566,7 @@ func (rs *restorer) restoreFile(ctx context.Context, rel string, n *Node) error 
 	defer func() {
 		if !ok {
 			f.Close()
-			rs.root.Remove(tmp)
+			dir.root.Remove(tmp)
 		}
 	}()
 	if err := rs.writeContent(ctx, f, n); err != nil {
@@ -403,7 +575,9 @@ func (rs *restorer) restoreFile(ctx context.Context, rel string, n *Node) error 
 		}
 		if IsIntegrity(err) {
 			p, b64 := pathFields(rel)
+			rs.mu.Lock()
 			rs.res.Failed = append(rs.res.Failed, Warning{Path: p, PathB64: b64, Problem: err.Error()})
+			rs.mu.Unlock()
 			return nil
 		}
 		return fmt.Errorf("restore: write %s: %w", DisplayName(rel), err)
@@ -426,38 +600,46 @@ func (rs *restorer) restoreFile(ctx context.Context, rel string, n *Node) error 
 			rs.warn(rel, "xattr "+x.Name+" not restored: "+errText(err))
 		}
 	}
-	mt := time.Unix(0, n.MTime)
-	if err := unix.UtimesNano(fdPath(f), []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}); err != nil {
-		if err := rs.root.Chtimes(tmp, mt, mt); err != nil {
-			return fmt.Errorf("restore: set mtime of %s: %w", DisplayName(rel), err)
-		}
-	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("restore: close %s: %w", DisplayName(rel), err)
 	}
 	ok = true
+	mt := time.Unix(0, n.MTime)
+	if err := dir.root.Chtimes(tmp, mt, mt); err != nil {
+		dir.root.Remove(tmp)
+		return fmt.Errorf("restore: set mtime of %s: %w", DisplayName(rel), err)
+	}
 	if rs.resume { // a fresh target holds nothing to replace
-		if fi, err := rs.root.Lstat(rel); err == nil && fi.IsDir() {
-			rs.root.RemoveAll(rel)
+		if fi, err := dir.root.Lstat(name); err == nil && fi.IsDir() {
+			dir.root.RemoveAll(name)
 		}
 	}
-	if err := rs.root.Rename(tmp, rel); err != nil {
-		rs.root.Remove(tmp)
+	if err := dir.root.Rename(tmp, name); err != nil {
+		dir.root.Remove(tmp)
 		return fmt.Errorf("restore: rename %s: %w", DisplayName(rel), err)
 	}
+	rs.mu.Lock()
 	rs.made[rel] = true
 	rs.res.Files++
 	rs.res.Bytes += n.Size
+	rs.mu.Unlock()
 	rs.o.Live.FilesDone.Add(1)
+	if w := rs.written.Add(n.Size); w/writebackEvery != (w-n.Size)/writebackEvery {
+		select {
+		case rs.kick <- struct{}{}:
+		default: // one is running; it will catch these bytes too
+		}
+	}
 	return nil
 }
 
 func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
 
 // writeContent writes n's chunks into f, leaving all-zero chunks as holes
-// (sparse files stay sparse, FAULTS D9), and checks the whole-file hash.
+// (sparse files stay sparse, FAULTS D9). Every chunk is checked against its
+// hash before it is written (streamContent).
 func (rs *restorer) writeContent(ctx context.Context, f *os.File, n *Node) error {
-	err := rs.r.streamContent(ctx, n, func(data []byte, off int64) error {
+	err := rs.r.streamContent(ctx, rs.pr, n, false, func(data []byte, off int64) error {
 		rs.o.Live.BytesDone.Add(int64(len(data)))
 		return writeSparse(f, data, off)
 	})
@@ -517,12 +699,12 @@ func allZero(b []byte) bool {
 
 // alreadyCorrect reports whether an interrupted restore already wrote rel
 // completely: same size and mtime, and the same BLAKE3.
-func (rs *restorer) alreadyCorrect(rel string, n *Node) bool {
-	fi, err := rs.root.Lstat(rel)
+func (rs *restorer) alreadyCorrect(dir *dirHandle, name string, n *Node) bool {
+	fi, err := dir.root.Lstat(name)
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() != n.Size || fi.ModTime().UnixNano() != n.MTime {
 		return false
 	}
-	f, err := rs.root.OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	f, err := dir.root.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return false
 	}
@@ -540,7 +722,8 @@ func (rs *restorer) alreadyCorrect(rel string, n *Node) bool {
 // restored here; otherwise it restores the content as a file. A link never
 // points outside the target (FAULTS D10).
 func (rs *restorer) restoreHardlink(ctx context.Context, rel string, n *Node) error {
-	if err := rs.ensureParent(rel); err != nil {
+	dir, err := rs.dirOf(rel)
+	if err != nil {
 		return err
 	}
 	if rs.made[n.Target] {
@@ -555,7 +738,7 @@ func (rs *restorer) restoreHardlink(ctx context.Context, rel string, n *Node) er
 	}
 	fn := *n
 	fn.Type = TypeFile
-	return rs.restoreFile(ctx, rel, &fn)
+	return rs.restoreFile(ctx, dir, path.Base(rel), rel, &fn)
 }
 
 // applyMeta sets owner, mode and mtime without following symlinks; failures

@@ -843,7 +843,8 @@ func TestRestoreResumesAfterInterruption(t *testing.T) {
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("interrupted restore left no marker: %v", err)
 	}
-	// The partial state: exactly the first 20 files in walk order, complete.
+	// The partial state: the files restored before the cancellation (20, plus
+	// those the other workers had in hand), each complete at its final name.
 	var done []string
 	for _, rel := range rtKeys(want) {
 		if want[rel].Type != "file" {
@@ -856,8 +857,8 @@ func TestRestoreResumesAfterInterruption(t *testing.T) {
 			done = append(done, rel)
 		}
 	}
-	if len(done) != 20 {
-		t.Fatalf("interrupted restore wrote %d files, want 20: %q", len(done), done)
+	if len(done) < 20 || len(done) >= 40 {
+		t.Fatalf("interrupted restore wrote %d files, want 20 and a few in flight: %q", len(done), done)
 	}
 	// Damage it: delete three, corrupt one keeping size and mtime.
 	for _, rel := range []string{done[0], done[7], done[19]} {
