@@ -8,13 +8,19 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"snapforge/snapshot/pack"
 )
 
-// packWriter is the single goroutine that appends compressed blobs to pack
-// files and commits each full pack: temp file, fsync, rename, fsync dir,
-// then the index (synced). A pack's blobs are indexed only once its bytes
-// are durable.
+// packWriter appends compressed blobs to pack files and commits each full
+// pack: temp file, fsync, rename, fsync dir, then the index (synced). A
+// pack's blobs are indexed only once its bytes are durable.
+//
+// Two goroutines share the work so the disk never idles the pipeline: the
+// writer fills pack N+1 while the committer makes pack N durable, in pack
+// order. Writeback of a pack starts while it is being written (every
+// writebackStep bytes), so its fsync mostly waits for the tail.
 type packWriter struct {
 	r   *Repo
 	f   WriteFile
@@ -23,13 +29,48 @@ type packWriter struct {
 	w   *pack.Writer
 }
 
+// pendingPack is a written pack waiting for its commit.
+type pendingPack struct {
+	f     WriteFile
+	tmp   string
+	id    ID
+	size  int64
+	blobs []pack.Blob
+}
+
+// writebackStep is how many pack bytes are written before their writeback
+// is started (sync_file_range, asynchronous).
+const writebackStep = 4 << 20
+
 func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
+	commits := make(chan pendingPack, 1)
+	committed := make(chan error, 1)
+	failed := make(chan struct{})
+	go func() { committed <- p.committer(ctx, commits, failed) }()
 	defer func() {
 		if p.f != nil { // failed or cancelled mid-pack: the temp file goes
 			p.f.Close()
 			os.Remove(p.tmp)
 		}
+		close(commits)
+		if cerr := <-committed; cerr != nil && (err == nil || err == errCommitFailed) {
+			err = cerr
+		}
 	}()
+	finish := func() error {
+		pp, err := p.finish()
+		if err != nil {
+			return err
+		}
+		select {
+		case commits <- pp:
+			return nil
+		case <-failed: // the deferred receive returns the committer's error
+			pp.f.Close()
+			os.Remove(pp.tmp)
+			return errCommitFailed
+		}
+	}
 	for j := range in {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -43,7 +84,7 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 			return p.fail("write pack", err)
 		}
 		if p.w.Size() >= PackTargetSize {
-			if err := p.commit(ctx); err != nil {
+			if err := finish(); err != nil {
 				return err
 			}
 		}
@@ -52,7 +93,7 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 		return ctx.Err()
 	}
 	if p.w != nil {
-		return p.commit(ctx)
+		return finish()
 	}
 	return nil
 }
@@ -64,51 +105,96 @@ func (p *packWriter) open() error {
 	}
 	p.tmp = f.Name()
 	p.f = p.r.opts.WrapPackFile(f)
-	p.buf = bufio.NewWriterSize(p.f, 1<<20)
+	p.buf = bufio.NewWriterSize(&writeback{f: p.f, fd: int(f.Fd())}, 1<<20)
 	p.w = pack.NewWriter(p.buf)
 	return nil
+}
+
+// writeback passes writes through and starts the writeback of every
+// writebackStep bytes as they are written, so the pack's fsync finds most
+// of it on disk already. It is only a hint: a failure is left to fsync.
+type writeback struct {
+	f       WriteFile
+	fd      int
+	off, at int64 // bytes written; start of the range not yet handed to writeback
+}
+
+func (w *writeback) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	w.off += int64(n)
+	if w.off-w.at >= writebackStep {
+		unix.SyncFileRange(w.fd, w.at, w.off-w.at, unix.SYNC_FILE_RANGE_WRITE)
+		w.at = w.off
+	}
+	return n, err
 }
 
 func (p *packWriter) fail(what string, err error) error {
 	return &repoError{fmt.Errorf("%s in %s: %w", what, p.r.path, err)}
 }
 
-// commit makes the current pack durable and indexes it. An fsync error is
-// final: the pack is abandoned, never re-synced on the same descriptor
-// (FAULTS C5).
-func (p *packWriter) commit(ctx context.Context) error {
+// finish completes the current pack's bytes and hands it over for commit.
+func (p *packWriter) finish() (pendingPack, error) {
 	id, blobs, err := p.w.Finish()
 	if err != nil {
-		return p.fail("finish pack", err)
+		return pendingPack{}, p.fail("finish pack", err)
 	}
 	if err := p.buf.Flush(); err != nil {
-		return p.fail("write pack", err)
+		return pendingPack{}, p.fail("write pack", err)
 	}
 	p.r.opts.Hook("pack-temp-written")
-	if err := p.f.Sync(); err != nil {
+	pp := pendingPack{f: p.f, tmp: p.tmp, id: ID(id), size: p.w.Size(), blobs: blobs}
+	p.f, p.w = nil, nil
+	return pp, nil
+}
+
+// errCommitFailed stands for the committer's error until it is collected.
+var errCommitFailed = errors.New("pack commit failed")
+
+// committer commits the packs it receives, in order. After a failure it
+// closes failed, removes the temp files of any packs still coming and
+// returns the error.
+func (p *packWriter) committer(ctx context.Context, in <-chan pendingPack, failed chan<- struct{}) error {
+	var err error
+	for pp := range in {
+		if err == nil {
+			if err = p.commit(ctx, pp); err != nil {
+				close(failed)
+			}
+		} else {
+			pp.f.Close()
+			os.Remove(pp.tmp)
+		}
+	}
+	return err
+}
+
+// commit makes a written pack durable and indexes it. An fsync error is
+// final: the pack is abandoned, never re-synced on the same descriptor
+// (FAULTS C5).
+func (p *packWriter) commit(ctx context.Context, pp pendingPack) error {
+	if err := pp.f.Sync(); err != nil {
+		pp.f.Close()
+		os.Remove(pp.tmp)
 		return p.fail("fsync pack", err)
 	}
 	p.r.opts.Hook("pack-synced")
-	size := p.w.Size()
-	if err := p.f.Close(); err != nil {
-		p.f = nil
-		os.Remove(p.tmp)
+	if err := pp.f.Close(); err != nil {
+		os.Remove(pp.tmp)
 		return p.fail("close pack", err)
 	}
-	p.f = nil
-	pid := ID(id)
-	final := p.r.packPath(pid)
+	final := p.r.packPath(pp.id)
 	dir := filepath.Dir(final)
 	newDir := false
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			os.Remove(p.tmp)
+			os.Remove(pp.tmp)
 			return p.fail("create pack directory", err)
 		}
 		newDir = true
 	}
-	if err := os.Rename(p.tmp, final); err != nil {
-		os.Remove(p.tmp)
+	if err := os.Rename(pp.tmp, final); err != nil {
+		os.Remove(pp.tmp)
 		return p.fail("rename pack", err)
 	}
 	if err := syncDir(dir); err != nil {
@@ -120,13 +206,12 @@ func (p *packWriter) commit(ctx context.Context) error {
 		}
 	}
 	p.r.opts.Hook("pack-renamed")
-	pbs := make([]PackBlob, len(blobs))
-	for i, bl := range blobs {
-		pbs[i] = PackBlob{ID: ID(bl.ID), Location: Location{Pack: pid, Offset: bl.Offset, Stored: bl.Stored, Raw: bl.Raw, Kind: bl.Kind, Codec: bl.Codec}}
+	pbs := make([]PackBlob, len(pp.blobs))
+	for i, bl := range pp.blobs {
+		pbs[i] = PackBlob{ID: ID(bl.ID), Location: Location{Pack: pp.id, Offset: bl.Offset, Stored: bl.Stored, Raw: bl.Raw, Kind: bl.Kind, Codec: bl.Codec}}
 	}
-	if err := p.r.idx.AddPack(ctx, pid, size, pbs); err != nil {
+	if err := p.r.idx.AddPack(ctx, pp.id, pp.size, pbs); err != nil {
 		return p.fail("index pack", err)
 	}
-	p.w = nil
 	return nil
 }
