@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -112,26 +113,47 @@ func (r *Repo) readBlobAt(pr *packReader, id ID, loc Location, buf []byte) ([]by
 	return out, nil
 }
 
-// bufPool recycles blob-sized buffers (up to pack.MaxBlobSize plus a frame's
-// overhead) between reads, so a restore or verify does not allocate, and the
-// garbage collector does not clear, a new buffer for every chunk.
-var bufPool sync.Pool
+// bufPools recycle chunk-sized buffers between reads and between the stages
+// of a backup, so a chunk costs no new buffer for the garbage collector to
+// clear and collect. Sizes grow by a quarter from 16 KiB to a little over
+// 4 MiB (the default maximum chunk plus a compressed frame's overhead), so a
+// buffer wastes at most a fifth of its size; larger ones are not pooled.
+var (
+	bufClasses = func() []int {
+		var cs []int
+		for c := 16 << 10; ; c += c / 4 {
+			c = (c + 4095) &^ 4095
+			if c >= 4<<20+64<<10 {
+				return append(cs, 4<<20+64<<10)
+			}
+			cs = append(cs, c)
+		}
+	}()
+	bufPools = make([]sync.Pool, len(bufClasses))
+)
 
+// getBuf returns an empty buffer with capacity for at least n bytes.
 func getBuf(n int) *[]byte {
-	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= n {
+	i, _ := slices.BinarySearch(bufClasses, n)
+	if i == len(bufClasses) {
+		b := make([]byte, 0, n)
+		return &b
+	}
+	if p, ok := bufPools[i].Get().(*[]byte); ok {
 		return p
 	}
-	c := n
-	if c < 1<<20 {
-		c = 1 << 20 // most chunks: one size class, so pooled buffers fit them
-	}
-	b := make([]byte, 0, c)
+	b := make([]byte, 0, bufClasses[i])
 	return &b
 }
 
+// putBuf returns a buffer from getBuf for reuse; nil is ignored.
 func putBuf(p *[]byte) {
-	if cap(*p) <= pack.MaxBlobSize+64<<10 {
-		bufPool.Put(p)
+	if p == nil {
+		return
+	}
+	if i, ok := slices.BinarySearch(bufClasses, cap(*p)); ok {
+		*p = (*p)[:0]
+		bufPools[i].Put(p)
 	}
 }
 
