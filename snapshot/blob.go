@@ -194,10 +194,10 @@ func (pr *packReader) open(id ID) (*os.File, func(), error) {
 		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL) // a hint: larger readahead
 		op = &openPack{f: f}
 		pr.files[id] = op
-		pr.evict()
 	}
-	op.refs++
+	op.refs++ // before evicting: the pack being returned is never a victim
 	op.used = pr.tick
+	pr.evict()
 	return op.f, func() {
 		pr.mu.Lock()
 		op.refs--

@@ -1,0 +1,80 @@
+package snapshot
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestPackReaderKeepsWhatItReturns opens more packs than the reader keeps
+// while idle, in the patterns of a restore (one reference at a time, the
+// oldest pack evicted) and of a file whose chunks span more packs than the
+// limit while earlier ones are still in use: every file handed out must
+// read its pack's bytes, and the reader never holds more than its limit of
+// idle files. (A pack opened at the limit was once evicted as the oldest
+// idle file and handed out closed: "file already closed" on a good pack.)
+func TestPackReaderKeepsWhatItReturns(t *testing.T) {
+	r := &Repo{path: t.TempDir()}
+	const n = 6
+	ids := make([]ID, n)
+	for i := range ids {
+		content := []byte(fmt.Sprintf("pack %d content", i))
+		ids[i] = Hash(content)
+		p := r.packPath(ids[i])
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(i int, f *os.File) {
+		t.Helper()
+		want := []byte(fmt.Sprintf("pack %d content", i))
+		got := make([]byte, len(want))
+		if _, err := f.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("pack %d: read %q, %v; want %q", i, got, err, want)
+		}
+	}
+	pr := r.newPackReader(2)
+	defer pr.Close()
+	for round := range 2 { // one at a time, released at once
+		for i, id := range ids {
+			f, release, err := pr.open(id)
+			if err != nil {
+				t.Fatalf("round %d, pack %d: %v", round, i, err)
+			}
+			check(i, f)
+			release()
+			if len(pr.files) > 2 {
+				t.Fatalf("%d packs open while idle, limit 2", len(pr.files))
+			}
+		}
+	}
+	var releases []func()
+	var files []*os.File
+	for i, id := range ids { // all held at once: the limit cannot close any
+		f, release, err := pr.open(id)
+		if err != nil {
+			t.Fatalf("held pack %d: %v", i, err)
+		}
+		files, releases = append(files, f), append(releases, release)
+		for j, f := range files {
+			check(j, f)
+		}
+	}
+	for _, rel := range releases {
+		rel()
+	}
+	f, release, err := pr.open(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(0, f)
+	release()
+	if len(pr.files) > 2 {
+		t.Fatalf("%d packs open after the holders let go, limit 2", len(pr.files))
+	}
+}
