@@ -10,6 +10,8 @@
 //	sfbench run    --work W [--dir D] [--quick] [--scale S] [--files-scale F] [--seed N]
 //	               [--runs 4] [--tools snapforge,snapforge-sqlite,restic,borg]
 //	               [--json out.json] [--snapforge BIN] [--borg-encryption none] [--keep]
+//	sfbench scale  --work W [--scale 0.25] [--files 1,4,16] [--bytes 1,4] [--runs 1]
+//	               [--json out.json] [--snapforge BIN] [--no-drop]    (see scale.go)
 //
 // Try it with
 //
@@ -99,6 +101,7 @@ const usage = `usage:
   sfbench mutate --dir D [--seed N]
   sfbench hash   --dir D
   sfbench run    --work W [--dir D] [--quick] [--runs N] [--tools LIST] [--json FILE] [--snapforge BIN]
+  sfbench scale  --work W [--scale S] [--files 1,4,16] [--bytes 1,4] [--runs N] [--json FILE] [--snapforge BIN]
 run 'sfbench COMMAND --help' for a command's flags`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -169,6 +172,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		o.Dir, o.Seed, o.Tools = *dir, *seed, splitList(*tools)
 		return runBench(ctx, o, stdout, stderr)
+	case "scale":
+		return scaleCommand(ctx, fs, args, seed, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
