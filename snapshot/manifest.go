@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -183,20 +184,75 @@ func (r *Repo) manifestPath(id string) string {
 	return filepath.Join(r.path, "snapshots", id+".json")
 }
 
-// writeManifest commits m: temp file, fsync, rename, fsync dir.
+// writeManifest commits m: temp file, fsync, rename, fsync dir. The items
+// are encoded one at a time into the file, so a snapshot of many files
+// does not also hold its whole manifest text in memory; the bytes are those
+// of json.MarshalIndent(m, "", " ").
 func (r *Repo) writeManifest(m *Manifest) error {
-	b, err := json.MarshalIndent(m, "", " ")
+	err := writeFileAtomicFunc(r.manifestPath(m.BackupID), r.opts.WrapPackFile, func(w io.Writer) error {
+		return encodeManifest(w, m)
+	})
 	if err != nil {
-		return fmt.Errorf("encode manifest %s: %w", m.BackupID, err)
-	}
-	b = append(b, '\n')
-	if err := writeFileAtomic(r.manifestPath(m.BackupID), b, r.opts.WrapPackFile); err != nil {
 		return fmt.Errorf("commit snapshot %s: %w", m.BackupID, err)
 	}
 	r.mu.Lock()
 	r.manifest[m.BackupID] = m
 	r.mu.Unlock()
 	return nil
+}
+
+// encodeManifest writes m as json.MarshalIndent(m, "", " ") and a newline,
+// encoding the items one by one.
+func encodeManifest(w io.Writer, m *Manifest) error {
+	head := *m
+	head.Items = nil
+	b, err := json.MarshalIndent(&head, "", " ")
+	if err != nil {
+		return err
+	}
+	const slot = "\n \"items\": null"
+	i := bytes.Index(b, []byte(slot))
+	if i < 0 {
+		return errors.New("encode manifest: no items field")
+	}
+	i += len(slot) - len("null")
+	if _, err := w.Write(b[:i]); err != nil {
+		return err
+	}
+	switch {
+	case m.Items == nil:
+		_, err = io.WriteString(w, "null")
+	case len(m.Items) == 0:
+		_, err = io.WriteString(w, "[]")
+	default:
+		_, err = io.WriteString(w, "[\n  ")
+		for k := range m.Items {
+			if err != nil {
+				break
+			}
+			var ib []byte
+			if ib, err = json.MarshalIndent(&m.Items[k], "  ", " "); err != nil {
+				break
+			}
+			if k > 0 {
+				_, err = io.WriteString(w, ",\n  ")
+			}
+			if err == nil {
+				_, err = w.Write(ib)
+			}
+		}
+		if err == nil {
+			_, err = io.WriteString(w, "\n ]")
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b[i+len("null"):]); err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, "\n")
+	return err
 }
 
 // DamagedError reports a manifest that cannot be read (FAULTS A9).
@@ -218,6 +274,18 @@ func (r *Repo) LoadManifest(id string) (*Manifest, error) {
 	if m != nil {
 		return m, nil
 	}
+	m, err := r.readManifest(id)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.manifest[id] = m
+	r.mu.Unlock()
+	return m, nil
+}
+
+// readManifest reads and checks manifest id.
+func (r *Repo) readManifest(id string) (*Manifest, error) {
 	if !backupIDRe.MatchString(id) {
 		return nil, fmt.Errorf("snapshot %q: %w", id, ErrNotFound)
 	}
@@ -228,16 +296,13 @@ func (r *Repo) LoadManifest(id string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read snapshot %s: %w", id, err)
 	}
-	m, err = parseManifest(b)
+	m, err := parseManifest(b)
 	if err == nil && m.BackupID != id {
 		err = fmt.Errorf("manifest names backup %q", m.BackupID)
 	}
 	if err != nil {
 		return nil, &DamagedError{BackupID: id, Err: err}
 	}
-	r.mu.Lock()
-	r.manifest[id] = m
-	r.mu.Unlock()
 	return m, nil
 }
 
@@ -266,8 +331,35 @@ func parseManifest(b []byte) (*Manifest, error) {
 // SnapshotEntry is one listed snapshot: its manifest, or why it is damaged.
 type SnapshotEntry struct {
 	BackupID string
-	Manifest *Manifest // nil when damaged
+	Manifest *Manifest // without Items (LoadManifest has them); nil when damaged
 	Err      error
+}
+
+// loadHeader returns manifest id without its items. The manifest is parsed
+// and checked in full (items against the root hash) the first time, but only
+// the rest is kept: listing many snapshots of many files costs the memory of
+// one manifest at a time.
+func (r *Repo) loadHeader(id string) (*Manifest, error) {
+	r.mu.Lock()
+	h := r.headers[id]
+	if h == nil && r.manifest[id] != nil {
+		c := *r.manifest[id]
+		c.Items = nil
+		h = &c
+	}
+	r.mu.Unlock()
+	if h != nil {
+		return h, nil
+	}
+	m, err := r.readManifest(id)
+	if err != nil {
+		return nil, err
+	}
+	m.Items = nil
+	r.mu.Lock()
+	r.headers[id] = m
+	r.mu.Unlock()
+	return m, nil
 }
 
 // Snapshots lists every snapshot, oldest first; damaged ones are listed
@@ -284,7 +376,7 @@ func (r *Repo) Snapshots(ctx context.Context) ([]SnapshotEntry, error) {
 			continue
 		}
 		id := strings.TrimSuffix(name, ".json")
-		m, err := r.LoadManifest(id)
+		m, err := r.loadHeader(id)
 		out = append(out, SnapshotEntry{BackupID: id, Manifest: m, Err: err})
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -313,7 +405,7 @@ func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
 	if ref == "latest" {
 		for i := len(list) - 1; i >= 0; i-- {
 			if list[i].Manifest != nil {
-				return list[i].Manifest, nil
+				return r.LoadManifest(list[i].BackupID)
 			}
 		}
 		return nil, fmt.Errorf("latest: no snapshots yet: %w", ErrNotFound)
@@ -336,5 +428,5 @@ func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
 	case hits[0].Err != nil:
 		return nil, hits[0].Err
 	}
-	return hits[0].Manifest, nil
+	return r.LoadManifest(hits[0].BackupID)
 }

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,5 +77,35 @@ func TestPackReaderKeepsWhatItReturns(t *testing.T) {
 	release()
 	if len(pr.files) > 2 {
 		t.Fatalf("%d packs open after the holders let go, limit 2", len(pr.files))
+	}
+}
+
+// TestEncodeManifestMatchesMarshalIndent checks that the streaming manifest
+// encoder writes exactly what json.MarshalIndent would, for no items, an
+// empty list, and items with every optional field.
+func TestEncodeManifestMatchesMarshalIndent(t *testing.T) {
+	base := Manifest{BackupID: "snap-1", CreatedUTC: "2026-01-02T03:04:05Z", Tree: Hash(nil).String(),
+		Includes: []string{"."}, Warnings: []Warning{{Path: "a", Problem: "p"}}}
+	withItems := base
+	withItems.Items = []Item{
+		{Path: "a", Type: "dir"},
+		{Path: "a/b", Type: "file", Size: 3, Blake3: Hash([]byte("abc")).String()},
+		{Path: "l", PathB64: "bA==", Type: "symlink", Target: "x"},
+	}
+	empty := base
+	empty.Items = []Item{}
+	for name, m := range map[string]Manifest{"nil": base, "empty": empty, "items": withItems} {
+		want, err := json.MarshalIndent(&m, "", " ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, '\n')
+		var got bytes.Buffer
+		if err := encodeManifest(&got, &m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s: streamed manifest differs:\n%s\nwant:\n%s", name, got.Bytes(), want)
+		}
 	}
 }

@@ -1,10 +1,12 @@
 package snapshot
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -45,6 +47,12 @@ type Config struct {
 	Compression   string         `json:"compression"`
 	Encryption    string         `json:"encryption"`
 	Features      []string       `json:"features,omitempty"` // mandatory features; any unknown one is refused
+	// SQLiteChunk is the size of the fixed, page-aligned chunks SQLite
+	// database files are cut into (chunker.SQLiteChunkSize). 0, as in
+	// repositories created before it existed: databases are cut by content
+	// like any file. Optional, not a feature: a reader that ignores it still
+	// reads every snapshot, it only deduplicates databases less well.
+	SQLiteChunk int `json:"sqlite_chunk,omitempty"`
 }
 
 // RepoMismatchError reports an index that belongs to another repository (FAULTS A14).
@@ -124,8 +132,9 @@ type Repo struct {
 	lock  *ownerLock
 	audit *audit.Log
 
-	mu        sync.Mutex // guards the caches
-	manifest  map[string]*Manifest
+	mu        sync.Mutex           // guards the caches
+	manifest  map[string]*Manifest // full manifests loaded by LoadManifest
+	headers   map[string]*Manifest // Snapshots' entries: checked, items dropped
 	treeCache map[ID]*Tree
 
 	badPacks map[ID]string // packs missing or truncated, found by recover; read-only after Open
@@ -185,6 +194,7 @@ func Init(ctx context.Context, path string, io InitOptions, opts Options) (*Repo
 		RepositoryID:  uuid.NewString(),
 		CreatedUTC:    time.Now().UTC().Format(time.RFC3339),
 		Chunker:       p,
+		SQLiteChunk:   chunker.DefaultSQLiteChunk,
 		Compression:   "zstd-auto",
 		Encryption:    "none",
 	}
@@ -214,13 +224,13 @@ func Init(ctx context.Context, path string, io InitOptions, opts Options) (*Repo
 		lock.release()
 		return nil, fmt.Errorf("init %s: %w", abs, err)
 	}
-	r := &Repo{path: abs, cfg: cfg, opts: o, idx: idx, lock: lock, manifest: map[string]*Manifest{}}
+	r := &Repo{path: abs, cfg: cfg, opts: o, idx: idx, lock: lock, manifest: map[string]*Manifest{}, headers: map[string]*Manifest{}}
 	if r.audit, err = audit.Open(r.dir("audit"), o.Now); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("init %s: %w", abs, err)
 	}
 	r.Audit("init", map[string]any{"path": abs, "repository_id": cfg.RepositoryID,
-		"chunker": p}, "ok")
+		"chunker": p, "sqlite_chunk": cfg.SQLiteChunk}, "ok")
 	return r, nil
 }
 
@@ -249,6 +259,11 @@ func ReadConfig(path string) (Config, error) {
 	if err := cfg.Chunker.Validate(); err != nil {
 		return cfg, fmt.Errorf("%s/snapforge.json: chunker parameters: %w", path, err)
 	}
+	if cfg.SQLiteChunk != 0 {
+		if err := chunker.ValidateFixed(cfg.SQLiteChunk); err != nil {
+			return cfg, fmt.Errorf("%s/snapforge.json: sqlite_chunk: %w", path, err)
+		}
+	}
 	if _, err := uuid.Parse(cfg.RepositoryID); err != nil {
 		return cfg, fmt.Errorf("%s/snapforge.json: repository_id %q is not a UUID", path, cfg.RepositoryID)
 	}
@@ -271,7 +286,7 @@ func Open(ctx context.Context, path string, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Repo{path: abs, cfg: cfg, opts: o, lock: lock, manifest: map[string]*Manifest{}}
+	r := &Repo{path: abs, cfg: cfg, opts: o, lock: lock, manifest: map[string]*Manifest{}, headers: map[string]*Manifest{}}
 	if err := r.openIndex(ctx); err != nil {
 		lock.release()
 		return nil, err
@@ -373,6 +388,15 @@ func (r *Repo) errIfNoIndex() error {
 // writeFileAtomic writes data to a temp file beside name, fsyncs it, renames
 // it over name and fsyncs the directory. wrap (nil: none) injects faults.
 func writeFileAtomic(name string, data []byte, wrap func(WriteFile) WriteFile) error {
+	return writeFileAtomicFunc(name, wrap, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeFileAtomicFunc is writeFileAtomic with the content written by fill
+// (through a buffer), for files too large to build in memory first.
+func writeFileAtomicFunc(name string, wrap func(WriteFile) WriteFile, fill func(io.Writer) error) error {
 	dir := filepath.Dir(name)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp-*")
 	if err != nil {
@@ -390,7 +414,11 @@ func writeFileAtomic(name string, data []byte, wrap func(WriteFile) WriteFile) e
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := wf.Write(data); err != nil {
+	bw := bufio.NewWriterSize(wf, 256<<10)
+	if err := fill(bw); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	if err := wf.Sync(); err != nil {
