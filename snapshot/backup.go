@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -334,7 +335,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		rg.Add(1)
 		g.Go(func() error {
 			defer rg.Done()
-			ch := chunker.New(nil, b.r.cfg.Chunker)
+			ch := &chunkers{cdc: chunker.New(nil, b.r.cfg.Chunker)}
 			for j := range b.jobs {
 				if err := b.saveFile(ctx, ch, j); err != nil {
 					return err
@@ -615,7 +616,13 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 				}
 				b.hardlinks[key] = linkName{n, crel}
 			}
-			if !sqlite && b.reuse(ctx, n, pn) {
+			reused := false
+			if sqlite {
+				reused = b.reuseSQLite(ctx, n, pn, cabs, &st)
+			} else {
+				reused = b.reuse(ctx, n, pn)
+			}
+			if reused {
 				b.o.Live.FilesDone.Add(1)
 				b.o.Live.BytesDone.Add(st.Size)
 			} else {
@@ -777,19 +784,113 @@ func readXattrs(p string) []Xattr {
 // same size, mtime, ctime and inode, not flagged, and every chunk still
 // stored in a sound pack.
 func (b *backup) reuse(ctx context.Context, n, pn *Node) bool {
-	if pn == nil || pn.Type != TypeFile || pn.Flags&FlagNoCache != 0 ||
+	// A database stored through the online backup holds a copy, not the
+	// file's own bytes (and its CTime is a fingerprint): see reuseSQLite.
+	if pn == nil || pn.Type != TypeFile || pn.Flags&(FlagNoCache|FlagSQLite) != 0 ||
 		pn.Size != n.Size || pn.MTime != n.MTime || pn.CTime != n.CTime || pn.Inode != n.Inode {
 		return false
 	}
-	for _, c := range pn.Chunks {
+	if !b.chunksStored(ctx, pn.Chunks) {
+		return false
+	}
+	n.Chunks, n.Hash = pn.Chunks, pn.Hash
+	b.noteCache(n)
+	return true
+}
+
+// chunksStored reports whether every chunk is stored in a sound pack.
+func (b *backup) chunksStored(ctx context.Context, refs []ChunkRef) bool {
+	for _, c := range refs {
 		loc, err := b.r.idx.Lookup(ctx, c.ID)
 		if err != nil || !b.r.usable(loc) {
 			return false
 		}
 	}
-	n.Chunks, n.Hash = pn.Chunks, pn.Hash
-	b.noteCache(n)
 	return true
+}
+
+// reuseSQLite fills n, a database of a sqlite unit, from the parent's node
+// instead of capturing it again, when the database file and its -wal and
+// -journal are as they were before the parent's capture (sqliteState), the
+// node is not flagged and every chunk is still stored in a sound pack.
+//
+// Why this is safe. What any new reader of a database sees is determined by
+// the bytes of the main file and of its -wal (WAL mode) or -journal (a hot
+// journal is rolled back first; Capture refuses one). The -shm is only an
+// index of the -wal that SQLite rebuilds from it, and it changes on every
+// read, so it is left out. sqliteState fingerprints size, mtime, ctime and
+// inode of the database file, the values the incremental strategy already
+// trusts for plain files (ctime cannot be set from user space, so even a tool
+// that restores mtime is noticed), and size, mtime and inode of the side
+// files: SQLite running as root fchowns a -wal or -journal to the database's
+// owner whenever it opens one, Capture included, which moves its ctime and
+// nothing else. Every write to them moves their mtime; only a tool that
+// rewrites a -wal in place and then sets its mtime back would go unseen,
+// and SQLite never does. The fingerprint is taken before the copy
+// starts: a change between it and the copy is in the copy and changes the
+// values the next backup sees, so the next backup captures again; a change
+// within the same timestamp tick as that stat leaves the values alone, but
+// then they are within mtimeGranularity of the backup's start and the node
+// is flagged FlagNoCache, as noteCache does for plain files. So if all three
+// are unchanged now, the files hold the bytes they held when the parent
+// copied them, the database holds the same content, and the parent's copy is
+// a consistent copy of it. A side file that is absent and one that is empty
+// hold no frames and no journal, and count as the same state: opening a WAL
+// database that no one has open (as Capture does) leaves an empty -wal
+// behind, and it must not cost a second capture. Going from empty to
+// non-empty and back empty takes a checkpoint or a rollback, which writes
+// the main file, so the main file's values change.
+func (b *backup) reuseSQLite(ctx context.Context, n, pn *Node, abs string, st *unix.Stat_t) bool {
+	if pn == nil || pn.Type != TypeFile || pn.Flags&FlagSQLite == 0 || pn.Flags&FlagNoCache != 0 ||
+		pn.MTime != n.MTime || pn.Inode != n.Inode {
+		return false
+	}
+	fp, newest, ok := sqliteState(abs, st)
+	if !ok || fp != pn.CTime || !b.chunksStored(ctx, pn.Chunks) {
+		return false
+	}
+	n.Size, n.Chunks, n.Hash, n.CTime = pn.Size, pn.Chunks, pn.Hash, fp
+	n.Flags |= FlagSQLite
+	if newest >= b.start.Add(-mtimeGranularity).UnixNano() {
+		n.Flags |= FlagNoCache
+	}
+	return true
+}
+
+// sqliteState fingerprints a database file whose lstat is st and its -wal
+// and -journal (absent or empty side files count alike): the first 8 bytes of
+// BLAKE3 over their type, size, mtime, inode, and the database file's ctime
+// (see reuseSQLite for why not the side files'). A FlagSQLite node keeps it
+// as its CTime, which is only for change detection. newest is the latest of
+// the times that count; ok is false when a side file cannot be examined.
+func sqliteState(abs string, st *unix.Stat_t) (fp, newest int64, ok bool) {
+	h := blake3.New()
+	h.WriteString("snapforge sqlite state 1\n")
+	add := func(st *unix.Stat_t, ctime int64) {
+		var b [40]byte
+		binary.LittleEndian.PutUint64(b[0:], uint64(st.Mode&unix.S_IFMT))
+		binary.LittleEndian.PutUint64(b[8:], uint64(st.Size))
+		binary.LittleEndian.PutUint64(b[16:], uint64(st.Mtim.Nano()))
+		binary.LittleEndian.PutUint64(b[24:], uint64(ctime))
+		binary.LittleEndian.PutUint64(b[32:], st.Ino)
+		h.Write(b[:])
+		newest = max(newest, st.Mtim.Nano(), ctime)
+	}
+	add(st, st.Ctim.Nano())
+	for _, suf := range []string{"-wal", "-journal"} {
+		var side unix.Stat_t
+		err := unix.Lstat(abs+suf, &side)
+		switch {
+		case errors.Is(err, unix.ENOENT) || (err == nil && side.Mode&unix.S_IFMT == unix.S_IFREG && side.Size == 0):
+			h.Write([]byte{0}) // no frames, no journal
+		case err != nil:
+			return 0, 0, false
+		default:
+			h.Write([]byte{1})
+			add(&side, 0)
+		}
+	}
+	return int64(binary.LittleEndian.Uint64(h.Sum(nil))), newest, true
 }
 
 // noteCache flags files whose timestamps are too recent to be trusted later.
@@ -801,7 +902,7 @@ func (b *backup) noteCache(n *Node) {
 }
 
 // saveFile reads one file, chunking and hashing it in one pass.
-func (b *backup) saveFile(ctx context.Context, ch *chunker.Chunker, j *fileJob) error {
+func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -853,7 +954,7 @@ func (b *backup) saveFile(ctx context.Context, ch *chunker.Chunker, j *fileJob) 
 		if b.o.WrapReader != nil {
 			r = b.o.WrapReader(j.rel, r)
 		}
-		size, err := b.chunkStream(ctx, ch, r, n, before.Size)
+		size, err := b.chunkStream(ctx, b.chunkerFor(ch, f), r, n, before.Size)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -900,11 +1001,50 @@ func isRepoError(err error) bool {
 	return errors.As(err, &re)
 }
 
+// chunkSource cuts a stream into chunks: a content-defined chunker.Chunker,
+// or a chunker.Fixed for SQLite databases.
+type chunkSource interface {
+	Reset(r io.Reader)
+	Next() ([]byte, error)
+}
+
+// chunkers are one file reader's chunkers, reused from file to file.
+type chunkers struct {
+	cdc   *chunker.Chunker
+	fixed map[int]*chunker.Fixed // by chunk size, made when first needed
+}
+
+// chunkerFor returns the chunker for file f: fixed chunks aligned to its
+// pages when f starts with a SQLite header and the repository cuts databases
+// so (Config.SQLiteChunk; see chunker.SQLiteChunkSize), content-defined
+// chunks otherwise. The choice decides deduplication only, never what is
+// stored: a header that changes while the file is read does no harm.
+func (b *backup) chunkerFor(ch *chunkers, f io.ReaderAt) chunkSource {
+	if b.r.cfg.SQLiteChunk == 0 {
+		return ch.cdc
+	}
+	var hdr [chunker.SQLiteHeaderLen]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return ch.cdc // shorter than a header, or unreadable: the stream read will say
+	}
+	size := chunker.SQLiteChunkSize(hdr[:], b.r.cfg.SQLiteChunk)
+	if size == 0 {
+		return ch.cdc
+	}
+	if ch.fixed[size] == nil {
+		if ch.fixed == nil {
+			ch.fixed = map[int]*chunker.Fixed{}
+		}
+		ch.fixed[size] = chunker.NewFixed(nil, size)
+	}
+	return ch.fixed[size]
+}
+
 // chunkStream chunks r into n, storing new chunks; it returns the bytes read.
 // For files larger than one chunk, the whole-file hash runs on a second
 // goroutine while this one names the chunk, so a single big file keeps two
 // cores busy; the chunk buffer is reused only after both are done with it.
-func (b *backup) chunkStream(ctx context.Context, ch *chunker.Chunker, r io.Reader, n *Node, sizeHint int64) (int64, error) {
+func (b *backup) chunkStream(ctx context.Context, ch chunkSource, r io.Reader, n *Node, sizeHint int64) (int64, error) {
 	ch.Reset(r)
 	h := blake3.New()
 	var fileHash chan []byte
@@ -1008,7 +1148,7 @@ func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, 
 
 // saveSQLite stores a consistent copy made by SQLite's online backup
 // (FAULTS D19).
-func (b *backup) saveSQLite(ctx context.Context, ch *chunker.Chunker, j *fileJob) error {
+func (b *backup) saveSQLite(ctx context.Context, ch *chunkers, j *fileJob) error {
 	tmp, err := os.CreateTemp(b.r.dir("tmp"), "sqlite-*.db")
 	if err != nil {
 		return &repoError{fmt.Errorf("sqlite capture of %s: %w", DisplayName(j.rel), err)}
@@ -1017,6 +1157,8 @@ func (b *backup) saveSQLite(ctx context.Context, ch *chunker.Chunker, j *fileJob
 	tmp.Close()
 	os.Remove(name)
 	defer os.Remove(name)
+	// Before the copy starts (see reuseSQLite); j.st is the walk's lstat.
+	fp, newest, fpOK := sqliteState(j.abs, &j.st)
 	if err := sqlitecap.Capture(ctx, j.abs, name, sqlitecap.Options{}); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -1030,7 +1172,7 @@ func (b *backup) saveSQLite(ctx context.Context, ch *chunker.Chunker, j *fileJob
 		return &repoError{err}
 	}
 	defer f.Close()
-	size, err := b.chunkStream(ctx, ch, f, j.node, 1<<62)
+	size, err := b.chunkStream(ctx, b.chunkerFor(ch, f), f, j.node, 1<<62)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -1038,7 +1180,11 @@ func (b *backup) saveSQLite(ctx context.Context, ch *chunker.Chunker, j *fileJob
 		return fmt.Errorf("store sqlite copy of %s: %w", DisplayName(j.rel), err)
 	}
 	j.node.Size = size
-	j.node.Flags |= FlagSQLite | FlagNoCache
+	j.node.CTime = fp
+	j.node.Flags |= FlagSQLite
+	if !fpOK || newest >= b.start.Add(-mtimeGranularity).UnixNano() {
+		j.node.Flags |= FlagNoCache
+	}
 	b.o.Live.FilesDone.Add(1)
 	return nil
 }

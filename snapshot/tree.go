@@ -66,7 +66,7 @@ type Node struct {
 	UID     uint32
 	GID     uint32
 	MTime   int64 // unix nanoseconds
-	CTime   int64 // unix nanoseconds; only for change detection
+	CTime   int64 // unix nanoseconds; only for change detection (FlagSQLite: a fingerprint, see sqliteState)
 	Inode   uint64
 	Rdev    uint64 // devices
 	Size    int64
