@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -23,8 +22,8 @@ type VerifyOptions struct {
 	// recomputes every file's whole hash against the manifest.
 	ReadData bool
 	Live     *Live
-	// Workers read files in parallel; default 4 (two per core: while one
-	// waits for the disk the other decodes and hashes).
+	// Workers read files in parallel; default 2 (each loads chunks ahead
+	// of its hashing, so two keep both cores busy).
 	Workers int
 }
 
@@ -101,7 +100,7 @@ func (r *Repo) Verify(ctx context.Context, ids []string, opts VerifyOptions) (*V
 		opts.Live = &Live{}
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = max(4, 2*runtime.NumCPU())
+		opts.Workers = 2
 	}
 	start := time.Now()
 	opts.Live.start("verify")
