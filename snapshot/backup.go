@@ -370,7 +370,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		if parent != nil {
 			id, err := parent.TreeID()
 			if err == nil {
-				rootTree, err = b.r.LoadTree(ctx, id)
+				rootTree, err = b.r.loadTree(ctx, id, false)
 			}
 			if err != nil {
 				b.r.opts.Logger.Warn("parent snapshot unreadable; reading everything", "parent", parent.BackupID, "err", err)
@@ -594,7 +594,7 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 			if descend {
 				var ptree *Tree
 				if pn != nil && pn.Type == TypeDir {
-					ptree, _ = b.r.LoadTree(ctx, pn.Subtree) // unreadable parent tree: re-read
+					ptree, _ = b.r.loadTree(ctx, pn.Subtree, false) // unreadable parent tree: re-read
 				}
 				sub, err = b.walkDir(ctx, cabs, crel, ptree)
 				if err != nil {

@@ -233,14 +233,28 @@ func (pr *packReader) Close() {
 	}
 }
 
-// LoadTree reads and decodes tree id.
+// LoadTree reads and decodes tree id. Recently loaded trees are kept, up
+// to treeCacheNodes nodes in all, for the repeated lookups of ls, cat, FUSE
+// and verify across snapshots that share trees.
 func (r *Repo) LoadTree(ctx context.Context, id ID) (*Tree, error) {
-	r.mu.Lock()
-	if t, ok := r.treeCache[id]; ok {
+	return r.loadTree(ctx, id, true)
+}
+
+// treeCacheNodes bounds the tree cache by what it holds, not by how many
+// trees: a few hundred bytes a node, so a few MB, whatever the tree shapes.
+const treeCacheNodes = 16384
+
+// loadTree is LoadTree; cache false neither uses nor fills the cache, for a
+// caller that reads each tree once (a backup walking its parent snapshot).
+func (r *Repo) loadTree(ctx context.Context, id ID, cache bool) (*Tree, error) {
+	if cache {
+		r.mu.Lock()
+		t, ok := r.treeCache[id]
 		r.mu.Unlock()
-		return t, nil
+		if ok {
+			return t, nil
+		}
 	}
-	r.mu.Unlock()
 	b, err := r.LoadBlob(ctx, id, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load tree %s: %w", id.Short(), err)
@@ -249,11 +263,15 @@ func (r *Repo) LoadTree(ctx context.Context, id ID) (*Tree, error) {
 	if err != nil {
 		return nil, &CorruptError{ID: id, Detail: err.Error()}
 	}
+	if !cache || len(t.Nodes) > treeCacheNodes {
+		return t, nil
+	}
 	r.mu.Lock()
-	if r.treeCache == nil || len(r.treeCache) > 4096 {
-		r.treeCache = map[ID]*Tree{}
+	if r.treeCache == nil || r.treeCacheNodes+len(t.Nodes) > treeCacheNodes {
+		r.treeCache, r.treeCacheNodes = map[ID]*Tree{}, 0
 	}
 	r.treeCache[id] = t
+	r.treeCacheNodes += len(t.Nodes)
 	r.mu.Unlock()
 	return t, nil
 }

@@ -132,10 +132,11 @@ type Repo struct {
 	lock  *ownerLock
 	audit *audit.Log
 
-	mu        sync.Mutex           // guards the caches
-	manifest  map[string]*Manifest // full manifests loaded by LoadManifest
-	headers   map[string]*Manifest // Snapshots' entries: checked, items dropped
-	treeCache map[ID]*Tree
+	mu             sync.Mutex           // guards the caches
+	manifest       map[string]*Manifest // full manifests loaded by LoadManifest
+	headers        map[string]*Manifest // Snapshots' entries: checked, items dropped
+	treeCache      map[ID]*Tree
+	treeCacheNodes int // nodes held by treeCache
 
 	badPacks map[ID]string // packs missing or truncated, found by recover; read-only after Open
 }
