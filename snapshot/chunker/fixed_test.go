@@ -140,11 +140,11 @@ func TestSQLitePageSize(t *testing.T) {
 	}
 	cases := []struct {
 		hdr        []byte
-		page, size int // size with target 32 KiB
+		page, size int // size with target 16 KiB
 	}{
-		{hdr(0x10, 0x00), 4096, 32768},
-		{hdr(0x02, 0x00), 512, 32768},
-		{hdr(0x40, 0x00), 16384, 32768},
+		{hdr(0x10, 0x00), 4096, 16384},
+		{hdr(0x02, 0x00), 512, 16384},
+		{hdr(0x40, 0x00), 16384, 16384},
 		{hdr(0x80, 0x00), 32768, 32768},
 		{hdr(0x00, 0x01), 65536, 65536}, // 1 means 65536
 		{hdr(0x00, 0x00), 0, 0},
@@ -152,7 +152,7 @@ func TestSQLitePageSize(t *testing.T) {
 		{hdr(0x0f, 0xa0), 0, 0}, // 4000: not a power of two
 		{hdr(0x10, 0x00)[:17], 0, 0},
 		{append([]byte("SQLite format 2\x00"), 0x10, 0x00), 0, 0},
-		{append([]byte("SQLite format 3\x00"), 0x10, 0x00), 4096, 32768}, // 18 bytes are enough
+		{append([]byte("SQLite format 3\x00"), 0x10, 0x00), 4096, 16384}, // 18 bytes are enough
 		{nil, 0, 0},
 	}
 	for i, c := range cases {
