@@ -584,7 +584,7 @@ func TestFaultsA9DamagedManifest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := []byte(`"blake3": "`)
+		key := []byte(`"blake3":"`)
 		i := bytes.Index(data, key)
 		if i < 0 {
 			t.Fatalf("no blake3 field in %s", data)

@@ -186,8 +186,7 @@ func (r *Repo) manifestPath(id string) string {
 
 // writeManifest commits m: temp file, fsync, rename, fsync dir. The items
 // are encoded one at a time into the file, so a snapshot of many files
-// does not also hold its whole manifest text in memory; the bytes are those
-// of json.MarshalIndent(m, "", " ").
+// does not also hold its whole manifest text in memory.
 func (r *Repo) writeManifest(m *Manifest) error {
 	err := writeFileAtomicFunc(r.manifestPath(m.BackupID), r.opts.WrapPackFile, func(w io.Writer) error {
 		return encodeManifest(w, m)
@@ -201,8 +200,9 @@ func (r *Repo) writeManifest(m *Manifest) error {
 	return nil
 }
 
-// encodeManifest writes m as json.MarshalIndent(m, "", " ") and a newline,
-// encoding the items one by one.
+// encodeManifest writes m as indented JSON with one item per line (easy to
+// read and to grep, a third smaller than an item over five lines: the
+// manifest is stored with every snapshot), encoding the items one by one.
 func encodeManifest(w io.Writer, m *Manifest) error {
 	head := *m
 	head.Items = nil
@@ -231,7 +231,7 @@ func encodeManifest(w io.Writer, m *Manifest) error {
 				break
 			}
 			var ib []byte
-			if ib, err = json.MarshalIndent(&m.Items[k], "  ", " "); err != nil {
+			if ib, err = json.Marshal(&m.Items[k]); err != nil {
 				break
 			}
 			if k > 0 {

@@ -80,10 +80,11 @@ func TestPackReaderKeepsWhatItReturns(t *testing.T) {
 	}
 }
 
-// TestEncodeManifestMatchesMarshalIndent checks that the streaming manifest
-// encoder writes exactly what json.MarshalIndent would, for no items, an
-// empty list, and items with every optional field.
-func TestEncodeManifestMatchesMarshalIndent(t *testing.T) {
+// TestEncodeManifestOneItemPerLine checks that the streaming manifest
+// encoder writes JSON that decodes to the same manifest as the standard
+// encoder's, with the header indented and each item on a line of its own,
+// for no items, an empty list and items with optional fields.
+func TestEncodeManifestOneItemPerLine(t *testing.T) {
 	base := Manifest{BackupID: "snap-1", CreatedUTC: "2026-01-02T03:04:05Z", Tree: Hash(nil).String(),
 		Includes: []string{"."}, Warnings: []Warning{{Path: "a", Problem: "p"}}}
 	withItems := base
@@ -95,17 +96,29 @@ func TestEncodeManifestMatchesMarshalIndent(t *testing.T) {
 	empty := base
 	empty.Items = []Item{}
 	for name, m := range map[string]Manifest{"nil": base, "empty": empty, "items": withItems} {
-		want, err := json.MarshalIndent(&m, "", " ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, '\n')
 		var got bytes.Buffer
 		if err := encodeManifest(&got, &m); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if !bytes.Equal(got.Bytes(), want) {
-			t.Errorf("%s: streamed manifest differs:\n%s\nwant:\n%s", name, got.Bytes(), want)
+		var back Manifest
+		if err := json.Unmarshal(got.Bytes(), &back); err != nil {
+			t.Fatalf("%s: streamed manifest does not parse: %v\n%s", name, err, got.Bytes())
+		}
+		a, _ := json.Marshal(&m)
+		b, _ := json.Marshal(&back)
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: streamed manifest decodes to\n%s\nwant\n%s", name, b, a)
+		}
+		head, _ := json.MarshalIndent(&Manifest{BackupID: m.BackupID}, "", " ")
+		if !bytes.HasPrefix(got.Bytes(), head[:bytes.IndexByte(head, ',')]) || !bytes.HasSuffix(got.Bytes(), []byte("}\n")) {
+			t.Errorf("%s: header not indented as MarshalIndent does:\n%s", name, got.Bytes())
+		}
+		for i, it := range m.Items {
+			line, _ := json.Marshal(&it)
+			if !bytes.Contains(got.Bytes(), append(append([]byte("\n  "), line...), "\n ]"[:1]...)) &&
+				!bytes.Contains(got.Bytes(), append(append([]byte("\n  "), line...), ',')) {
+				t.Errorf("%s: item %d is not on a line of its own:\n%s", name, i, got.Bytes())
+			}
 		}
 	}
 }
