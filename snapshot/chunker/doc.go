@@ -1,4 +1,7 @@
-// Package chunker splits byte streams into content-defined chunks.
+// Package chunker splits byte streams into chunks: content-defined chunks
+// ([Chunker]) for every file, and fixed, page-aligned chunks ([Fixed]) for
+// SQLite databases, which change in place one page at a time (see
+// [SQLiteChunkSize]).
 //
 // It owns the chunk boundary algorithm and nothing else: it does not hash,
 // compress or store chunks, and it imports no other snapforge package (it sits
