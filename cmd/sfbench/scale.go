@@ -35,7 +35,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -401,25 +400,6 @@ func (s *scaler) runPoint(ctx context.Context, run int, p *ScalePoint) (err erro
 		func() (*exec.Cmd, error) { return t.Verify(ctx) })
 }
 
-// allocatedSize sums the disk blocks of the regular files under root: less
-// than apparentSize when files are sparse (Badger preallocates some).
-func allocatedSize(root string) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			total += st.Blocks * 512
-		}
-		return nil
-	})
-	return total, err
-}
 
 // report turns the samples into medians and the ratios to the 1× point.
 func (s *scaler) report(pts []ScalePoint) *ScaleReport {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 
 	"github.com/zeebo/blake3"
 )
@@ -161,6 +162,22 @@ func readAll(root string) (int64, error) {
 // apparentSize sums the sizes of the regular files under root, as
 // `du --apparent-size` would without directories.
 func apparentSize(root string) (int64, error) {
+	return sumFiles(root, func(fi fs.FileInfo) int64 { return fi.Size() })
+}
+
+// allocatedSize sums the disk blocks of the regular files under root: less
+// than apparentSize when files are sparse (Badger preallocates some).
+func allocatedSize(root string) (int64, error) {
+	return sumFiles(root, func(fi fs.FileInfo) int64 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			return st.Blocks * 512
+		}
+		return 0
+	})
+}
+
+// sumFiles adds up size(fi) over the regular files under root.
+func sumFiles(root string, size func(fs.FileInfo) int64) (int64, error) {
 	var total int64
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
@@ -170,7 +187,7 @@ func apparentSize(root string) (int64, error) {
 		if err != nil {
 			return err
 		}
-		total += fi.Size()
+		total += size(fi)
 		return nil
 	})
 	return total, err
