@@ -400,7 +400,6 @@ func (s *scaler) runPoint(ctx context.Context, run int, p *ScalePoint) (err erro
 		func() (*exec.Cmd, error) { return t.Verify(ctx) })
 }
 
-
 // report turns the samples into medians and the ratios to the 1× point.
 func (s *scaler) report(pts []ScalePoint) *ScaleReport {
 	rep := &ScaleReport{Scale: s.o.Scale, Seed: s.o.Seed, Runs: s.o.Runs, Snapforge: s.o.Snapforge,
