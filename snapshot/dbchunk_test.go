@@ -106,15 +106,8 @@ func dbUpdate(t testing.TB, p string, id, gen int, checkpoint bool) *sql.DB {
 // dbRow reads row id of the database at p (read-only).
 func dbRow(t testing.TB, p string, id int) []byte {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+p+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openCheckedDB(t, p)
 	defer db.Close()
-	var ok string
-	if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&ok); err != nil || ok != "ok" {
-		t.Fatalf("%s: integrity_check = %q, %v", p, ok, err)
-	}
 	var v []byte
 	if err := db.QueryRow(`SELECT v FROM t WHERE id = ?`, id).Scan(&v); err != nil {
 		t.Fatalf("%s: row %d: %v", p, id, err)

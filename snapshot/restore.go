@@ -633,8 +633,6 @@ func (rs *restorer) restoreFile(ctx context.Context, dir *dirHandle, name, rel s
 	return nil
 }
 
-func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
-
 // writeContent writes n's chunks into f, leaving all-zero chunks as holes
 // (sparse files stay sparse, FAULTS D9). Every chunk is checked against its
 // hash before it is written (streamContent).

@@ -152,19 +152,28 @@ func liveSQLite(t *testing.T, journal string) {
 	}
 }
 
-// checkRestoredDB asserts integrity and the balance invariant and returns
-// the ledger row count.
-func checkRestoredDB(t *testing.T, p string) int64 {
+// openCheckedDB opens the database at p read-only and fails the test
+// unless it passes integrity_check.
+func openCheckedDB(t testing.TB, p string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+p+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
 	var ok string
 	if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&ok); err != nil || ok != "ok" {
-		t.Fatalf("restored %s: integrity_check = %q, %v", p, ok, err)
+		db.Close()
+		t.Fatalf("%s: integrity_check = %q, %v", p, ok, err)
 	}
+	return db
+}
+
+// checkRestoredDB asserts integrity and the balance invariant and returns
+// the ledger row count.
+func checkRestoredDB(t *testing.T, p string) int64 {
+	t.Helper()
+	db := openCheckedDB(t, p)
+	defer db.Close()
 	var total, n int64
 	if err := db.QueryRow(`SELECT SUM(balance) FROM accounts`).Scan(&total); err != nil {
 		t.Fatal(err)

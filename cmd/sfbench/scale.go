@@ -522,12 +522,5 @@ func (r *ScaleReport) Render(w io.Writer) error {
 		d := p.Dataset
 		fmt.Fprintf(&b, "- %s: %s (scale %g, files-scale %g, seed %d): %d files, %s, tree %s\n", p.Label, d.Dir, d.Scale, d.FilesScale, d.Seed, d.Files, mb(d.Bytes), d.Tree)
 	}
-	for _, n := range r.Notes {
-		fmt.Fprintf(&b, "note: %s\n", n)
-	}
-	for _, e := range r.Errors {
-		fmt.Fprintf(&b, "ERROR: %s\n", e)
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return writeNotes(w, &b, r.Notes, r.Errors)
 }

@@ -195,11 +195,17 @@ func (r *Report) Render(w io.Writer) error {
 	for _, t := range r.Tools {
 		fmt.Fprintf(&b, "- %s: %s; %s\n", t.Name, t.Version, t.Settings)
 	}
-	for _, n := range r.Notes {
-		fmt.Fprintf(&b, "note: %s\n", n)
+	return writeNotes(w, &b, r.Notes, r.Errors)
+}
+
+// writeNotes ends a report in b with its notes and errors, one a line,
+// and writes it all to w.
+func writeNotes(w io.Writer, b *strings.Builder, notes, errs []string) error {
+	for _, n := range notes {
+		fmt.Fprintf(b, "note: %s\n", n)
 	}
-	for _, e := range r.Errors {
-		fmt.Fprintf(&b, "ERROR: %s\n", e)
+	for _, e := range errs {
+		fmt.Fprintf(b, "ERROR: %s\n", e)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
