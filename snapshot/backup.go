@@ -251,6 +251,9 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 	if _, aerr := r.Audit("backup", params, outcome); aerr != nil {
 		r.opts.Logger.Warn("snapshot committed but its audit event failed", "snapshot", m.BackupID, "err", aerr)
 	}
+	if r.onCommit != nil {
+		r.onCommit(m)
+	}
 	return m, nil
 }
 

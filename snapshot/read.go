@@ -94,6 +94,34 @@ func (r *Repo) WriteContent(ctx context.Context, n *Node, w io.Writer) (int64, e
 	return total, err
 }
 
+// ChunkReader loads chunks for a long-lived reader (the FUSE mount): it
+// keeps up to a bounded number of packs open between reads and checks every
+// chunk against its id and recorded size. Safe for concurrent use.
+type ChunkReader struct {
+	r  *Repo
+	pr *packReader
+}
+
+// NewChunkReader returns a ChunkReader keeping at most maxOpen packs open
+// while idle.
+func (r *Repo) NewChunkReader(maxOpen int) *ChunkReader {
+	return &ChunkReader{r: r, pr: r.newPackReader(maxOpen)}
+}
+
+// Load returns chunk c's plaintext appended to buf[:0]. A chunk whose bytes
+// do not match its id or size is a *CorruptError; one no pack holds, a
+// *MissingError (IsIntegrity reports both).
+func (c *ChunkReader) Load(ctx context.Context, ref ChunkRef, buf []byte) ([]byte, error) {
+	data, err := c.r.loadBlob(ctx, c.pr, ref.ID, buf)
+	if err == nil && len(data) != int(ref.Size) {
+		err = &CorruptError{ID: ref.ID, Detail: "chunk size differs from the tree"}
+	}
+	return data, err
+}
+
+// Close closes the open packs.
+func (c *ChunkReader) Close() { c.pr.Close() }
+
 // prefetch is how many chunks are loaded (read, decompressed, hash-checked)
 // ahead of the consumer: enough to keep both cores busy on one big file,
 // few enough to bound memory (prefetch × 4 MiB).

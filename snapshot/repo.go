@@ -139,6 +139,10 @@ type Repo struct {
 	treeCacheNodes int // nodes held by treeCache
 
 	badPacks map[ID]string // packs missing or truncated, found by recover; read-only after Open
+
+	shares   sync.Mutex // guards refs
+	refs     int        // extra holders from Share; Close releases one
+	onCommit func(m *Manifest)
 }
 
 // Path returns the repository directory.
@@ -349,6 +353,13 @@ func indexPresent(dir string) bool {
 
 // Close releases the index, the audit trail and the owner lock.
 func (r *Repo) Close() error {
+	r.shares.Lock()
+	if r.refs > 0 {
+		r.refs--
+		r.shares.Unlock()
+		return nil
+	}
+	r.shares.Unlock()
 	var errs []error
 	if r.idx != nil {
 		errs = append(errs, r.idx.Close())
@@ -364,6 +375,22 @@ func (r *Repo) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Share returns r for one more holder: the owner process lends its open
+// repository to the commands it serves, and each command's Close then
+// releases its share instead of the repository.
+func (r *Repo) Share() *Repo {
+	r.shares.Lock()
+	r.refs++
+	r.shares.Unlock()
+	return r
+}
+
+// OnCommit registers fn to be called after each snapshot is committed (its
+// manifest durable and its audit event written), for an owner process that
+// shows snapshots as they land (the FUSE mount). Set it before the
+// repository is shared; fn must not block.
+func (r *Repo) OnCommit(fn func(m *Manifest)) { r.onCommit = fn }
 
 // Audit appends one event to the trail. A failure to audit is logged, and
 // returned so that callers that must not proceed can stop.
