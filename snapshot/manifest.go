@@ -430,3 +430,32 @@ func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
 	}
 	return r.LoadManifest(hits[0].BackupID)
 }
+
+// HardLinks returns, for snapshot id, the number of names of each
+// hard-linked file, keyed by the raw path of its first name (the target of
+// its other names' items). A snapshot without hard links costs one scan of
+// the manifest's bytes; the manifest is not kept.
+func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
+	b, err := os.ReadFile(r.manifestPath(id))
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot %s: %w", id, err)
+	}
+	if !bytes.Contains(b, []byte(`"hardlink"`)) {
+		return nil, nil
+	}
+	m, err := r.readManifest(id)
+	if err != nil {
+		return nil, err
+	}
+	links := map[string]uint32{}
+	for _, it := range m.Items {
+		if it.Type == TypeHardlink.String() {
+			t := it.RawTarget()
+			if links[t] == 0 {
+				links[t] = 1
+			}
+			links[t]++
+		}
+	}
+	return links, nil
+}

@@ -1,0 +1,280 @@
+// Package fusefs mounts every snapshot of a repository read-only through
+// FUSE (github.com/hanwen/go-fuse/v2), so a person browses their backups in
+// the file manager and restores a file by dragging it out:
+//
+//	<mountpoint>/
+//	  snapshots/2026-11-26_01-15-00/…   one folder per snapshot, local time, sorts by date
+//	  latest -> snapshots/…             relative symlink, follows new snapshots
+//	  by-id/<backup_id>/…
+//	  by-unit/<unit>/<date>/…           the unit's paths in each snapshot that holds it
+//	  history/<path>/<date>             every version of each file, oldest first
+//	  README.txt
+//
+// Nodes are built lazily from the snapshot trees as the kernel looks them
+// up and dropped when it forgets them. Content is read through one shared,
+// byte-bounded cache of decoded chunks, each checked against its BLAKE3 id;
+// a damaged chunk fails the read with EIO and writes an audit event, so
+// reading through the mount is itself a verification. The package imports
+// only snapshot (and go-fuse); cmd wires it to the repository and signals.
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+
+	"snapforge/snapshot"
+)
+
+// Kernel cache timeouts. Snapshot content never changes, so the kernel may
+// keep names, attributes and pages for long; the top level changes when a
+// snapshot lands and is asked again after a second.
+const (
+	contentTimeout = time.Hour
+	topTimeout     = time.Second
+)
+
+// DefaultCacheBytes bounds the decoded-chunk cache.
+const DefaultCacheBytes = 32 << 20
+
+// Options configure a mount.
+type Options struct {
+	// Units maps a profile unit to its paths (relative to the root, as in
+	// profile.json), for by-unit/. nil: by-unit/ lists the units each
+	// snapshot holds, unfiltered.
+	Units map[string][]string
+	// CacheBytes bounds the decoded-chunk cache; 0: DefaultCacheBytes.
+	CacheBytes int64
+	// Xattrs serves extended attributes (off: the kernel never asks).
+	Xattrs bool
+	// Location names snapshot folders in this time zone; nil: time.Local.
+	Location *time.Location
+	// AllowOther lets other users in (with default_permissions, so the
+	// kernel checks each file's mode and owner as stored).
+	AllowOther bool
+	// Debug logs every FUSE request.
+	Debug bool
+}
+
+// FS is the file system: the repository, the snapshot catalog, the chunk
+// cache and the inode table.
+type FS struct {
+	repo   *snapshot.Repo
+	opts   Options
+	chunks *chunkCache
+	cr     *snapshot.ChunkReader
+	inos   *inoTable
+	cat    atomic.Pointer[catalog]
+	root   *rootNode
+	catMu  sync.Mutex // serialises Refresh
+	uid    uint32
+	gid    uint32
+	mtime  time.Time // of the top level: the mount's start, then each refresh
+	mtimeM sync.Mutex
+
+	reported sync.Map // "snapshot\x00path" of damaged files already audited
+}
+
+// New returns the file system over repo; Refresh has been called once.
+func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.Location == nil {
+		o.Location = time.Local
+	}
+	cr := repo.NewChunkReader(64)
+	f := &FS{repo: repo, opts: o, cr: cr, chunks: newChunkCache(cr, o.CacheBytes), inos: newInoTable(),
+		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: time.Now()}
+	f.root = &rootNode{}
+	f.root.f, f.root.ino = f, 1
+	if err := f.Refresh(ctx); err != nil {
+		cr.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Root returns the root node, for fs.Mount or a node-level test.
+func (f *FS) Root() fs.InodeEmbedder { return f.root }
+
+// Close releases the open packs.
+func (f *FS) Close() { f.cr.Close() }
+
+// catalog is the set of snapshots shown, rebuilt by Refresh.
+type catalog struct {
+	snaps   []*snapInfo            // good snapshots, oldest first
+	byName  map[string]*snapInfo   // snapshots/ folder name
+	byID    map[string]*snapInfo   // backup id
+	byUnit  map[string][]*snapInfo // unit -> snapshots holding it, oldest first
+	damaged []snapshot.SnapshotEntry
+}
+
+// snapInfo is one snapshot as the mount shows it.
+type snapInfo struct {
+	id      string
+	name    string // folder name: local date and time, suffix on collision
+	created time.Time
+	tree    snapshot.ID
+	units   []string
+
+	linksOnce sync.Once
+	links     map[string]uint32 // raw path of a hard-linked file's first name -> number of names
+}
+
+// FolderName is the snapshots/ folder name for t: local date and time
+// without colons, so names sort chronologically and are valid everywhere.
+func FolderName(t time.Time, loc *time.Location) string {
+	return t.In(loc).Format("2006-01-02_15-04-05")
+}
+
+// Refresh re-reads the list of snapshots; new ones appear under
+// snapshots/, by-id/, by-unit/ and as latest. Snapshots already shown keep
+// their folder name (and so their nodes and inode numbers).
+func (f *FS) Refresh(ctx context.Context) error {
+	f.catMu.Lock()
+	defer f.catMu.Unlock()
+	list, err := f.repo.Snapshots(ctx)
+	if err != nil {
+		return err
+	}
+	old := f.cat.Load()
+	c := &catalog{byName: map[string]*snapInfo{}, byID: map[string]*snapInfo{}, byUnit: map[string][]*snapInfo{}}
+	for _, e := range list {
+		if e.Err != nil || e.Manifest == nil {
+			c.damaged = append(c.damaged, e)
+			continue
+		}
+		m := e.Manifest
+		tree, err := m.TreeID()
+		if err != nil {
+			c.damaged = append(c.damaged, snapshot.SnapshotEntry{BackupID: e.BackupID, Err: err})
+			continue
+		}
+		var s *snapInfo
+		if old != nil && old.byID[e.BackupID] != nil {
+			s = old.byID[e.BackupID]
+		} else {
+			s = &snapInfo{id: e.BackupID, created: m.Created(), tree: tree, units: m.Includes}
+		}
+		c.snaps = append(c.snaps, s)
+		c.byID[s.id] = s
+		for _, u := range s.units {
+			if u != "." {
+				c.byUnit[u] = append(c.byUnit[u], s)
+			}
+		}
+	}
+	// Names: the date, with _2, _3 … for snapshots of the same second, in
+	// list order (oldest first), so a name never moves to another snapshot
+	// as later ones arrive.
+	taken := map[string]bool{}
+	for _, s := range c.snaps {
+		if s.name == "" {
+			base := FolderName(s.created, f.opts.Location)
+			name := base
+			for i := 2; taken[name] || nameUsedElsewhere(old, name, s); i++ {
+				name = fmt.Sprintf("%s_%d", base, i)
+			}
+			s.name = name
+		}
+		taken[s.name] = true
+		c.byName[s.name] = s
+	}
+	f.cat.Store(c)
+	f.mtimeM.Lock()
+	f.mtime = time.Now()
+	f.mtimeM.Unlock()
+	return nil
+}
+
+// nameUsedElsewhere reports whether the previous catalog gave name to
+// another snapshot (one since removed keeps its name reserved until the
+// kernel has had a chance to forget it; simplest is never to reuse it).
+func nameUsedElsewhere(old *catalog, name string, s *snapInfo) bool {
+	if old == nil {
+		return false
+	}
+	o := old.byName[name]
+	return o != nil && o != s
+}
+
+func (f *FS) catalog() *catalog { return f.cat.Load() }
+
+// Snapshots returns how many snapshots are shown.
+func (f *FS) Snapshots() int { return len(f.catalog().snaps) }
+
+func (f *FS) topMtime() time.Time {
+	f.mtimeM.Lock()
+	defer f.mtimeM.Unlock()
+	return f.mtime
+}
+
+// latest returns the newest snapshot, or nil.
+func (c *catalog) latest() *snapInfo {
+	if len(c.snaps) == 0 {
+		return nil
+	}
+	return c.snaps[len(c.snaps)-1]
+}
+
+// hardLinks returns the number of names of the hard-linked file whose
+// first name is rel in s (0: not hard-linked).
+func (f *FS) hardLinks(s *snapInfo, rel string) uint32 {
+	s.linksOnce.Do(func() {
+		links, err := f.repo.HardLinks(s.id)
+		if err == nil {
+			s.links = links
+		}
+	})
+	return s.links[rel]
+}
+
+// unitPaths returns unit's cleaned paths, or nil when the profile does not
+// describe it (then the whole snapshot is shown).
+func (f *FS) unitPaths(unit string) []string {
+	ps, ok := f.opts.Units[unit]
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		p = strings.Trim(filepath.ToSlash(filepath.Clean(p)), "/")
+		if p == "." || p == "" {
+			return nil // the whole root
+		}
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reportDamage writes one audit event per damaged file and snapshot.
+func (f *FS) reportDamage(s *snapInfo, rel string, err error) {
+	key := s.id + "\x00" + rel
+	if _, dup := f.reported.LoadOrStore(key, true); dup {
+		return
+	}
+	f.repo.Audit("mount_read", map[string]any{"snapshot": s.id, "path": snapshot.DisplayName(rel), "error": err.Error()},
+		"failed: damaged data; the file reads as an I/O error, other files stay readable; run `snapforge verify --read-data`")
+}
+
+// errno maps a read error to the errno the reader sees.
+func errno(err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case err == context.Canceled:
+		return syscall.EINTR
+	}
+	return syscall.EIO
+}

@@ -1,0 +1,279 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"snapforge/snapshot"
+)
+
+var readme = []byte(`This folder is snapforge's read-only view of your backups.
+
+  snapshots/<date and time>/   one folder per snapshot (local time), oldest first
+  latest                       the newest snapshot
+  by-id/<backup id>/           the same snapshots, by their id
+  by-unit/<unit>/<date>/       only that unit's files (config, db, …), per snapshot
+  history/<path>/<date>        every version of a file, named by the snapshot
+                               where it first appeared
+
+Nothing here can be changed or deleted: the folders are a window onto the
+repository, not copies. Every byte read is checked against its BLAKE3 hash;
+a damaged file reads as an I/O error (and is recorded in the audit trail)
+while all others stay readable. b3sum of a file here prints the hash in the
+snapshot's manifest (snapforge manifest SNAP).
+
+To restore a file or folder, copy it out: drag it to your desktop, or
+  cp -a snapshots/<date>/path/to/file ~/restored/
+To restore many files, or in place with verification and rollback, use
+  snapforge restore SNAP --target DIR
+`)
+
+// Mount is a mounted file system.
+type Mount struct {
+	Dir    string
+	fs     *FS
+	server *fuse.Server
+	stop   chan struct{}
+	done   sync.WaitGroup
+}
+
+// MountpointError reports a mountpoint that cannot be used.
+type MountpointError struct {
+	Dir    string
+	Reason string
+}
+
+func (e *MountpointError) Error() string { return fmt.Sprintf("mountpoint %s: %s", e.Dir, e.Reason) }
+
+// PrepareMountpoint checks dir before mounting: it must be an existing,
+// empty directory outside the repository and outside every backed-up root
+// (a mount inside what is backed up would be backed up into itself). A dead
+// mount left by a killed process ("transport endpoint is not connected")
+// is unmounted; the returned note says so.
+func PrepareMountpoint(dir, repo string, sources []string) (note string, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", &MountpointError{dir, err.Error()}
+	}
+	if _, err := os.Stat(abs); errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+		if err := forceUnmount(abs); err != nil {
+			return "", &MountpointError{abs, fmt.Sprintf("a dead mount left by a stopped snapforge is in the way and could not be removed (%v); run `fusermount3 -uz %s` and try again", err, abs)}
+		}
+		note = fmt.Sprintf("removed a dead mount left at %s by a process that was killed", abs)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return note, &MountpointError{abs, "does not exist; create an empty directory first (mkdir -p " + abs + ")"}
+	case err != nil:
+		return note, &MountpointError{abs, err.Error()}
+	case !fi.IsDir():
+		return note, &MountpointError{abs, "is not a directory"}
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return note, &MountpointError{abs, err.Error()}
+	}
+	if isMountpoint(real) {
+		return note, &MountpointError{abs, "something is already mounted there; unmount it or choose another directory"}
+	}
+	if ents, err := os.ReadDir(real); err != nil {
+		return note, &MountpointError{abs, err.Error()}
+	} else if len(ents) > 0 {
+		return note, &MountpointError{abs, "is not empty; choose an empty directory (the mount would hide its files)"}
+	}
+	within := func(root string) bool {
+		r, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			r = filepath.Clean(root)
+		}
+		return real == r || strings.HasPrefix(real, strings.TrimSuffix(r, "/")+"/")
+	}
+	if within(repo) {
+		return note, &MountpointError{abs, "is inside the repository; choose a directory outside " + repo}
+	}
+	for _, s := range sources {
+		if s != "" && within(s) {
+			return note, &MountpointError{abs, "is inside " + s + ", which is backed up; a mount there would be backed up into itself; choose a directory outside it"}
+		}
+	}
+	return note, nil
+}
+
+// isMountpoint reports whether dir is the root of a mount (its device
+// differs from its parent's).
+func isMountpoint(dir string) bool {
+	var a, b unix.Stat_t
+	if unix.Lstat(dir, &a) != nil || unix.Lstat(filepath.Dir(dir), &b) != nil {
+		return false
+	}
+	return a.Dev != b.Dev
+}
+
+// forceUnmount detaches a (dead) mount: directly as root, else through
+// fusermount3.
+func forceUnmount(dir string) error {
+	if os.Geteuid() == 0 {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err == nil {
+			return nil
+		}
+	}
+	out, err := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("fusermount3 -uz: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Start mounts the file system f at dir (prepared by PrepareMountpoint)
+// and serves it in the background until Unmount.
+func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	root := os.Geteuid() == 0
+	mo := fuse.MountOptions{
+		FsName:        "snapforge:" + f.repo.Path(),
+		Name:          "snapforge",
+		Options:       []string{"ro", "nosuid", "nodev"},
+		DisableXAttrs: !f.opts.Xattrs,
+		MaxWrite:      1 << 20, // largest read request the kernel may send
+		MaxReadAhead:  1 << 20,
+		DirectMount:   root,
+		DisableSplice: true, // reads are served from memory; a 1 MiB read does not fit a pipe
+		Debug:         f.opts.Debug,
+	}
+	if !f.opts.Debug {
+		mo.Logger = log.New(io.Discard, "", 0)
+	}
+	if f.opts.AllowOther {
+		// Other users see the files only as the stored modes and owners
+		// allow: the kernel checks them (default_permissions).
+		mo.AllowOther = true
+		mo.Options = append(mo.Options, "default_permissions")
+	}
+	if root {
+		mo.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
+	}
+	server, err := fs.Mount(abs, f.root, &fs.Options{MountOptions: mo, RootStableAttr: &fs.StableAttr{Ino: 1}})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", abs, err)
+	}
+	if root {
+		raiseReadahead(abs)
+	}
+	m := &Mount{Dir: abs, fs: f, server: server, stop: make(chan struct{})}
+	m.done.Add(1)
+	go m.poll()
+	return m, nil
+}
+
+// raiseReadahead lets the kernel read ahead 1 MiB instead of 128 KiB on
+// this mount (only root may): a sequential reader then asks in large
+// requests that each cover a good part of a chunk.
+func raiseReadahead(dir string) {
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) != nil {
+		return
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	os.WriteFile(p, []byte("1024"), 0o644)
+}
+
+// poll refreshes the catalog when the repository's snapshot folder changes,
+// for snapshots committed by anyone (the owner's own backups also call
+// Refresh directly).
+func (m *Mount) poll() {
+	defer m.done.Done()
+	dir := filepath.Join(m.fs.repo.Path(), "snapshots")
+	last := snapshotsStamp(dir)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		if s := snapshotsStamp(dir); s != last {
+			last = s
+			m.fs.Refresh(context.Background())
+		}
+	}
+}
+
+func snapshotsStamp(dir string) string {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
+}
+
+// Refresh shows snapshots committed since the last refresh.
+func (m *Mount) Refresh(ctx context.Context) error { return m.fs.Refresh(ctx) }
+
+// Unmount unmounts. When files are still open it falls back to a lazy
+// unmount (the folder disappears now, open files keep working until
+// closed) and reports lazy; Wait then returns once they are closed.
+func (m *Mount) Unmount() (lazy bool, err error) {
+	select {
+	case <-m.stop:
+	default:
+		close(m.stop)
+	}
+	err = m.server.Unmount()
+	if err == nil {
+		return false, nil
+	}
+	if ferr := forceUnmount(m.Dir); ferr != nil {
+		return false, fmt.Errorf("unmount %s: %v; lazy unmount: %v", m.Dir, err, ferr)
+	}
+	return true, nil
+}
+
+// Wait blocks until the file system is no longer served.
+func (m *Mount) Wait() {
+	m.server.Wait()
+	m.done.Wait()
+}
+
+// FS returns the mounted file system.
+func (m *Mount) FS() *FS { return m.fs }
+
+// Sources returns the distinct source roots of the repository's snapshots
+// (on this host), for PrepareMountpoint.
+func Sources(ctx context.Context, repo *snapshot.Repo) []string {
+	list, err := repo.Snapshots(ctx)
+	if err != nil {
+		return nil
+	}
+	host, _ := os.Hostname()
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range list {
+		if e.Manifest == nil || (e.Manifest.Source.Host != "" && e.Manifest.Source.Host != host) {
+			continue
+		}
+		if r := e.Manifest.Source.Root; r != "" && !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
