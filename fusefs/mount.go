@@ -69,7 +69,10 @@ func PrepareMountpoint(dir, repo string, sources []string) (note string, err err
 	if err != nil {
 		return "", &MountpointError{dir, err.Error()}
 	}
-	if _, err := os.Stat(abs); errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+	// statfs always reaches the file system (a stat may be answered from the
+	// kernel's cache), so a dead FUSE mount shows as ENOTCONN here.
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(abs, &sfs); errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
 		if err := forceUnmount(abs); err != nil {
 			return "", &MountpointError{abs, fmt.Sprintf("a dead mount left by a stopped snapforge is in the way and could not be removed (%v); run `fusermount3 -uz %s` and try again", err, abs)}
 		}

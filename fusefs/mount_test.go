@@ -1,0 +1,685 @@
+package fusefs_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
+
+	"snapforge/fusefs"
+	"snapforge/index/indextest"
+	"snapforge/snapshot"
+)
+
+// requireFUSE skips a test that needs a real mount where FUSE is missing.
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("skipping a real FUSE mount test: /dev/fuse is not available here (%v)", err)
+	}
+	if os.Geteuid() != 0 {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			t.Skip("skipping a real FUSE mount test: not root and fusermount3 (Debian's fuse3) is not installed")
+		}
+	}
+}
+
+// mount mounts r at a new directory and unmounts it when the test ends.
+func mount(t *testing.T, r *snapshot.Repo, o fusefs.Options) (*fusefs.Mount, string) {
+	t.Helper()
+	requireFUSE(t)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fusefs.New(context.Background(), r, o)
+	if err != nil {
+		t.Fatalf("new file system: %v", err)
+	}
+	m, err := fusefs.Start(context.Background(), f, dir)
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := m.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		m.Wait()
+		f.Close()
+	})
+	return m, dir
+}
+
+// sourceTree builds a tree with every kind of entry the mount must show
+// faithfully.
+func sourceTree(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	w := func(rel string, data []byte, mode os.FileMode) {
+		p := filepath.Join(src, rel)
+		indextest.WriteFile(t, p, data)
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w("a.txt", []byte("hello\n"), 0o644)
+	w("secret", []byte("root only\n"), 0o600)
+	w("dir/big.bin", indextest.RandomBytes(1, 5<<20+12345), 0o644) // several chunks
+	w("dir/empty", nil, 0o640)
+	w("dir/sub/deep/file", []byte("deep"), 0o755)
+	w("weird/new\nline", []byte("newline name"), 0o644)
+	w("weird/bad\xffutf8", []byte("invalid utf-8 name"), 0o644)
+	w("weird/spaces and ümlauts", []byte("x"), 0o644)
+	must(t, os.MkdirAll(filepath.Join(src, "emptydir"), 0o700))
+	must(t, os.Symlink("../a.txt", filepath.Join(src, "dir/link")))
+	must(t, os.Symlink("/nonexistent/target", filepath.Join(src, "dangling")))
+	must(t, os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "dir/hard")))
+	must(t, syscall.Mkfifo(filepath.Join(src, "fifo"), 0o644))
+	sparse, err := os.Create(filepath.Join(src, "sparse"))
+	must(t, err)
+	must(t, sparse.Truncate(64<<20))
+	_, err = sparse.WriteAt([]byte("middle"), 32<<20)
+	must(t, err)
+	must(t, sparse.Close())
+	if os.Geteuid() == 0 {
+		must(t, os.Lchown(filepath.Join(src, "secret"), 1234, 5678))
+		must(t, os.Lchown(filepath.Join(src, "dir/link"), 4321, 8765))
+	}
+	old := time.Date(2001, 2, 3, 4, 5, 6, 789, time.UTC)
+	must(t, os.Chtimes(filepath.Join(src, "dir/empty"), old, old))
+	must(t, unix.Lutimes(filepath.Join(src, "dir/link"), []unix.Timeval{{Sec: 1e9}, {Sec: 1e9}}))
+	return src
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func backup(t *testing.T, r *snapshot.Repo, src string, mod ...func(*snapshot.BackupOptions)) *snapshot.Manifest {
+	t.Helper()
+	o := snapshot.BackupOptions{Root: src}
+	for _, f := range mod {
+		f(&o)
+	}
+	m, err := r.Backup(context.Background(), o)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	return m
+}
+
+// TestMountFaithful: a snapshot folder equals its source (types, modes,
+// owners, sizes, mtimes, content, link targets, hard links, names of any
+// bytes, empty directories, sparse files), and the BLAKE3 of every file read
+// through the mount is the manifest's (what b3sum prints).
+func TestMountFaithful(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := sourceTree(t)
+	m := backup(t, r, src)
+	_, dir := mount(t, r, fusefs.Options{})
+
+	snapDir := filepath.Join(dir, "snapshots", fusefs.FolderName(m.Created(), time.Local))
+	indextest.CompareDigests(t, indextest.Digest(t, src, nil), indextest.Digest(t, snapDir, nil))
+	indextest.CompareDigests(t, indextest.Digest(t, src, nil), indextest.Digest(t, filepath.Join(dir, "latest")+"/", nil))
+
+	// Owners as stored (Digest compares modes, not owners).
+	if os.Geteuid() == 0 {
+		for rel, want := range map[string][2]uint32{"secret": {1234, 5678}, "dir/link": {4321, 8765}} {
+			var st unix.Stat_t
+			must(t, unix.Lstat(filepath.Join(snapDir, rel), &st))
+			if st.Uid != want[0] || st.Gid != want[1] {
+				t.Errorf("%s: uid/gid %d/%d, want %d/%d", rel, st.Uid, st.Gid, want[0], want[1])
+			}
+		}
+	}
+	// Hard links share an inode number and count their names.
+	var a, h unix.Stat_t
+	must(t, unix.Stat(filepath.Join(snapDir, "a.txt"), &a))
+	must(t, unix.Stat(filepath.Join(snapDir, "dir/hard"), &h))
+	if a.Ino != h.Ino || a.Nlink != 2 || h.Nlink != 2 {
+		t.Errorf("hard links: inodes %d and %d, links %d and %d; want one inode with 2 links", a.Ino, h.Ino, a.Nlink, h.Nlink)
+	}
+	// Sparse: the hole reads as zeros, the data where it was.
+	b, err := os.ReadFile(filepath.Join(snapDir, "sparse"))
+	must(t, err)
+	if len(b) != 64<<20 || string(b[32<<20:32<<20+6]) != "middle" || bytes.ContainsFunc(b[:32<<20], func(r rune) bool { return r != 0 }) {
+		t.Errorf("sparse file read wrong (len %d)", len(b))
+	}
+
+	// Every file's BLAKE3 through the mount is the manifest's.
+	full, err := r.LoadManifest(m.BackupID)
+	must(t, err)
+	checked := 0
+	for _, it := range full.Items {
+		if it.Type != "file" && it.Type != "hardlink" {
+			continue
+		}
+		f, err := os.Open(filepath.Join(snapDir, it.RawPath()))
+		must(t, err)
+		hh := blake3.New()
+		_, err = io.Copy(hh, f)
+		f.Close()
+		must(t, err)
+		if got := hex.EncodeToString(hh.Sum(nil)); got != it.Blake3 {
+			t.Errorf("%s: BLAKE3 through the mount %s, manifest %s", it.Path, got, it.Blake3)
+		}
+		checked++
+	}
+	if checked < 8 {
+		t.Fatalf("checked only %d files", checked)
+	}
+	// And with the independent tool, where installed.
+	if b3, err := exec.LookPath("b3sum"); err == nil {
+		out, err := exec.Command(b3, "--no-names", filepath.Join(snapDir, "dir/big.bin")).Output()
+		must(t, err)
+		for _, it := range full.Items {
+			if it.Path == "dir/big.bin" && strings.TrimSpace(string(out)) != it.Blake3 {
+				t.Errorf("b3sum through the mount: %s, manifest %s", out, it.Blake3)
+			}
+		}
+	}
+}
+
+// TestMountLayout: the top level, folder names (collisions get a suffix),
+// latest, by-id, by-unit and history.
+func TestMountLayout(t *testing.T) {
+	clock := time.Date(2026, 11, 26, 1, 15, 0, 0, time.UTC)
+	r, _ := indextest.NewRepo(t, func(o *snapshot.Options) { o.Now = func() time.Time { return clock } })
+	src := sourceTree(t)
+	m1 := backup(t, r, src, func(o *snapshot.BackupOptions) { o.Paths = []string{"a.txt", "dir/"}; o.Includes = []string{"config"} })
+	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("second version\n"))
+	m2 := backup(t, r, src) // same second: a suffix
+	clock = clock.Add(time.Hour)
+	m3 := backup(t, r, src) // a.txt unchanged since m2
+	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("hello\n"))
+	clock = clock.Add(time.Hour)
+	m4 := backup(t, r, src) // back to the first content: a change again
+
+	_, dir := mount(t, r, fusefs.Options{Location: time.UTC, Units: map[string][]string{"config": {"a.txt"}}})
+	names := func(p string) []string {
+		t.Helper()
+		ents, err := os.ReadDir(filepath.Join(dir, p))
+		must(t, err)
+		var out []string
+		for _, e := range ents {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	eq := func(what string, got, want []string) {
+		t.Helper()
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%s: got %q, want %q", what, got, want)
+		}
+	}
+	eq("top level", names(""), []string{"README.txt", "by-id", "by-unit", "history", "latest", "snapshots"})
+	d1, d2, d3, d4 := "2026-11-26_01-15-00", "2026-11-26_01-15-00_2", "2026-11-26_02-15-00", "2026-11-26_03-15-00"
+	eq("snapshots", names("snapshots"), []string{d1, d2, d3, d4})
+	eq("by-id", names("by-id"), []string{m1.BackupID, m2.BackupID, m3.BackupID, m4.BackupID})
+	if target, err := os.Readlink(filepath.Join(dir, "latest")); err != nil || target != "snapshots/"+d4 {
+		t.Errorf("latest -> %q (%v), want snapshots/%s", target, err, d4)
+	}
+	eq("by-unit", names("by-unit"), []string{"config"})
+	eq("by-unit/config", names("by-unit/config"), []string{d1})
+	eq("by-unit/config/<date>", names("by-unit/config/"+d1), []string{"a.txt"}) // dir/ is in the snapshot but not in the unit
+	eq("snapshot 1", names("snapshots/"+d1), []string{"a.txt", "dir"})
+	eq("history", names("history"), names("snapshots/"+d4))
+	eq("history of a.txt", names("history/a.txt"), []string{d1, d2, d4})
+	eq("history of an unchanged file", names("history/dir/sub/deep/file"), []string{d1})
+	for d, want := range map[string]string{d1: "hello\n", d2: "second version\n", d4: "hello\n"} {
+		b, err := os.ReadFile(filepath.Join(dir, "history/a.txt", d))
+		if err != nil || string(b) != want {
+			t.Errorf("history/a.txt/%s = %q (%v), want %q", d, b, err, want)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "by-id", m2.BackupID, "a.txt"))
+	if err != nil || string(b) != "second version\n" {
+		t.Errorf("by-id/%s/a.txt = %q (%v)", m2.BackupID, b, err)
+	}
+	readme, err := os.ReadFile(filepath.Join(dir, "README.txt"))
+	if err != nil || !bytes.Contains(readme, []byte("read-only")) || !bytes.Contains(readme, []byte("restore")) {
+		t.Errorf("README.txt: %q (%v)", readme, err)
+	}
+}
+
+// TestMountReadOnly: every kind of write fails with EROFS, and the mount
+// carries ro,nosuid,nodev.
+func TestMountReadOnly(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := sourceTree(t)
+	backup(t, r, src)
+	_, dir := mount(t, r, fusefs.Options{})
+	snap := filepath.Join(dir, "latest") + "/"
+	tries := map[string]error{
+		"create":   os.WriteFile(snap+"new", []byte("x"), 0o644),
+		"truncate": os.Truncate(snap+"a.txt", 0),
+		"remove":   os.Remove(snap + "a.txt"),
+		"mkdir":    os.Mkdir(snap+"newdir", 0o755),
+		"rename":   os.Rename(snap+"a.txt", snap+"b.txt"),
+		"chmod":    os.Chmod(snap+"a.txt", 0o777),
+		"symlink":  os.Symlink("x", snap+"newlink"),
+		"top":      os.Mkdir(filepath.Join(dir, "snapshots", "new"), 0o755),
+		"readme":   os.WriteFile(filepath.Join(dir, "README.txt"), nil, 0o644),
+	}
+	f, err := os.OpenFile(snap+"a.txt", os.O_WRONLY, 0)
+	if err == nil {
+		f.Close()
+	}
+	tries["open for writing"] = err
+	for what, err := range tries {
+		if !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s: %v, want EROFS", what, err)
+		}
+	}
+	opts := mountOptions(t, dir)
+	for _, o := range []string{"ro", "nosuid", "nodev"} {
+		if !opts[o] {
+			t.Errorf("mount options %v lack %s", opts, o)
+		}
+	}
+	if b, _ := os.ReadFile(snap + "a.txt"); string(b) != "hello\n" {
+		t.Errorf("a.txt changed: %q", b)
+	}
+}
+
+// mountOptions returns the options /proc/self/mounts lists for dir.
+func mountOptions(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mounts")
+	must(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 && f[1] == dir {
+			out := map[string]bool{}
+			for _, o := range strings.Split(f[3], ",") {
+				out[o] = true
+			}
+			return out
+		}
+	}
+	t.Fatalf("%s is not in /proc/self/mounts", dir)
+	return nil
+}
+
+// inodes returns the inode number of every path under root.
+func inodes(t *testing.T, root string) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		out[p] = fi.Sys().(*syscall.Stat_t).Ino
+		return nil
+	})
+	must(t, err)
+	return out
+}
+
+// TestMountStableInodes: inode numbers are unique (hard links aside), and
+// the same after a remount.
+func TestMountStableInodes(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := sourceTree(t)
+	backup(t, r, src)
+	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("v2"))
+	backup(t, r, src)
+
+	m, dir := mount(t, r, fusefs.Options{})
+	first := inodes(t, dir)
+	if len(first) < 40 {
+		t.Fatalf("only %d paths under the mount", len(first))
+	}
+	byIno := map[uint64][]string{}
+	for p, ino := range first {
+		byIno[ino] = append(byIno[ino], p)
+	}
+	for ino, ps := range byIno {
+		if len(ps) > 1 && !sameFile(t, ps) {
+			sort.Strings(ps)
+			t.Errorf("inode %d shared by different entries: %q", ino, ps)
+		}
+	}
+	if _, err := m.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	m.Wait()
+
+	f, err := fusefs.New(context.Background(), r, fusefs.Options{})
+	must(t, err)
+	defer f.Close()
+	m2, err := fusefs.Start(context.Background(), f, dir)
+	must(t, err)
+	defer func() { m2.Unmount(); m2.Wait() }()
+	second := inodes(t, dir)
+	if len(second) != len(first) {
+		t.Errorf("%d paths after remount, %d before", len(second), len(first))
+	}
+	for p, ino := range first {
+		if second[p] != ino {
+			t.Errorf("%s: inode %d, after remount %d", p, ino, second[p])
+		}
+	}
+}
+
+// sameFile reports whether paths sharing an inode are one file of one
+// snapshot (hard links, or the same file seen through by-id/, history/ …):
+// never directories, and the same attributes and content.
+func sameFile(t *testing.T, ps []string) bool {
+	t.Helper()
+	var first os.FileInfo
+	var content []byte
+	for _, p := range ps {
+		fi, err := os.Lstat(p)
+		must(t, err)
+		if fi.IsDir() {
+			return false
+		}
+		var b []byte
+		if fi.Mode().IsRegular() {
+			b, err = os.ReadFile(p)
+			must(t, err)
+		}
+		if first == nil {
+			first, content = fi, b
+			continue
+		}
+		if fi.Mode() != first.Mode() || fi.Size() != first.Size() || !fi.ModTime().Equal(first.ModTime()) || !bytes.Equal(b, content) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMountDamagedChunk: a damaged chunk fails reads of its file with EIO
+// and an audit event naming file and snapshot, while every other file
+// stays readable (FAULTS A2/A3 seen through the mount).
+func TestMountDamagedChunk(t *testing.T) {
+	r, repoDir := indextest.NewRepo(t)
+	src := sourceTree(t)
+	m := backup(t, r, src)
+	root, err := m.TreeID()
+	must(t, err)
+	dirT, err := r.LoadTree(context.Background(), root)
+	must(t, err)
+	d := dirT.Find("dir")
+	sub, err := r.LoadTree(context.Background(), d.Subtree)
+	must(t, err)
+	big := sub.Find("big.bin")
+	loc, err := r.Index().Lookup(context.Background(), big.Chunks[1].ID)
+	must(t, err)
+	pack := filepath.Join(repoDir, "packs", loc.Pack.String()[:2], loc.Pack.String()+".pack")
+	pf, err := os.OpenFile(pack, os.O_RDWR, 0)
+	must(t, err)
+	one := []byte{0}
+	_, err = pf.ReadAt(one, int64(loc.Offset)+int64(loc.Stored)/2)
+	must(t, err)
+	one[0] ^= 0xff
+	_, err = pf.WriteAt(one, int64(loc.Offset)+int64(loc.Stored)/2)
+	must(t, err)
+	must(t, pf.Close())
+
+	_, dir := mount(t, r, fusefs.Options{})
+	snap := filepath.Join(dir, "latest") + "/"
+	_, err = os.ReadFile(snap + "dir/big.bin")
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("reading the damaged file: %v, want EIO", err)
+	}
+	// The first chunk is intact and still reads.
+	f, err := os.Open(snap + "dir/big.bin")
+	must(t, err)
+	head := make([]byte, 4096)
+	_, err = f.ReadAt(head, 0)
+	f.Close()
+	if err != nil || !bytes.Equal(head, indextest.RandomBytes(1, 5<<20+12345)[:4096]) {
+		t.Errorf("the intact start of the damaged file: %v", err)
+	}
+	for _, other := range []string{"a.txt", "dir/sub/deep/file", "sparse", "dir/hard"} {
+		if _, err := os.ReadFile(snap + other); err != nil {
+			t.Errorf("%s should stay readable: %v", other, err)
+		}
+	}
+	trail, err := os.ReadFile(filepath.Join(repoDir, "audit", "audit.jsonl"))
+	must(t, err)
+	var found bool
+	for _, line := range strings.Split(string(trail), "\n") {
+		if strings.Contains(line, `"mount_read"`) && strings.Contains(line, "dir/big.bin") && strings.Contains(line, m.BackupID) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no audit event names the damaged file and snapshot:\n%s", trail)
+	}
+}
+
+// TestMountLatestFollows: a snapshot committed while mounted shows under
+// snapshots/ and as latest within 2 seconds.
+func TestMountLatestFollows(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := sourceTree(t)
+	backup(t, r, src)
+	_, dir := mount(t, r, fusefs.Options{})
+	before, err := os.Readlink(filepath.Join(dir, "latest"))
+	must(t, err)
+	time.Sleep(1100 * time.Millisecond) // a new second: a new folder name
+	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("after mount\n"))
+	m2 := backup(t, r, src)
+	want := "snapshots/" + fusefs.FolderName(m2.Created(), time.Local)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got, err := os.Readlink(filepath.Join(dir, "latest"))
+		if err == nil && got == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("latest -> %q (%v) 2 s after the backup; was %q, want %q", got, err, before, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "latest", "a.txt"))
+	if err != nil || string(b) != "after mount\n" {
+		t.Errorf("latest/a.txt = %q (%v)", b, err)
+	}
+}
+
+// TestMountBusyUnmount: unmounting while a file is open falls back to a
+// lazy unmount; the open file keeps reading until closed.
+func TestMountBusyUnmount(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := sourceTree(t)
+	backup(t, r, src)
+	requireFUSE(t)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	must(t, os.Mkdir(dir, 0o755))
+	f, err := fusefs.New(context.Background(), r, fusefs.Options{})
+	must(t, err)
+	defer f.Close()
+	m, err := fusefs.Start(context.Background(), f, dir)
+	must(t, err)
+	open, err := os.Open(filepath.Join(dir, "latest", "dir", "big.bin"))
+	must(t, err)
+	lazy, err := m.Unmount()
+	if err != nil || !lazy {
+		open.Close()
+		t.Fatalf("unmount with an open file: lazy=%v err=%v, want a lazy unmount", lazy, err)
+	}
+	if isMounted(dir) {
+		t.Error("still in the mount table after a lazy unmount")
+	}
+	buf := make([]byte, 1<<20)
+	if _, err := io.ReadFull(open, buf); err != nil || !bytes.Equal(buf, indextest.RandomBytes(1, 5<<20+12345)[:1<<20]) {
+		t.Errorf("reading the open file after a lazy unmount: %v", err)
+	}
+	open.Close()
+	done := make(chan struct{})
+	go func() { m.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not stop after the last file was closed")
+	}
+}
+
+func isMounted(dir string) bool {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMain runs a mount in a child process for TestMountStaleCleanup.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("FUSEFS_TEST_CHILD_MOUNT"); spec != "" {
+		repo, dir, _ := strings.Cut(spec, "|")
+		r, err := snapshot.Open(context.Background(), repo, indextest.Options())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		f, err := fusefs.New(context.Background(), r, fusefs.Options{})
+		if err == nil {
+			_, err = fusefs.Start(context.Background(), f, dir)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("mounted")
+		select {} // until killed
+	}
+	os.Exit(m.Run())
+}
+
+// TestMountStaleCleanup: a mount left dead by a SIGKILLed owner
+// ("transport endpoint is not connected") is detected and cleaned up by
+// the next start, which then mounts and reads normally (FAULTS B6, G6).
+func TestMountStaleCleanup(t *testing.T) {
+	requireFUSE(t)
+	r, repoDir := indextest.NewRepo(t)
+	src := sourceTree(t)
+	backup(t, r, src)
+	must(t, r.Close())
+	dir := filepath.Join(t.TempDir(), "mnt")
+	must(t, os.Mkdir(dir, 0o755))
+
+	exe, err := os.Executable()
+	must(t, err)
+	child := exec.Command(exe, "-test.run=^$")
+	child.Env = append(os.Environ(), "FUSEFS_TEST_CHILD_MOUNT="+repoDir+"|"+dir)
+	out, err := child.StdoutPipe()
+	must(t, err)
+	child.Stderr = os.Stderr
+	must(t, child.Start())
+	line := make([]byte, 8)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "mounted\n" {
+		child.Process.Kill()
+		child.Wait()
+		t.Fatalf("child mount: %q %v", line, err)
+	}
+	must(t, child.Process.Kill())
+	child.Wait()
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("after SIGKILL the mountpoint should be dead (ENOTCONN), got %v", err)
+	}
+
+	r2 := indextest.OpenRepo(t, repoDir) // the kernel released the dead owner's lock
+	note, err := fusefs.PrepareMountpoint(dir, repoDir, []string{src})
+	if err != nil || !strings.Contains(note, "dead mount") {
+		t.Fatalf("PrepareMountpoint on a dead mount: note %q, err %v", note, err)
+	}
+	f, err := fusefs.New(context.Background(), r2, fusefs.Options{})
+	must(t, err)
+	defer f.Close()
+	m, err := fusefs.Start(context.Background(), f, dir)
+	must(t, err)
+	defer func() { m.Unmount(); m.Wait() }()
+	if b, err := os.ReadFile(filepath.Join(dir, "latest", "a.txt")); err != nil || string(b) != "hello\n" {
+		t.Errorf("read after cleanup: %q %v", b, err)
+	}
+}
+
+// TestPrepareMountpointRefuses: mountpoints inside the repository or a
+// backed-up root, non-empty, missing or not directories are refused with
+// a message naming the reason.
+func TestPrepareMountpointRefuses(t *testing.T) {
+	_, repoDir := indextest.NewRepo(t)
+	src := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(src, "inside"), 0o755))
+	must(t, os.Mkdir(filepath.Join(repoDir, "mnt"), 0o755))
+	full := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(full, "x"), []byte("x"))
+	file := filepath.Join(t.TempDir(), "file")
+	indextest.WriteFile(t, file, nil)
+	for dir, want := range map[string]string{
+		filepath.Join(repoDir, "mnt"):      "inside the repository",
+		filepath.Join(src, "inside"):       "backed up",
+		full:                               "not empty",
+		filepath.Join(t.TempDir(), "nope"): "does not exist",
+		file:                               "not a directory",
+	} {
+		_, err := fusefs.PrepareMountpoint(dir, repoDir, []string{src})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("PrepareMountpoint(%s) = %v, want an error saying %q", dir, err, want)
+		}
+	}
+	ok := t.TempDir()
+	if _, err := fusefs.PrepareMountpoint(ok, repoDir, []string{src}); err != nil {
+		t.Errorf("an empty directory elsewhere: %v", err)
+	}
+}
+
+// TestMountAllowOther: allow_other comes only with default_permissions.
+func TestMountAllowOther(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("allow_other needs root (or user_allow_other in /etc/fuse.conf)")
+	}
+	r, _ := indextest.NewRepo(t)
+	backup(t, r, sourceTree(t))
+	// A mountpoint other users can reach (t.TempDir is private to root).
+	parent, err := os.MkdirTemp("", "sf-allow-other-")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	must(t, os.Chmod(parent, 0o755))
+	dir := filepath.Join(parent, "mnt")
+	must(t, os.Mkdir(dir, 0o755))
+	f, err := fusefs.New(context.Background(), r, fusefs.Options{AllowOther: true})
+	must(t, err)
+	m, err := fusefs.Start(context.Background(), f, dir)
+	must(t, err)
+	t.Cleanup(func() { m.Unmount(); m.Wait(); f.Close() })
+	opts := mountOptions(t, dir)
+	if !opts["allow_other"] || !opts["default_permissions"] {
+		t.Errorf("mount options %v: want allow_other with default_permissions", opts)
+	}
+	// As another user, the root-only file stays unreadable.
+	cmd := exec.Command("cat", filepath.Join(dir, "latest", "secret"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("nobody read the 0600 file through the mount: %q", out)
+	}
+	cmd = exec.Command("cat", filepath.Join(dir, "latest", "a.txt"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "hello\n" {
+		t.Errorf("nobody reading a 0644 file: %q %v", out, err)
+	}
+}
