@@ -210,6 +210,10 @@ func nameUsedElsewhere(old *catalog, name string, s *snapInfo) bool {
 
 func (f *FS) catalog() *catalog { return f.cat.Load() }
 
+// LiveNodes returns how many nodes the kernel currently knows (each holds
+// an inode number): it falls back when the kernel forgets them.
+func (f *FS) LiveNodes() int { return f.inos.len() }
+
 // Snapshots returns how many snapshots are shown.
 func (f *FS) Snapshots() int { return len(f.catalog().snaps) }
 

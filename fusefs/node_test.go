@@ -1,0 +1,190 @@
+package fusefs
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"snapforge/index/indextest"
+	"snapforge/snapshot"
+)
+
+// Node-level tests: the file system's nodes driven directly, without a
+// kernel mount (fs.NewNodeFS attaches them to go-fuse's inode tree).
+
+func newTestFS(t *testing.T, r *snapshot.Repo, o Options) *FS {
+	t.Helper()
+	f, err := New(context.Background(), r, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	fs.NewNodeFS(f.Root(), &fs.Options{})
+	return f
+}
+
+func lookup(t *testing.T, parent fs.InodeEmbedder, names ...string) fs.InodeEmbedder {
+	t.Helper()
+	n := parent
+	for _, name := range names {
+		l, ok := n.(fs.NodeLookuper)
+		if !ok {
+			t.Fatalf("%T cannot look up %q", n, name)
+		}
+		var out fuse.EntryOut
+		ch, errno := l.Lookup(context.Background(), name, &out)
+		if errno != 0 {
+			t.Fatalf("lookup %q: %v", name, errno)
+		}
+		if out.Attr.Ino != ch.StableAttr().Ino {
+			t.Errorf("lookup %q: attr ino %d, inode %d", name, out.Attr.Ino, ch.StableAttr().Ino)
+		}
+		n = ch.Operations()
+	}
+	return n
+}
+
+func readAll(t *testing.T, n fs.InodeEmbedder, size int) []byte {
+	t.Helper()
+	buf := make([]byte, size+100)
+	res, errno := n.(fs.NodeReader).Read(context.Background(), nil, buf, 0)
+	if errno != 0 {
+		t.Fatalf("read: %v", errno)
+	}
+	b, _ := res.Bytes(nil)
+	return b
+}
+
+func TestNodesLayoutAndReads(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	content := indextest.RandomBytes(7, 9<<20+333) // many chunks
+	indextest.WriteFile(t, filepath.Join(src, "d", "big"), content)
+	indextest.WriteFile(t, filepath.Join(src, "small"), []byte("small"))
+	if err := os.Symlink("d/big", filepath.Join(src, "ln")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTestFS(t, r, Options{Location: time.UTC})
+	name := FolderName(m.Created(), time.UTC)
+
+	if got, errno := lookup(t, f.Root(), "latest").(fs.NodeReadlinker).Readlink(context.Background()); errno != 0 || string(got) != "snapshots/"+name {
+		t.Errorf("latest -> %q (%v)", got, errno)
+	}
+	big := lookup(t, f.Root(), "snapshots", name, "d", "big")
+	if got := readAll(t, big, len(content)); !bytes.Equal(got, content) {
+		t.Fatalf("big read whole: %d bytes, differs", len(got))
+	}
+	// Reads at any offset and length, across chunk boundaries, match.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 200; i++ {
+		off := rng.IntN(len(content) + 10)
+		n := rng.IntN(300 << 10)
+		buf := make([]byte, n)
+		res, errno := big.(fs.NodeReader).Read(context.Background(), nil, buf, int64(off))
+		if errno != 0 {
+			t.Fatalf("read %d+%d: %v", off, n, errno)
+		}
+		got, _ := res.Bytes(nil)
+		want := content[min(off, len(content)):min(off+n, len(content))]
+		if !bytes.Equal(got, want) {
+			t.Fatalf("read %d+%d: %d bytes, want %d, content differs", off, n, len(got), len(want))
+		}
+	}
+	if ln, errno := lookup(t, f.Root(), "by-id", m.BackupID, "ln").(fs.NodeReadlinker).Readlink(context.Background()); errno != 0 || string(ln) != "d/big" {
+		t.Errorf("symlink: %q %v", ln, errno)
+	}
+	// The same file through snapshots/, by-id/ and history/ is one inode;
+	// the same directory through two views is two.
+	a := lookup(t, f.Root(), "snapshots", name, "small").(*fileNode)
+	b := lookup(t, f.Root(), "by-id", m.BackupID, "small").(*fileNode)
+	h := lookup(t, f.Root(), "history", "small", name).(*fileNode)
+	if a.ino != b.ino || a.ino != h.ino {
+		t.Errorf("one file, inodes %d %d %d", a.ino, b.ino, h.ino)
+	}
+	d1 := lookup(t, f.Root(), "snapshots", name, "d").(*treeDir)
+	d2 := lookup(t, f.Root(), "by-id", m.BackupID, "d").(*treeDir)
+	if d1.ino == d2.ino {
+		t.Errorf("a directory in two views shares inode %d", d1.ino)
+	}
+	// Missing names: ENOENT.
+	var out fuse.EntryOut
+	if _, errno := lookup(t, f.Root(), "snapshots", name).(fs.NodeLookuper).Lookup(context.Background(), "nope", &out); errno != syscall.ENOENT {
+		t.Errorf("missing entry: %v", errno)
+	}
+	if _, errno := lookup(t, f.Root(), "snapshots").(fs.NodeLookuper).Lookup(context.Background(), "1999-01-01_00-00-00", &out); errno != syscall.ENOENT {
+		t.Errorf("missing snapshot: %v", errno)
+	}
+	// Writing is refused at open.
+	if _, _, errno := a.Open(context.Background(), syscall.O_RDWR); errno != syscall.EROFS {
+		t.Errorf("open for writing: %v", errno)
+	}
+}
+
+func TestInoTableCollision(t *testing.T) {
+	tab := newInoTable()
+	ino, check := keyHash("a")
+	tab.live[ino] = check + 1 // another key already holds a's number
+	got := tab.acquire("a")
+	if got == ino {
+		t.Fatalf("a colliding key got the taken number %d", ino)
+	}
+	if tab.peek("a") != got || tab.acquire("a") != got {
+		t.Errorf("the moved number is not stable: %d, peek %d", got, tab.peek("a"))
+	}
+	tab.release(ino)
+	if tab.peek("a") != ino {
+		t.Errorf("once the holder is gone a new lookup of a gets its own number again")
+	}
+	if n, _ := keyHash("x"); n < 2 {
+		t.Errorf("reserved number %d", n)
+	}
+	// The same key always hashes the same (stable across remounts).
+	if i1, _ := keyHash(contentKey(&snapInfo{id: "s1"}, "a/b")); i1 != func() uint64 { i, _ := keyHash("s\x00s1\x00a/b"); return i }() {
+		t.Error("content key hash unstable")
+	}
+}
+
+func TestVisible(t *testing.T) {
+	filter := []string{"config", "data/app.json"}
+	for _, c := range []struct {
+		rel    string
+		ok     bool
+		deeper []string
+	}{
+		{"config", true, nil},
+		{"config/a/b", true, nil},
+		{"configx", false, nil},
+		{"data", true, []string{"data/app.json"}},
+		{"data/app.json", true, nil},
+		{"data/other.db", false, nil},
+		{"logs", false, nil},
+	} {
+		ok, deeper := visible(filter, c.rel)
+		if ok != c.ok || !slices.Equal(deeper, c.deeper) {
+			t.Errorf("visible(%q) = %v %q, want %v %q", c.rel, ok, deeper, c.ok, c.deeper)
+		}
+	}
+	if ok, d := visible(nil, "anything"); !ok || d != nil {
+		t.Error("no filter shows everything")
+	}
+}
+
+func TestFolderNames(t *testing.T) {
+	loc := time.FixedZone("X", 3600)
+	if got := FolderName(time.Date(2026, 11, 26, 1, 15, 0, 0, time.UTC), loc); got != "2026-11-26_02-15-00" {
+		t.Errorf("folder name %q", got)
+	}
+}
