@@ -12,6 +12,8 @@
 //	               [--json out.json] [--snapforge BIN] [--borg-encryption none] [--keep]
 //	sfbench scale  --work W [--scale 0.25] [--files 1,4,16] [--bytes 1,4] [--runs 1]
 //	               [--json out.json] [--snapforge BIN] [--no-drop]    (see scale.go)
+//	sfbench mount  --work W [--scale 1] [--runs 4] [--dir D] [--json out.json]
+//	               [--tools snapforge,restic,borg] [--entries 100000]   (see mount.go)
 //
 // Try it with
 //
@@ -102,6 +104,7 @@ const usage = `usage:
   sfbench hash   --dir D
   sfbench run    --work W [--dir D] [--quick] [--runs N] [--tools LIST] [--json FILE] [--snapforge BIN]
   sfbench scale  --work W [--scale S] [--files 1,4,16] [--bytes 1,4] [--runs N] [--json FILE] [--snapforge BIN]
+  sfbench mount  --work W [--scale S] [--runs N] [--dir D] [--json FILE] [--tools snapforge,restic,borg] [--entries N]
 run 'sfbench COMMAND --help' for a command's flags`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -174,6 +177,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, o, stdout, stderr)
 	case "scale":
 		return scaleCommand(ctx, fs, args, seed, stdout, stderr)
+	case "mount":
+		return mountCommand(ctx, fs, args, dir, seed, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
