@@ -15,6 +15,10 @@ import (
 // the same chunk are coalesced: concurrent readers wait for the first.
 // Only checked chunks enter the cache; failures are not kept, so a read
 // after a repair sees the repaired data.
+//
+// Buffers are recycled: a reader holds a reference while it copies out,
+// and an evicted chunk's buffer goes back to the pool once the last reader
+// is done, so reading through the mount allocates almost nothing.
 type chunkCache struct {
 	cr  *snapshot.ChunkReader
 	max int64
@@ -24,27 +28,32 @@ type chunkCache struct {
 	m    map[snapshot.ID]*centry
 	lru  list.List // of *centry, most recent first; only loaded entries
 
-	prefetchSlots chan struct{} // bounds background loads
+	prefetchSlots chan struct{} // bounds background loads ahead in a file
+	siblingSlots  chan struct{} // bounds background loads of the next files
 }
 
 type centry struct {
 	id    snapshot.ID
-	ready chan struct{} // closed when data or err is set
-	data  []byte
+	ready chan struct{} // closed when buf or err is set
+	buf   *[]byte
 	err   error
 	elem  *list.Element
+	refs  int  // readers holding buf (guarded by chunkCache.mu)
+	gone  bool // evicted or failed: buf is recycled when refs reach 0
 }
 
 func newChunkCache(cr *snapshot.ChunkReader, max int64) *chunkCache {
-	return &chunkCache{cr: cr, max: max, m: map[snapshot.ID]*centry{}, prefetchSlots: make(chan struct{}, 2)}
+	return &chunkCache{cr: cr, max: max, m: map[snapshot.ID]*centry{},
+		prefetchSlots: make(chan struct{}, 3), siblingSlots: make(chan struct{}, 3)}
 }
 
-// get returns chunk ref's checked plaintext. The slice is shared and must
-// not be modified.
-func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, error) {
+// get returns chunk ref's checked plaintext and the function that releases
+// it; the slice must not be used after release nor modified.
+func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, func(), error) {
 	c.mu.Lock()
 	e, ok := c.m[ref.ID]
 	if ok {
+		e.refs++
 		if e.elem != nil {
 			c.lru.MoveToFront(e.elem)
 		}
@@ -52,42 +61,72 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, er
 		select {
 		case <-e.ready:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			c.release(e)
+			return nil, nil, ctx.Err()
 		}
 		if e.err != nil {
-			return nil, e.err
+			c.release(e)
+			return nil, nil, e.err
 		}
-		return e.data, nil
+		return *e.buf, func() { c.release(e) }, nil
 	}
-	e = &centry{id: ref.ID, ready: make(chan struct{})}
+	e = &centry{id: ref.ID, ready: make(chan struct{}), refs: 1}
 	c.m[ref.ID] = e
 	c.mu.Unlock()
 
 	// The load is not tied to one reader's context: others may be waiting
 	// for it, and a chunk half-loaded is worth finishing.
-	data, err := c.cr.Load(context.WithoutCancel(ctx), ref, make([]byte, 0, ref.Size))
+	buf := snapshot.GetBuffer(int(ref.Size))
+	data, err := c.cr.Load(context.WithoutCancel(ctx), ref, (*buf)[:0])
 	c.mu.Lock()
 	if err != nil {
-		e.err = err
+		e.err, e.gone = err, true
 		delete(c.m, ref.ID)
+		snapshot.PutBuffer(buf)
 	} else {
-		e.data = data
+		*buf = data
+		e.buf = buf
 		e.elem = c.lru.PushFront(e)
 		c.used += int64(cap(data))
 		for c.used > c.max && c.lru.Len() > 1 {
 			old := c.lru.Remove(c.lru.Back()).(*centry)
+			old.elem, old.gone = nil, true
 			delete(c.m, old.id)
-			c.used -= int64(cap(old.data))
+			c.used -= int64(cap(*old.buf))
+			if old.refs == 0 {
+				snapshot.PutBuffer(old.buf)
+				old.buf = nil
+			}
 		}
 	}
 	c.mu.Unlock()
 	close(e.ready)
-	return data, err
+	if err != nil {
+		c.release(e)
+		return nil, nil, err
+	}
+	return data, func() { c.release(e) }, nil
+}
+
+// release drops a reader's reference to e.
+func (c *chunkCache) release(e *centry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.refs--
+	if e.refs == 0 && e.gone && e.buf != nil {
+		snapshot.PutBuffer(e.buf)
+		e.buf = nil
+	}
 }
 
 // prefetch loads ref in the background if it is not cached and a slot is
 // free; a sequential reader then finds the next chunk decoded.
-func (c *chunkCache) prefetch(ref snapshot.ChunkRef) {
+func (c *chunkCache) prefetch(ref snapshot.ChunkRef) { c.background(ref, c.prefetchSlots) }
+
+// prefetchSibling is prefetch for the next files of a directory.
+func (c *chunkCache) prefetchSibling(ref snapshot.ChunkRef) { c.background(ref, c.siblingSlots) }
+
+func (c *chunkCache) background(ref snapshot.ChunkRef, slots chan struct{}) {
 	c.mu.Lock()
 	_, ok := c.m[ref.ID]
 	c.mu.Unlock()
@@ -95,13 +134,15 @@ func (c *chunkCache) prefetch(ref snapshot.ChunkRef) {
 		return
 	}
 	select {
-	case c.prefetchSlots <- struct{}{}:
+	case slots <- struct{}{}:
 	default:
 		return
 	}
 	go func() {
-		defer func() { <-c.prefetchSlots }()
-		c.get(context.Background(), ref)
+		defer func() { <-slots }()
+		if _, release, err := c.get(context.Background(), ref); err == nil {
+			release()
+		}
 	}()
 }
 

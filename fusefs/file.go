@@ -12,6 +12,9 @@ import (
 	"snapforge/snapshot"
 )
 
+// readaheadChunks is how many chunks a sequential reader is kept ahead by.
+const readaheadChunks = 3
+
 // fileNode is a regular file of a snapshot (or a hard link's first name,
 // which all its names share).
 type fileNode struct {
@@ -22,6 +25,48 @@ type fileNode struct {
 
 	offsOnce sync.Once
 	offs     []int64 // offs[i]: where chunk i starts
+
+	nextMu sync.Mutex
+	next   []*snapshot.Node // the entries after this one in its directory
+}
+
+// siblingReadahead bounds what opening a file prefetches of the files
+// after it in its directory: their first chunks, up to this many files and
+// bytes.
+const (
+	siblingFiles = 8
+	siblingBytes = 4 << 20
+)
+
+func (fl *fileNode) setNext(next []*snapshot.Node) {
+	fl.nextMu.Lock()
+	defer fl.nextMu.Unlock()
+	if len(next) > siblingFiles*4 {
+		next = next[:siblingFiles*4]
+	}
+	fl.next = next
+}
+
+// readaheadSiblings starts decoding the first chunks of the next files in
+// the directory: a reader going through a folder (a copy, a search, a
+// backup of the mount) finds them ready instead of waiting for each in
+// turn, and the packs are read in the order they were written.
+func (fl *fileNode) readaheadSiblings() {
+	fl.nextMu.Lock()
+	next := fl.next
+	fl.nextMu.Unlock()
+	files, bytes := 0, 0
+	for _, n := range next {
+		if files >= siblingFiles || bytes >= siblingBytes {
+			return
+		}
+		if (n.Type != snapshot.TypeFile && n.Type != snapshot.TypeHardlink) || len(n.Chunks) == 0 {
+			continue
+		}
+		fl.f.chunks.prefetchSibling(n.Chunks[0])
+		files++
+		bytes += int(n.Chunks[0].Size)
+	}
 }
 
 var _ = (fs.NodeOpener)((*fileNode)(nil))
@@ -51,6 +96,7 @@ func (fl *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	fl.readaheadSiblings()
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
 
@@ -84,7 +130,7 @@ func (fl *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 	n := 0
 	last := i
 	for pos := off; pos < end && i < len(chunks); i++ {
-		data, err := fl.f.chunks.get(ctx, chunks[i])
+		data, release, err := fl.f.chunks.get(ctx, chunks[i])
 		if err != nil {
 			if snapshot.IsIntegrity(err) {
 				fl.f.reportDamage(fl.snap, fl.rel, err)
@@ -94,10 +140,12 @@ func (fl *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 		from := pos - offs[i]
 		to := min(int64(len(data)), end-offs[i])
 		if from < 0 || from > to {
+			release()
 			fl.f.reportDamage(fl.snap, fl.rel, &snapshot.CorruptError{ID: chunks[i].ID, Detail: "chunk sizes do not add up to the file's"})
 			return nil, syscall.EIO
 		}
 		n += copy(dest[n:], data[from:to])
+		release()
 		pos = offs[i] + to
 		last = i
 	}
@@ -106,9 +154,8 @@ func (fl *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 		return nil, syscall.EIO
 	}
 	if next := last + 1; next < len(chunks) && end-offs[last] >= int64(chunks[last].Size)/2 {
-		fl.f.chunks.prefetch(chunks[next])
-		if next+1 < len(chunks) {
-			fl.f.chunks.prefetch(chunks[next+1])
+		for k := next; k < min(next+readaheadChunks, len(chunks)); k++ {
+			fl.f.chunks.prefetch(chunks[k])
 		}
 	}
 	return fuse.ReadResultData(dest[:n]), 0

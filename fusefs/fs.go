@@ -44,7 +44,7 @@ const (
 )
 
 // DefaultCacheBytes bounds the decoded-chunk cache.
-const DefaultCacheBytes = 32 << 20
+const DefaultCacheBytes = 16 << 20
 
 // Options configure a mount.
 type Options struct {
@@ -194,6 +194,13 @@ func (f *FS) Refresh(ctx context.Context) error {
 	f.mtimeM.Lock()
 	f.mtime = time.Now()
 	f.mtimeM.Unlock()
+	if old != nil && old.latest() != c.latest() {
+		// The kernel caches link targets: make it ask for latest's again.
+		if ch := f.root.GetChild("latest"); ch != nil {
+			ch.NotifyContent(0, 0)
+		}
+		f.root.NotifyEntry("latest")
+	}
 	return nil
 }
 

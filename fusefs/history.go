@@ -74,7 +74,7 @@ func (h *histDir) entries(ctx context.Context) ([]histEntry, syscall.Errno) {
 				continue
 			}
 			seenTree[n.Subtree] = true
-			t, err := h.f.repo.LoadTree(ctx, n.Subtree)
+			t, err := h.f.cr.LoadTree(ctx, n.Subtree)
 			if err != nil {
 				h.f.reportDamage(s, h.rel+"/", err)
 				continue
@@ -138,7 +138,7 @@ func (f *FS) findNode(ctx context.Context, s *snapInfo, rel string) (*snapshot.N
 		if n.Type != snapshot.TypeDir {
 			return nil, snapshot.ErrNotFound
 		}
-		t, err := f.repo.LoadTree(ctx, n.Subtree)
+		t, err := f.cr.LoadTree(ctx, n.Subtree)
 		if err != nil {
 			return nil, err
 		}

@@ -159,7 +159,11 @@ func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
 		MaxReadAhead:  1 << 20,
 		DirectMount:   root,
 		DisableSplice: true, // reads are served from memory; a 1 MiB read does not fit a pipe
-		Debug:         f.opts.Debug,
+		// The kernel keeps link targets: every path through latest/ would
+		// otherwise ask for latest's target once more. Refresh invalidates
+		// latest when it moves; stored links never change.
+		EnableSymlinkCaching: true,
+		Debug:                f.opts.Debug,
 	}
 	if !f.opts.Debug {
 		mo.Logger = log.New(io.Discard, "", 0)

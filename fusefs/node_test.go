@@ -3,6 +3,7 @@ package fusefs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -186,5 +187,68 @@ func TestFolderNames(t *testing.T) {
 	loc := time.FixedZone("X", 3600)
 	if got := FolderName(time.Date(2026, 11, 26, 1, 15, 0, 0, time.UTC), loc); got != "2026-11-26_02-15-00" {
 		t.Errorf("folder name %q", got)
+	}
+}
+
+// TestChunkCache: chunks come back checked and intact, an evicted chunk a
+// reader still holds is not recycled under it, the cache stays within its
+// bound, and concurrent readers of one chunk all get its bytes.
+func TestChunkCache(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	content := indextest.RandomBytes(3, 12<<20)
+	indextest.WriteFile(t, filepath.Join(src, "f"), content)
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTestFS(t, r, Options{})
+	s := f.catalog().latest()
+	n, err := f.findNode(context.Background(), s, "f")
+	if err != nil || len(n.Chunks) < 4 {
+		t.Fatalf("need a file of several chunks: %v, %d chunks (%s)", err, len(n.Chunks), m.BackupID)
+	}
+	cr := r.NewChunkReader(4)
+	defer cr.Close()
+	c := newChunkCache(cr, int64(n.Chunks[0].Size)+1) // room for about one chunk
+	offs := []int{0}
+	for _, ch := range n.Chunks {
+		offs = append(offs, offs[len(offs)-1]+int(ch.Size))
+	}
+	held, releaseHeld, err := c.get(context.Background(), n.Chunks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(n.Chunks); i++ {
+		data, release, err := c.get(context.Background(), n.Chunks[i])
+		if err != nil || !bytes.Equal(data, content[offs[i]:offs[i+1]]) {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		release()
+	}
+	if !bytes.Equal(held, content[:offs[1]]) {
+		t.Fatal("a held chunk was overwritten after its eviction")
+	}
+	releaseHeld()
+	if used, chunks := c.stats(); chunks > 2 || used > int64(n.Chunks[0].Size)+int64(4<<20)+64<<10 {
+		t.Errorf("cache holds %d chunks, %d bytes, over its bound", chunks, used)
+	}
+	done := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			data, release, err := c.get(context.Background(), n.Chunks[2])
+			if err == nil {
+				if !bytes.Equal(data, content[offs[2]:offs[3]]) {
+					err = errors.New("wrong bytes")
+				}
+				release()
+			}
+			done <- err
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-done; err != nil {
+			t.Errorf("concurrent get: %v", err)
+		}
 	}
 }

@@ -322,7 +322,7 @@ func (d *treeDir) load(ctx context.Context) (*snapshot.Tree, syscall.Errno) {
 	if d.tree != nil {
 		return d.tree, 0
 	}
-	t, err := d.f.repo.LoadTree(ctx, d.subtree)
+	t, err := d.f.cr.LoadTree(ctx, d.subtree)
 	if err != nil {
 		d.f.reportDamage(d.snap, d.rel+"/", err)
 		return nil, errno(err)
@@ -400,7 +400,12 @@ func (d *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	return d.f.snapChild(ctx, d.EmbeddedInode(), d.snap, d.view, rel, n, deeper, out)
+	ch, e := d.f.snapChild(ctx, d.EmbeddedInode(), d.snap, d.view, rel, n, deeper, out)
+	if fl, ok := ch.Operations().(*fileNode); ok && e == 0 && fl.next == nil {
+		i := sort.Search(len(t.Nodes), func(i int) bool { return t.Nodes[i].Name >= name })
+		fl.setNext(t.Nodes[i+1:])
+	}
+	return ch, e
 }
 
 // Getxattr returns a stored extended attribute (with --xattrs).

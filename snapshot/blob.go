@@ -237,7 +237,7 @@ func (pr *packReader) Close() {
 // to treeCacheNodes nodes in all, for the repeated lookups of ls, cat, FUSE
 // and verify across snapshots that share trees.
 func (r *Repo) LoadTree(ctx context.Context, id ID) (*Tree, error) {
-	return r.loadTree(ctx, id, true)
+	return r.loadTreeVia(ctx, nil, id, true)
 }
 
 // treeCacheNodes bounds the tree cache by what it holds, not by how many
@@ -247,6 +247,12 @@ const treeCacheNodes = 16384
 // loadTree is LoadTree; cache false neither uses nor fills the cache, for a
 // caller that reads each tree once (a backup walking its parent snapshot).
 func (r *Repo) loadTree(ctx context.Context, id ID, cache bool) (*Tree, error) {
+	return r.loadTreeVia(ctx, nil, id, cache)
+}
+
+// loadTreeVia is loadTree reading through the open packs of pr (nil: open
+// the pack for this one read).
+func (r *Repo) loadTreeVia(ctx context.Context, pr *packReader, id ID, cache bool) (*Tree, error) {
 	if cache {
 		r.mu.Lock()
 		t, ok := r.treeCache[id]
@@ -255,7 +261,7 @@ func (r *Repo) loadTree(ctx context.Context, id ID, cache bool) (*Tree, error) {
 			return t, nil
 		}
 	}
-	b, err := r.LoadBlob(ctx, id, nil)
+	b, err := r.loadBlob(ctx, pr, id, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load tree %s: %w", id.Short(), err)
 	}
@@ -480,3 +486,12 @@ func (r *Repo) recoverAuditEvent() {
 		"root": audit.Escape([]byte(m.Source.Root)), "recovered": true},
 		"ok (recovered: the snapshot was committed but its event was cut by a crash)")
 }
+
+// GetBuffer returns an empty buffer with capacity for at least n bytes from
+// the pools chunk reads use; give it back with PutBuffer once no one reads
+// it any more. For long-lived readers (the FUSE mount's chunk cache) that
+// would otherwise allocate and collect a chunk-sized buffer per read.
+func GetBuffer(n int) *[]byte { return getBuf(n) }
+
+// PutBuffer returns a buffer from GetBuffer for reuse; nil is ignored.
+func PutBuffer(p *[]byte) { putBuf(p) }

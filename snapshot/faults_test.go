@@ -317,10 +317,12 @@ func TestFaultsA3TruncatedPack(t *testing.T) {
 	src := fltSource(t, files)
 	old := fltBackup(t, r, src)
 
-	packs := fltPacks(t, repo)
-	if len(packs) != 1 {
-		t.Fatalf("%d packs after one small backup, want 1", len(packs))
+	// One data pack (the trees have a pack of their own): cut it.
+	if all := fltPacks(t, repo); len(all) != 2 {
+		t.Fatalf("%d packs after one small backup, want 2 (data and trees)", len(all))
 	}
+	dataPack, _ := fltLocate(t, repo, snapshot.Hash(files["a.txt"]))
+	packs := []string{dataPack}
 	cut := fltPackID(t, packs[0])
 	whole, err := os.Stat(packs[0])
 	if err != nil {
@@ -401,8 +403,8 @@ func TestFaultsA4DeletedPack(t *testing.T) {
 	src1 := fltSource(t, map[string][]byte{"a.txt": shared})
 	src2 := fltSource(t, map[string][]byte{"a.txt": shared, "docs/b.txt": other})
 	src3 := fltSource(t, map[string][]byte{"b.txt": other})
-	s1 := fltBackup(t, r, src1) // pack P1: a.txt's chunk and s1's tree
-	s2 := fltBackup(t, r, src2) // a.txt deduplicated into P1; b.txt and the trees in P2
+	s1 := fltBackup(t, r, src1) // data pack P1: a.txt's chunk (s1's tree in a tree pack)
+	s2 := fltBackup(t, r, src2) // a.txt deduplicated into P1; b.txt in P2
 	s3 := fltBackup(t, r, src3) // b.txt deduplicated into P2; nothing in P1
 
 	p1, _ := fltLocate(t, repo, snapshot.Hash(shared))
@@ -416,15 +418,14 @@ func TestFaultsA4DeletedPack(t *testing.T) {
 	if len(rep.Packs) != 1 || rep.Packs[0].Pack != gone.String() || !strings.Contains(rep.Packs[0].Problem, "missing") {
 		t.Fatalf("packs = %+v, want %s reported missing", rep.Packs, gone.Short())
 	}
-	// s1's own tree was in the deleted pack: the snapshot is listed as
-	// affected, its files cannot be listed any more.
-	if sc := fltCheck(t, rep, s1.BackupID); sc.OK || len(sc.Problems) != 1 || !strings.Contains(sc.Problems[0].Problem, "trees unreadable") {
-		t.Fatalf("snapshot %s: %+v, want its trees reported unreadable", s1.BackupID, sc)
-	}
-	sc := fltCheck(t, rep, s2.BackupID)
-	if sc.OK || len(sc.Problems) != 1 || sc.Problems[0].Path != "a.txt" ||
-		!strings.Contains(sc.Problems[0].Problem, gone.Short()) || !strings.Contains(sc.Problems[0].Problem, "missing") {
-		t.Fatalf("snapshot %s: %+v, want exactly a.txt reported with the missing pack %s", s2.BackupID, sc, gone.Short())
+	// s1 and s2 both lose a.txt's content; their trees (in a tree pack)
+	// still list every file.
+	for _, s := range []*snapshot.Manifest{s1, s2} {
+		sc := fltCheck(t, rep, s.BackupID)
+		if sc.OK || len(sc.Problems) != 1 || sc.Problems[0].Path != "a.txt" ||
+			!strings.Contains(sc.Problems[0].Problem, gone.Short()) || !strings.Contains(sc.Problems[0].Problem, "missing") {
+			t.Fatalf("snapshot %s: %+v, want exactly a.txt reported with the missing pack %s", s.BackupID, sc, gone.Short())
+		}
 	}
 	if sc := fltCheck(t, rep, s3.BackupID); !sc.OK {
 		t.Fatalf("snapshot %s does not use the deleted pack but failed: %+v", s3.BackupID, sc)
@@ -437,12 +438,13 @@ func TestFaultsA4DeletedPack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if loc.Pack == gone {
-		t.Fatal("the chunk is still indexed in the deleted pack: the backup deduplicated against it")
-	}
+	// Packs are named by the hash of their bytes: a new pack holding just
+	// that chunk is byte-identical to the deleted one and takes its place,
+	// which heals the repository; otherwise the chunk is in a new pack.
 	if _, err := os.Stat(filepath.Join(repo, "packs", loc.Pack.String()[:2], loc.Pack.String()+".pack")); err != nil {
-		t.Fatalf("re-stored chunk's pack: %v", err)
+		t.Fatalf("the chunk is indexed in pack %s, which is not on disk (deduplicated against the deleted pack?): %v", loc.Pack.Short(), err)
 	}
+	healed := loc.Pack == gone
 	if m.Stats.NewBytes < int64(len(shared)) {
 		t.Fatalf("new bytes %d, want at least the %d bytes of a.txt", m.Stats.NewBytes, len(shared))
 	}
@@ -450,7 +452,10 @@ func TestFaultsA4DeletedPack(t *testing.T) {
 	if sc := fltCheck(t, rep, m.BackupID); !sc.OK {
 		t.Fatalf("new snapshot failed read-data verify: %+v", sc)
 	}
-	if len(rep.Packs) != 1 || rep.Packs[0].Pack != gone.String() {
+	if healed && len(rep.Packs) != 0 {
+		t.Fatalf("packs = %+v after the deleted pack was rewritten whole, want none", rep.Packs)
+	}
+	if !healed && (len(rep.Packs) != 1 || rep.Packs[0].Pack != gone.String()) {
 		t.Fatalf("packs = %+v, want only the deleted pack reported (until prune forgets it)", rep.Packs)
 	}
 	fltCompare(t, src2, fltRestore(t, r, m))
@@ -903,11 +908,20 @@ func TestFaultsC5FsyncEIO(t *testing.T) {
 	// was not retried on the same descriptor.
 	mu.Lock()
 	defer mu.Unlock()
-	if len(wrapped) != 1 || !strings.HasPrefix(wrapped[0].Name(), filepath.Join(repo, "tmp", "pack-")) {
-		t.Fatalf("wrapped files %d (%v), want only the temporary pack", len(wrapped), wrapped)
+	// (a data pack and a tree pack: the first fsync fails, nothing after it
+	// is synced)
+	if len(wrapped) < 1 || len(wrapped) > 2 {
+		t.Fatalf("wrapped files %d (%v), want the temporary packs only", len(wrapped), wrapped)
 	}
-	if n := wrapped[0].syncs.Load(); n != 1 {
-		t.Fatalf("Sync called %d times on the pack, want exactly 1 (no retry on the same fd)", n)
+	var syncs int32
+	for _, w := range wrapped {
+		if !strings.HasPrefix(w.Name(), filepath.Join(repo, "tmp", "pack-")) {
+			t.Fatalf("wrapped %s, want only temporary packs (no manifest attempted)", w.Name())
+		}
+		syncs += w.syncs.Load()
+	}
+	if syncs != 1 {
+		t.Fatalf("Sync called %d times, want exactly 1 (no retry on the same fd, nothing synced after the failure)", syncs)
 	}
 	if list, err := r.Snapshots(ctx); err != nil || len(list) != 0 {
 		t.Fatalf("snapshots after the failed backup: %+v, %v", list, err)
@@ -997,4 +1011,30 @@ func TestFaultsB8CancelledBackup(t *testing.T) {
 	m := fltBackup(t, r, src)
 	fltVerifyOK(t, r)
 	fltCompare(t, src, fltRestore(t, r, m))
+}
+
+// FAULTS A4 for trees: the pack holding a snapshot's trees is deleted. The
+// snapshot is listed as affected (its files cannot be listed any more);
+// data packs are untouched.
+func TestFaultsA4DeletedTreePack(t *testing.T) {
+	r, repo := indextest.NewRepo(t)
+	src := fltSource(t, map[string][]byte{"a.txt": fltText(30, 20<<10), "d/b.txt": fltText(31, 10<<10)})
+	s := fltBackup(t, r, src)
+	root, err := s.TreeID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	treePack, _ := fltLocate(t, repo, root)
+	dataPack, _ := fltLocate(t, repo, snapshot.Hash(fltText(30, 20<<10)))
+	if treePack == dataPack {
+		t.Fatalf("trees and data share pack %s; trees belong in packs of their own", treePack)
+	}
+	if err := os.Remove(treePack); err != nil {
+		t.Fatal(err)
+	}
+	r = fltReopen(t, r, repo)
+	rep := fltVerify(t, r, false)
+	if sc := fltCheck(t, rep, s.BackupID); sc.OK || len(sc.Problems) != 1 || !strings.Contains(sc.Problems[0].Problem, "trees unreadable") {
+		t.Fatalf("snapshot %s: %+v, want its trees reported unreadable", s.BackupID, sc)
+	}
 }

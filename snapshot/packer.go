@@ -21,12 +21,30 @@ import (
 // writer fills pack N+1 while the committer makes pack N durable, in pack
 // order. Writeback of a pack starts while it is being written (every
 // writebackStep bytes), so its fsync mostly waits for the tail.
+//
+// Trees go to packs of their own, apart from file data: everything that
+// lists a snapshot (ls, diff, the FUSE mount, a backup reading its parent)
+// then reads a few compact packs instead of seeking to every directory's
+// tree across all the data, and a cold `ls -lR` through the mount costs
+// about what it costs on the source disk.
 type packWriter struct {
-	r   *Repo
+	r    *Repo
+	open [2]*packFile // the data pack and the tree pack being filled
+}
+
+// packFile is a pack being written.
+type packFile struct {
 	f   WriteFile
 	buf *bufio.Writer
 	tmp string
 	w   *pack.Writer
+}
+
+func slotOf(kind uint8) int {
+	if kind == KindTree {
+		return 1
+	}
+	return 0
 }
 
 // pendingPack is a written pack waiting for its commit.
@@ -48,17 +66,19 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 	failed := make(chan struct{})
 	go func() { committed <- p.committer(ctx, commits, failed) }()
 	defer func() {
-		if p.f != nil { // failed or cancelled mid-pack: the temp file goes
-			p.f.Close()
-			os.Remove(p.tmp)
+		for _, pf := range p.open {
+			if pf != nil { // failed or cancelled mid-pack: the temp file goes
+				pf.f.Close()
+				os.Remove(pf.tmp)
+			}
 		}
 		close(commits)
 		if cerr := <-committed; cerr != nil && (err == nil || err == errCommitFailed) {
 			err = cerr
 		}
 	}()
-	finish := func() error {
-		pp, err := p.finish()
+	finish := func(slot int) error {
+		pp, err := p.finish(slot)
 		if err != nil {
 			return err
 		}
@@ -75,16 +95,20 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if p.w == nil {
-			if err := p.open(); err != nil {
+		slot := slotOf(j.kind)
+		if p.open[slot] == nil {
+			pf, err := p.create()
+			if err != nil {
 				return err
 			}
+			p.open[slot] = pf
 		}
-		if _, err := p.w.Add(j.id, j.kind, j.codec, j.stored, j.raw); err != nil {
+		pf := p.open[slot]
+		if _, err := pf.w.Add(j.id, j.kind, j.codec, j.stored, j.raw); err != nil {
 			return p.fail("write pack", err)
 		}
-		if p.w.Size() >= PackTargetSize {
-			if err := finish(); err != nil {
+		if pf.w.Size() >= PackTargetSize {
+			if err := finish(slot); err != nil {
 				return err
 			}
 		}
@@ -92,22 +116,25 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if p.w != nil {
-		return finish()
+	for slot, pf := range p.open {
+		if pf != nil {
+			if err := finish(slot); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-func (p *packWriter) open() error {
+func (p *packWriter) create() (*packFile, error) {
 	f, err := os.CreateTemp(p.r.dir("tmp"), "pack-*.tmp")
 	if err != nil {
-		return p.fail("create temp pack", err)
+		return nil, p.fail("create temp pack", err)
 	}
-	p.tmp = f.Name()
-	p.f = p.r.opts.WrapPackFile(f)
-	p.buf = bufio.NewWriterSize(&writeback{f: p.f, fd: int(f.Fd())}, 1<<20)
-	p.w = pack.NewWriter(p.buf)
-	return nil
+	pf := &packFile{tmp: f.Name(), f: p.r.opts.WrapPackFile(f)}
+	pf.buf = bufio.NewWriterSize(&writeback{f: pf.f, fd: int(f.Fd())}, 1<<20)
+	pf.w = pack.NewWriter(pf.buf)
+	return pf, nil
 }
 
 // writeback passes writes through and starts the writeback of every
@@ -133,19 +160,20 @@ func (p *packWriter) fail(what string, err error) error {
 	return &repoError{fmt.Errorf("%s in %s: %w", what, p.r.path, err)}
 }
 
-// finish completes the current pack's bytes and hands it over for commit.
-func (p *packWriter) finish() (pendingPack, error) {
-	id, blobs, err := p.w.Finish()
+// finish completes the bytes of the pack in slot and hands it over for
+// commit.
+func (p *packWriter) finish(slot int) (pendingPack, error) {
+	pf := p.open[slot]
+	id, blobs, err := pf.w.Finish()
 	if err != nil {
 		return pendingPack{}, p.fail("finish pack", err)
 	}
-	if err := p.buf.Flush(); err != nil {
+	if err := pf.buf.Flush(); err != nil {
 		return pendingPack{}, p.fail("write pack", err)
 	}
 	p.r.opts.Hook("pack-temp-written")
-	pp := pendingPack{f: p.f, tmp: p.tmp, id: ID(id), size: p.w.Size(), blobs: blobs}
-	p.f, p.w = nil, nil
-	return pp, nil
+	p.open[slot] = nil
+	return pendingPack{f: pf.f, tmp: pf.tmp, id: ID(id), size: pf.w.Size(), blobs: blobs}, nil
 }
 
 // errCommitFailed stands for the committer's error until it is collected.

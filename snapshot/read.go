@@ -119,6 +119,11 @@ func (c *ChunkReader) Load(ctx context.Context, ref ChunkRef, buf []byte) ([]byt
 	return data, err
 }
 
+// LoadTree is Repo.LoadTree reading through the reader's open packs.
+func (c *ChunkReader) LoadTree(ctx context.Context, id ID) (*Tree, error) {
+	return c.r.loadTreeVia(ctx, c.pr, id, true)
+}
+
 // Close closes the open packs.
 func (c *ChunkReader) Close() { c.pr.Close() }
 

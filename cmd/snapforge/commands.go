@@ -76,7 +76,9 @@ func init() {
 			if len(units) > 0 {
 				return &usageError{"--unit needs the profile's root; leave out PATH"}
 			}
-			o.Root = pos[0]
+			if o.Root, err = a.abs(pos[0]); err != nil {
+				return err
+			}
 		} else {
 			prof, err := loadProfile(r.Path())
 			if err != nil {
@@ -491,6 +493,11 @@ func init() {
 		}
 		if *target == "" && !*dry {
 			return &usageError{"restore needs --target DIR"}
+		}
+		if *target != "" {
+			if *target, err = a.abs(*target); err != nil {
+				return err
+			}
 		}
 		r, err := a.open(ctx, "restore")
 		if err != nil {

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"snapforge/snapshot"
 )
 
 // Exit codes (the CLI contract).
@@ -48,7 +50,11 @@ type app struct {
 	stdout, stderr io.Writer
 	repo           string
 	json           bool
-	tty            bool // stderr is a terminal: show progress
+	tty            bool   // stderr is a terminal: show progress
+	cwd            string // relative path arguments are resolved against it (a.abs); "": unknown
+	// shared is set in the owner process for the commands it serves on a
+	// client's behalf: a.open lends them this repository (owner.go).
+	shared *snapshot.Repo
 }
 
 type command struct {
@@ -63,8 +69,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		cmdInit, cmdBackup, cmdSnapshots, cmdLs, cmdCat, cmdManifest, cmdDiff, cmdVerify,
-		cmdRestore, cmdAudit, cmdRepair, cmdDemo,
-		later("mount", "DIR", "mount every snapshot read-only through FUSE"),
+		cmdRestore, cmdAudit, cmdRepair, cmdDemo, cmdMount,
 		later("serve", "[--listen ADDR] [--mount DIR]", "run the web UI, local API and scheduler"),
 		later("forget", "[--dry-run]", "apply the retention policy to snapshots"),
 		later("prune", "[--dry-run]", "remove data no snapshot needs"),
@@ -79,6 +84,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr, repo: os.Getenv("SNAPFORGE_REPO")}
+	a.cwd, _ = os.Getwd()
 	if f, ok := stderr.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			a.tty = true
@@ -125,8 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = c.run(ctx, a, rest[1:])
-	return a.exitCode(c, err)
+	return a.runCommand(ctx, c, rest[1:]) // through the repository's owner process when one runs
 }
 
 // exitCode maps an error to the CLI contract's exit code, printing it.

@@ -67,12 +67,29 @@ func (a *app) repoPath() (string, error) {
 	return a.repo, nil
 }
 
+// open opens the repository for command; in the owner process it lends the
+// owner's open repository instead (the caller's Close releases the share).
 func (a *app) open(ctx context.Context, command string) (*snapshot.Repo, error) {
+	if a.shared != nil {
+		return a.shared.Share(), nil
+	}
 	p, err := a.repoPath()
 	if err != nil {
 		return nil, err
 	}
 	return snapshot.Open(ctx, p, a.options(command))
+}
+
+// abs resolves a path argument against the working directory of the user
+// who typed it (a.cwd): in the owner process that is the client's, not ours.
+func (a *app) abs(p string) (string, error) {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p), nil
+	}
+	if a.cwd == "" {
+		return "", fmt.Errorf("cannot resolve the relative path %q: the working directory is unknown; pass an absolute path", p)
+	}
+	return filepath.Join(a.cwd, p), nil
 }
 
 // loadProfile reads <repo>/profile.json; absent: nil.

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"snapforge/fusefs"
+	"snapforge/snapshot"
+)
+
+// mountMemoryLimit is the mount process's soft memory limit (GOMEMLIMIT
+// overrides it).
+const mountMemoryLimit = 64 << 20
+
+var cmdMount = &command{name: "mount", usage: "[--allow-other] [--xattrs] [--cache-mb N] DIR",
+	summary: "mount every snapshot read-only through FUSE; owns the repository until Ctrl-C"}
+
+func init() {
+	cmdMount.run = func(ctx context.Context, a *app, args []string) error {
+		fs := flag.NewFlagSet("mount", flag.ContinueOnError)
+		allowOther := fs.Bool("allow-other", false, "let other users browse too; the kernel then checks each file's stored mode and owner (default_permissions)")
+		xattrs := fs.Bool("xattrs", false, "serve stored extended attributes (costs a round trip per file for most tools)")
+		cacheMB := fs.Int("cache-mb", fusefs.DefaultCacheBytes>>20, "memory for decoded chunks, in MiB")
+		debugFUSE := fs.Bool("debug", false, "log every FUSE request to stderr")
+		pos, err := parse(a, cmdMount, fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return &usageError{"mount needs one DIR, an empty directory to mount on"}
+		}
+		if *cacheMB < 1 {
+			return &usageError{"--cache-mb must be at least 1"}
+		}
+		if os.Getenv("GOMEMLIMIT") == "" {
+			// A mount lives long and mostly serves reads: keep its memory
+			// near what it uses (chunk cache, index, FUSE buffers) instead
+			// of letting garbage pile up to a multiple of it between
+			// collections (issue 4: the mount process under 100 MB).
+			debug.SetMemoryLimit(mountMemoryLimit)
+		}
+		if _, err := os.Stat("/dev/fuse"); err != nil {
+			return fmt.Errorf("FUSE is not available on this machine (/dev/fuse: %v); install fuse3 or load the fuse module, or browse with `snapforge ls`/`cat` instead", err)
+		}
+		r, err := a.open(ctx, "mount")
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		prof, err := loadProfile(r.Path())
+		if err != nil {
+			return err
+		}
+		o := fusefs.Options{CacheBytes: int64(*cacheMB) << 20, Xattrs: *xattrs, AllowOther: *allowOther, Debug: *debugFUSE}
+		sources := fusefs.Sources(ctx, r)
+		if prof != nil {
+			sources = append(sources, prof.Root)
+			o.Units = map[string][]string{}
+			for name, u := range prof.Units {
+				o.Units[name] = u.Paths
+			}
+		}
+		note, err := fusefs.PrepareMountpoint(pos[0], r.Path(), sources)
+		if note != "" {
+			fmt.Fprintf(a.stderr, "snapforge mount: %s\n", note)
+		}
+		if err != nil {
+			return err
+		}
+		f, err := fusefs.New(ctx, r, o)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		refresh := make(chan struct{}, 1)
+		r.OnCommit(func(*snapshot.Manifest) {
+			select {
+			case refresh <- struct{}{}:
+			default:
+			}
+		})
+		m, err := fusefs.Start(ctx, f, pos[0])
+		if err != nil {
+			return fmt.Errorf("%w (is fuse3 installed, and may this user mount? see `snapforge mount --help`)", err)
+		}
+		served := make(chan struct{})
+		go func() { m.Wait(); close(served) }()
+		own, err := startOwner(ctx, a, r)
+		if err != nil {
+			m.Unmount()
+			<-served
+			return err
+		}
+		defer own.Close()
+		r.Audit("mount", map[string]any{"dir": m.Dir, "allow_other": *allowOther}, "ok")
+		n := f.Snapshots()
+		if a.json {
+			a.printJSON(map[string]any{"mounted": m.Dir, "snapshots": n, "repository": r.Path()})
+		} else {
+			fmt.Fprintf(a.stdout, "mounted %d snapshots of %s at %s (read-only)\nbrowse %s/latest, or copy files out; press Ctrl-C to unmount\n",
+				n, r.Path(), m.Dir, m.Dir)
+		}
+		sigs := make(chan os.Signal, 2)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+	wait:
+		for {
+			select {
+			case <-refresh:
+				f.Refresh(context.Background())
+			case <-served: // unmounted from outside (fusermount3 -u)
+				fmt.Fprintf(a.stderr, "snapforge mount: %s was unmounted\n", m.Dir)
+				r.Audit("unmount", map[string]any{"dir": m.Dir, "by": "outside"}, "ok")
+				return nil
+			case <-ctx.Done():
+				break wait
+			case <-sigs:
+				break wait
+			}
+		}
+		lazy, err := m.Unmount()
+		if err != nil {
+			r.Audit("unmount", map[string]any{"dir": m.Dir}, "failed: "+err.Error())
+			return err
+		}
+		if !lazy {
+			<-served
+			r.Audit("unmount", map[string]any{"dir": m.Dir}, "ok")
+			fmt.Fprintf(a.stderr, "unmounted %s\n", m.Dir)
+			return nil
+		}
+		r.Audit("unmount", map[string]any{"dir": m.Dir, "lazy": true}, "ok")
+		fmt.Fprintf(a.stderr, "snapforge mount: files under %s are still open, so it was unmounted lazily: the folder is gone, and open files stay readable until they are closed; snapforge exits then (press Ctrl-C again to stop now)\n", m.Dir)
+		select {
+		case <-served:
+		case <-sigs:
+		}
+		return nil
+	}
+}

@@ -1,0 +1,641 @@
+// One owner, many clients (DESIGN.md, "Process model").
+//
+// While a long-running snapforge (`mount`, later `serve`) owns a repository
+// it holds the owner lock, so no other process can open the repository.
+// It serves the repository's commands instead, on the unix socket
+// <repo>/run/owner.sock (mode 0600 in the 0700 directory run/). A CLI
+// command that finds the socket hands its command line to the owner, which
+// runs the very same command function there with the client's standard
+// output and error streamed back: output, progress and exit codes are those
+// of running the command locally.
+//
+// # Protocol
+//
+// One connection carries one command. Everything is a frame: one kind byte,
+// a big-endian uint32 payload length, the payload (at most 1 MiB).
+//
+//	client → owner  'Q' request: JSON ownerRequest, first and once:
+//	                    {"version":1, "args":["ls","latest","etc"],
+//	                     "cwd":"/home/me", "json":false, "tty":true, "pid":4242}
+//	                    args are the command line without the global flags;
+//	                    cwd resolves relative path arguments; json is --json;
+//	                    tty says the client's stderr is a terminal (progress
+//	                    is drawn then); pid is for messages.
+//	client → owner  'C' cancel (empty): the user pressed Ctrl-C or sent
+//	                    SIGTERM; the owner cancels the command's context.
+//	owner → client  'O' bytes for the client's standard output.
+//	owner → client  'E' bytes for the client's standard error.
+//	owner → client  'X' exit: JSON {"code":N}, last; the client exits with N.
+//
+// The owner runs c.run(ctx, a, args) with a per-request app whose stdout and
+// stderr are 'O' and 'E' frames and whose open lends the owner's repository
+// (Repo.Share: the command's Close releases only its share), then sends the
+// code app.exitCode computed, having printed the error as locally. A
+// connection that drops before 'X' cancels the command; after a cancel the
+// client keeps reading, so it prints what the owner reports ("interrupted;
+// …") and exits with its code. Commands that write the repository (backup,
+// verify, audit acknowledge) run one at a time, a waiting one saying so on
+// 'E'; read-only ones run alongside them and each other. When the owner
+// stops (Close, or its context ends) it removes the socket, cancels what
+// runs, and tells those clients it is stopping. The owner answers only
+// clients of its own uid, and root (SO_PEERCRED); others, an unknown
+// protocol version or a command it does not serve get a message on 'E' and
+// exit code 1.
+//
+// A client connects when its command is one the owner serves (ownerServes)
+// and a repository is named. No socket (ENOENT) or nobody listening
+// (ECONNREFUSED: the owner was killed; the kernel has dropped its lock,
+// FAULTS G6): the command runs locally as without an owner. Any other error
+// is reported. A second Ctrl-C makes the client stop waiting for the owner.
+// Unix socket paths are limited to 108 bytes; longer ones are reached through
+// /proc/self/fd/<the run directory opened O_PATH>/owner.sock.
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"snapforge/snapshot"
+	"snapforge/snapshot/audit"
+)
+
+// ownerProtocol is the version of the protocol above; bump it on any
+// incompatible change.
+const ownerProtocol = 1
+
+// Frame kinds.
+const (
+	frameRequest = 'Q'
+	frameCancel  = 'C'
+	frameStdout  = 'O'
+	frameStderr  = 'E'
+	frameExit    = 'X'
+)
+
+// maxFrame bounds a frame's payload; longer writes are split.
+const maxFrame = 1 << 20
+
+// ownerServes lists the commands a client runs through the owner. init,
+// repair, demo, mount, serve and help never go there: they open (or create)
+// the repository themselves and, while an owner runs, fail with its name.
+var ownerServes = map[string]bool{
+	"backup": true, "snapshots": true, "ls": true, "cat": true, "manifest": true,
+	"diff": true, "verify": true, "restore": true, "audit": true,
+}
+
+// writesRepository reports the commands that run one at a time in the owner.
+func writesRepository(c *command, args []string) bool {
+	switch c.name {
+	case "backup", "verify": // verify writes verify records
+		return true
+	case "audit":
+		return slices.Contains(args, "acknowledge")
+	}
+	return false
+}
+
+// ownerRequest is the 'Q' frame.
+type ownerRequest struct {
+	Version int      `json:"version"`
+	Args    []string `json:"args"`
+	Cwd     string   `json:"cwd"`
+	JSON    bool     `json:"json"`
+	TTY     bool     `json:"tty"`
+	PID     int      `json:"pid"`
+}
+
+// ownerExit is the 'X' frame.
+type ownerExit struct {
+	Code int `json:"code"`
+}
+
+func ownerSocket(repo string) string { return filepath.Join(repo, "run", "owner.sock") }
+
+// ---- framing ----
+
+func writeFrame(w io.Writer, kind byte, p []byte) error {
+	var hdr [5]byte
+	hdr[0] = kind
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(p)))
+	bufs := net.Buffers{hdr[:], p} // one writev on a socket
+	_, err := bufs.WriteTo(w)
+	return err
+}
+
+// readFrame reads one frame into buf (grown as needed) and returns its kind
+// and payload, which is valid until the next call.
+func readFrame(r io.Reader, buf *[]byte) (byte, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > maxFrame {
+		return 0, nil, fmt.Errorf("frame of %d bytes is larger than the protocol allows", n)
+	}
+	if cap(*buf) < int(n) {
+		*buf = make([]byte, n)
+	}
+	p := (*buf)[:n]
+	if _, err := io.ReadFull(r, p); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return hdr[0], p, nil
+}
+
+// frameConn serializes the owner's frames to one client: stdout, stderr
+// (progress comes from another goroutine) and the exit code.
+type frameConn struct {
+	mu  sync.Mutex
+	c   net.Conn
+	err error // the first write error; later sends fail with it
+}
+
+func (fc *frameConn) send(kind byte, p []byte) error {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	for fc.err == nil {
+		n := min(len(p), maxFrame)
+		fc.err = writeFrame(fc.c, kind, p[:n])
+		if p = p[n:]; len(p) == 0 {
+			break
+		}
+	}
+	return fc.err
+}
+
+// frameWriter is one of the client's output streams.
+type frameWriter struct {
+	fc   *frameConn
+	kind byte
+}
+
+func (w frameWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := w.fc.send(w.kind, p); err != nil {
+		return 0, fmt.Errorf("write to the client: %w", err)
+	}
+	return len(p), nil
+}
+
+// ---- sockets ----
+
+// socketAddr returns the address to bind or connect for the socket in dir,
+// and the O_PATH descriptor of dir to close afterwards (-1: none) when the
+// path is too long for a socket address.
+func socketAddr(dir string) (addr string, fd int, err error) {
+	p := filepath.Join(dir, "owner.sock")
+	if len(p) < len(unix.RawSockaddrUnix{}.Path) {
+		return p, -1, nil
+	}
+	fd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", -1, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return fmt.Sprintf("/proc/self/fd/%d/owner.sock", fd), fd, nil
+}
+
+// dialOwner connects to the owner of repo.
+func dialOwner(repo string) (*net.UnixConn, error) {
+	addr, fd, err := socketAddr(filepath.Join(repo, "run"))
+	if err != nil {
+		return nil, err
+	}
+	if fd >= 0 {
+		defer unix.Close(fd)
+	}
+	return net.DialUnix("unix", nil, &net.UnixAddr{Name: addr, Net: "unix"})
+}
+
+// ownerAbsent reports dial errors that mean nobody owns the repository: no
+// socket, or a socket left by a killed owner.
+func ownerAbsent(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// ---- server ----
+
+// ownerServer serves the repository's commands to clients; see the top of
+// this file. Create it with startOwner, stop it with Close.
+type ownerServer struct {
+	repo *snapshot.Repo
+	ln   *net.UnixListener
+	sock string // the socket's real path
+	log  func(msg string, args ...any)
+
+	ctx    context.Context // parent of every command's context; ends at Close
+	cancel context.CancelFunc
+	stop   func() bool // stops the context.AfterFunc that stops listening
+	wg     sync.WaitGroup
+	writer chan struct{} // full while a command that writes the repository runs
+
+	mu      sync.Mutex // guards the fields below
+	conns   map[net.Conn]bool
+	closing bool
+	writing string // the command holding writer, for messages
+
+	unlisten, closed sync.Once
+}
+
+// startOwner serves r, which the caller has opened with a.open and so owns,
+// on <repo>/run/owner.sock until Close, or until ctx ends (then it stops
+// taking new clients and cancels the running commands). The caller calls
+// Close, then closes r. Commands served use r concurrently with the caller.
+func startOwner(ctx context.Context, a *app, r *snapshot.Repo) (*ownerServer, error) {
+	run := filepath.Join(r.Path(), "run")
+	if err := os.MkdirAll(run, 0o700); err != nil {
+		return nil, fmt.Errorf("serve the repository: %w", err)
+	}
+	if err := os.Chmod(run, 0o700); err != nil {
+		return nil, fmt.Errorf("serve the repository: %w", err)
+	}
+	sock := ownerSocket(r.Path())
+	if _, err := os.Lstat(sock); err == nil {
+		// Left by an owner that was killed: we hold the owner lock, so no
+		// live owner can be behind it, unless this process serves r twice.
+		if c, err := dialOwner(r.Path()); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("serve the repository: %s already answers: the repository is already being served", sock)
+		}
+		if err := os.Remove(sock); err != nil {
+			return nil, fmt.Errorf("serve the repository: remove the stale socket: %w", err)
+		}
+	}
+	addr, fd, err := socketAddr(run)
+	if err != nil {
+		return nil, fmt.Errorf("serve the repository: %w", err)
+	}
+	if fd >= 0 {
+		defer unix.Close(fd)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("serve the repository on %s: %w", sock, err)
+	}
+	ln.SetUnlinkOnClose(false) // addr may be the /proc path; we remove sock ourselves
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		os.Remove(sock)
+		return nil, fmt.Errorf("serve the repository: %w", err)
+	}
+	logger := a.logger()
+	s := &ownerServer{repo: r, ln: ln, sock: sock, log: logger.Error,
+		writer: make(chan struct{}, 1), conns: map[net.Conn]bool{}}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.stop = context.AfterFunc(s.ctx, s.stopListening)
+	s.wg.Add(1)
+	go s.accept()
+	return s, nil
+}
+
+// Close stops taking clients, cancels the commands that are running, waits
+// for them to end (their clients get their exit codes) and returns. Calling
+// it again does nothing.
+func (s *ownerServer) Close() error {
+	s.closed.Do(func() {
+		s.stop()
+		s.stopListening()
+		s.cancel()
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			// A command still blocked writing to a client that does not read:
+			// fail its writes so that it ends.
+			s.mu.Lock()
+			for c := range s.conns {
+				c.SetDeadline(time.Now())
+			}
+			s.mu.Unlock()
+			<-done
+		}
+	})
+	return nil
+}
+
+// stopListening removes the socket, so that new commands find no owner,
+// and closes the listener.
+func (s *ownerServer) stopListening() {
+	s.unlisten.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		os.Remove(s.sock)
+		s.ln.Close()
+	})
+}
+
+func (s *ownerServer) accept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log("owner socket: accept failed; retrying", "err", err) // e.g. out of file descriptors
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = true
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
+			s.serve(c)
+		}()
+	}
+}
+
+// serve runs one client's command.
+func (s *ownerServer) serve(c *net.UnixConn) {
+	fc := &frameConn{c: c}
+	refuse := func(format string, args ...any) {
+		fc.send(frameStderr, fmt.Appendf(nil, "snapforge: "+format+"\n", args...))
+		s.sendExit(fc, exitError)
+	}
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a client sends its request at once
+	var buf []byte
+	kind, p, err := readFrame(br, &buf)
+	c.SetReadDeadline(time.Time{})
+	if err != nil {
+		return // not a client of ours, or gone
+	}
+	var req ownerRequest
+	if kind != frameRequest || json.Unmarshal(p, &req) != nil {
+		refuse("the process that owns this repository (pid %d) did not understand the request; use the same snapforge version for both", os.Getpid())
+		return
+	}
+	if uid, err := peerUID(c); err != nil || (uid != uint32(os.Geteuid()) && uid != 0) {
+		who := "an unknown user"
+		if err == nil {
+			who = fmt.Sprintf("uid %d", uid)
+		}
+		refuse("the process that owns this repository (pid %d, uid %d) serves only its own user and root; refused a command from %s", os.Getpid(), os.Geteuid(), who)
+		return
+	}
+	if req.Version != ownerProtocol {
+		refuse("the process that owns this repository (pid %d) speaks owner protocol %d and this snapforge %d; use the same snapforge version for both, or stop that process", os.Getpid(), ownerProtocol, req.Version)
+		return
+	}
+	var cmd *command
+	if len(req.Args) > 0 && ownerServes[req.Args[0]] {
+		cmd = findCommand(req.Args[0])
+	}
+	if cmd == nil {
+		refuse("the process that owns this repository (pid %d) does not run %q for clients", os.Getpid(), strings.Join(req.Args, " "))
+		return
+	}
+
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	watched := make(chan struct{})
+	go func() { // a cancel frame, or a connection that drops, cancels the command
+		defer close(watched)
+		var buf []byte
+		for {
+			kind, _, err := readFrame(br, &buf)
+			if err != nil || kind == frameCancel {
+				cancel()
+				return
+			}
+		}
+	}()
+	defer func() {
+		c.SetReadDeadline(time.Now()) // ends the watcher once the command is done
+		<-watched
+	}()
+
+	a := &app{stdout: frameWriter{fc, frameStdout}, stderr: frameWriter{fc, frameStderr},
+		repo: s.repo.Path(), json: req.JSON, tty: req.TTY, cwd: req.Cwd, shared: s.repo}
+	err = s.run(ctx, a, cmd, req.Args[1:], req.PID)
+	if errors.Is(err, context.Canceled) && s.ctx.Err() != nil {
+		fmt.Fprintf(a.stderr, "snapforge %s: the process that owns the repository (pid %d) is stopping\n", cmd.name, os.Getpid())
+	}
+	s.sendExit(fc, a.exitCode(cmd, err))
+}
+
+// run runs c, one at a time with the other commands that write the
+// repository, and returns once c has released everything it held: a client
+// that has its exit code may run its next command at once.
+func (s *ownerServer) run(ctx context.Context, a *app, c *command, args []string, pid int) error {
+	if writesRepository(c, args) {
+		unlock, err := s.lockWriter(ctx, a, c, pid)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	err := s.runSafely(ctx, a, c, args)
+	if errors.Is(err, audit.ErrLocked) { // audit acknowledge: our repository holds the trail
+		return fmt.Errorf("%w: the process that owns the repository (pid %d) keeps it open; stop that process, then run the command again", err, os.Getpid())
+	}
+	return err
+}
+
+// lockWriter waits, until ctx ends, for the right to write the repository,
+// saying on the client's stderr when it has to wait, and returns the
+// function that gives it back.
+func (s *ownerServer) lockWriter(ctx context.Context, a *app, c *command, pid int) (unlock func(), err error) {
+	select {
+	case s.writer <- struct{}{}:
+	default:
+		s.mu.Lock()
+		cur := s.writing
+		s.mu.Unlock()
+		if cur == "" {
+			cur = "another command"
+		}
+		fmt.Fprintf(a.stderr, "snapforge %s: waiting for %s to finish: commands that write the repository run one at a time\n", c.name, cur)
+		select {
+		case s.writer <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	s.mu.Lock()
+	s.writing = fmt.Sprintf("`snapforge %s` (pid %d)", c.name, pid)
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.writing = ""
+		s.mu.Unlock()
+		<-s.writer
+	}, nil
+}
+
+// runSafely runs c, turning a panic into an error so that one command
+// cannot take the owner (and the mount it serves) down.
+func (s *ownerServer) runSafely(ctx context.Context, a *app, c *command, args []string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log("owner: command panicked", "command", c.name, "panic", v, "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error (a bug in snapforge, please report it): %v", v)
+		}
+	}()
+	return c.run(ctx, a, args)
+}
+
+func (s *ownerServer) sendExit(fc *frameConn, code int) {
+	b, _ := json.Marshal(ownerExit{Code: code})
+	fc.send(frameExit, b)
+}
+
+// peerUID returns the uid of the process at the other end of c.
+func peerUID(c *net.UnixConn) (uint32, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, cerr
+	}
+	return cred.Uid, nil
+}
+
+// ---- client ----
+
+// runCommand runs c with args: through the process that owns the
+// repository when one is serving it, else here.
+func (a *app) runCommand(ctx context.Context, c *command, args []string) int {
+	if code, ok := a.forward(ctx, c, args); ok {
+		return code
+	}
+	return a.exitCode(c, c.run(ctx, a, args))
+}
+
+// forward runs c through the repository's owner and returns its exit code,
+// or ok false when there is no owner and c is to run here.
+func (a *app) forward(ctx context.Context, c *command, args []string) (code int, ok bool) {
+	if !ownerServes[c.name] || a.repo == "" {
+		return 0, false
+	}
+	repo, err := a.abs(a.repo)
+	if err != nil {
+		return 0, false
+	}
+	conn, err := dialOwner(repo)
+	if err != nil {
+		if ownerAbsent(err) {
+			return 0, false
+		}
+		fmt.Fprintf(a.stderr, "snapforge %s: cannot reach the process that owns the repository through %s: %v\n", c.name, ownerSocket(repo), err)
+		return exitError, true
+	}
+	defer conn.Close()
+	req, _ := json.Marshal(ownerRequest{Version: ownerProtocol, Args: append([]string{c.name}, args...),
+		Cwd: a.cwd, JSON: a.json, TTY: a.tty, PID: os.Getpid()})
+	if err := writeFrame(conn, frameRequest, req); err != nil {
+		return 0, false // the owner is going away and has run nothing: run here
+	}
+
+	// The first Ctrl-C (ctx) cancels the command in the owner, which then
+	// reports as usual; a second one stops waiting for it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var gaveUp atomic.Bool
+	done := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		ctxDone, signals := ctx.Done(), 0
+		for {
+			select {
+			case <-ctxDone:
+				ctxDone = nil
+				writeFrame(conn, frameCancel, nil)
+			case <-sigs:
+				if signals++; signals == 2 {
+					gaveUp.Store(true)
+					conn.Close()
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	defer func() { close(done); <-watched }()
+
+	br := bufio.NewReaderSize(conn, 64<<10)
+	var buf []byte
+	for {
+		kind, p, err := readFrame(br, &buf)
+		if err != nil {
+			if gaveUp.Load() {
+				fmt.Fprintf(a.stderr, "snapforge %s: stopped waiting for the process that owns the repository; it was asked to cancel the command, which may still have finished there (see `snapforge audit`)\n", c.name)
+			} else {
+				fmt.Fprintf(a.stderr, "snapforge %s: lost the connection to the process that owns the repository before the command finished (%v); see that process's output, then run the command again\n", c.name, err)
+			}
+			return exitError, true
+		}
+		switch kind {
+		case frameStdout:
+			if _, err := a.stdout.Write(p); err != nil {
+				fmt.Fprintf(a.stderr, "snapforge %s: write output: %v\n", c.name, err)
+				return exitError, true // closing the connection cancels the command
+			}
+		case frameStderr:
+			a.stderr.Write(p)
+		case frameExit:
+			var x ownerExit
+			if err := json.Unmarshal(p, &x); err != nil {
+				fmt.Fprintf(a.stderr, "snapforge %s: the process that owns the repository sent a bad exit status: %v\n", c.name, err)
+				return exitError, true
+			}
+			return x.Code, true
+		default:
+			fmt.Fprintf(a.stderr, "snapforge %s: the process that owns the repository speaks another protocol (frame %q); use the same snapforge version for both\n", c.name, kind)
+			return exitError, true
+		}
+	}
+}
