@@ -15,7 +15,7 @@ import (
 
 // mountMemoryLimit is the mount process's soft memory limit (GOMEMLIMIT
 // overrides it).
-const mountMemoryLimit = 64 << 20
+const mountMemoryLimit = 80 << 20
 
 var cmdMount = &command{name: "mount", usage: "[--allow-other] [--xattrs] [--cache-mb N] DIR",
 	summary: "mount every snapshot read-only through FUSE; owns the repository until Ctrl-C"}

@@ -60,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -257,6 +258,8 @@ type ownerServer struct {
 	conns   map[net.Conn]bool
 	closing bool
 	writing string // the command holding writer, for messages
+	running int    // commands running
+	idleMem int64  // the process's memory limit while no command runs
 
 	unlisten, closed sync.Once
 }
@@ -460,6 +463,7 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 // repository, and returns once c has released everything it held: a client
 // that has its exit code may run its next command at once.
 func (s *ownerServer) run(ctx context.Context, a *app, c *command, args []string, pid int) error {
+	defer s.busy()()
 	if writesRepository(c, args) {
 		unlock, err := s.lockWriter(ctx, a, c, pid)
 		if err != nil {
@@ -472,6 +476,27 @@ func (s *ownerServer) run(ctx context.Context, a *app, c *command, args []string
 		return fmt.Errorf("%w: the process that owns the repository (pid %d) keeps it open; stop that process, then run the command again", err, os.Getpid())
 	}
 	return err
+}
+
+// busy lifts the process's soft memory limit while commands run and
+// returns the function that puts it back after the last one. The mount
+// keeps an idle owner small (mountMemoryLimit); a backup or restore it runs
+// for a client needs the same memory as when run on its own, without the
+// garbage collector working against a limit sized for browsing.
+func (s *ownerServer) busy() (done func()) {
+	s.mu.Lock()
+	if s.running == 0 {
+		s.idleMem = debug.SetMemoryLimit(math.MaxInt64)
+	}
+	s.running++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		if s.running--; s.running == 0 {
+			debug.SetMemoryLimit(s.idleMem)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // lockWriter waits, until ctx ends, for the right to write the repository,
