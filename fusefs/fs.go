@@ -20,6 +20,7 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -269,8 +270,13 @@ func (f *FS) unitPaths(unit string) []string {
 	return out
 }
 
-// reportDamage writes one audit event per damaged file and snapshot.
+// reportDamage writes one audit event per damaged file and snapshot. Only
+// integrity failures (a chunk that does not match its id, a missing pack)
+// are damage; an interrupted or failed read of a sound repository is not.
 func (f *FS) reportDamage(s *snapInfo, rel string, err error) {
+	if !snapshot.IsIntegrity(err) {
+		return
+	}
 	key := s.id + "\x00" + rel
 	if _, dup := f.reported.LoadOrStore(key, true); dup {
 		return
@@ -279,12 +285,14 @@ func (f *FS) reportDamage(s *snapInfo, rel string, err error) {
 		"failed: damaged data; the file reads as an I/O error, other files stay readable; run `snapforge verify --read-data`")
 }
 
-// errno maps a read error to the errno the reader sees.
+// errno maps a read error to the errno the reader sees: EINTR for an
+// interrupted request (the kernel interrupts a request when the reader gets
+// a signal; it retries), EIO for everything else.
 func errno(err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
-	case err == context.Canceled:
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return syscall.EINTR
 	}
 	return syscall.EIO

@@ -57,6 +57,7 @@ func (h *histDir) entries(ctx context.Context) ([]histEntry, syscall.Errno) {
 	if h.cat == c {
 		return h.ents, 0
 	}
+	ctx = context.WithoutCancel(ctx) // shared work; see treeDir.load
 	children := map[string]bool{}
 	seenTree := map[snapshot.ID]bool{}
 	var versions []histEntry
@@ -64,9 +65,6 @@ func (h *histDir) entries(ctx context.Context) ([]histEntry, syscall.Errno) {
 	for _, s := range c.snaps {
 		n, err := h.f.findNode(ctx, s, h.rel)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, errno(ctx.Err())
-			}
 			continue // absent from this snapshot (or its tree is damaged: its own folder says so)
 		}
 		if n.Type == snapshot.TypeDir {

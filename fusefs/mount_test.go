@@ -759,3 +759,45 @@ func TestMountBigDirectory(t *testing.T) {
 	}
 	t.Logf("live nodes: %d before listing, %d after, %d after the kernel forgot them", before, listed, m.FS().LiveNodes())
 }
+
+// TestMountStaleIndexEntry (FAULTS A8): an index entry pointing at the
+// wrong offset makes the read fail with EIO; the wrong bytes are never
+// returned.
+func TestMountStaleIndexEntry(t *testing.T) {
+	r, repoDir := indextest.NewRepo(t)
+	src := sourceTree(t)
+	m := backup(t, r, src)
+	ctx := context.Background()
+	root, err := m.TreeID()
+	must(t, err)
+	top, err := r.LoadTree(ctx, root)
+	must(t, err)
+	sub, err := r.LoadTree(ctx, top.Find("dir").Subtree)
+	must(t, err)
+	big := sub.Find("big.bin")
+	c0, c1 := big.Chunks[0].ID, big.Chunks[1].ID
+	l0, err := r.Index().Lookup(ctx, c0)
+	must(t, err)
+	l1, err := r.Index().Lookup(ctx, c1)
+	must(t, err)
+	if l0.Pack != l1.Pack {
+		t.Skip("the two chunks landed in different packs")
+	}
+	fi, err := os.Stat(filepath.Join(repoDir, "packs", l1.Pack.String()[:2], l1.Pack.String()+".pack"))
+	must(t, err)
+	// Chunk 1's entry now points at chunk 0's bytes: a stale offset.
+	must(t, r.Index().AddPack(ctx, l1.Pack, fi.Size(), []snapshot.PackBlob{{ID: c1, Location: l0}}))
+
+	_, dir := mount(t, r, fusefs.Options{})
+	f, err := os.Open(filepath.Join(dir, "latest", "dir", "big.bin"))
+	must(t, err)
+	defer f.Close()
+	buf := make([]byte, int(big.Chunks[1].Size))
+	_, err = f.ReadAt(buf, int64(big.Chunks[0].Size))
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("reading the chunk behind a stale index entry: %v, want EIO", err)
+	}
+	if _, err := os.ReadFile(filepath.Join(dir, "latest", "a.txt")); err != nil {
+		t.Errorf("other files stay readable: %v", err)
+	}
+}

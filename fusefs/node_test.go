@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -250,5 +251,46 @@ func TestChunkCache(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("concurrent get: %v", err)
 		}
+	}
+}
+
+// TestInterruptedRequests: the kernel interrupts a request when the reader
+// gets a signal (Go programs get many); an interrupted lookup or read must
+// never turn into EIO or a damage report. (Found by the benchmark: an open
+// failed with EIO under a Go walker.)
+func TestInterruptedRequests(t *testing.T) {
+	r, repoDir := indextest.NewRepo(t)
+	src := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(src, "d", "e", "f"), []byte("content"))
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTestFS(t, r, Options{Location: time.UTC})
+	d := lookup(t, f.Root(), "snapshots", FolderName(m.Created(), time.UTC), "d")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out fuse.EntryOut
+	ch, e := d.(fs.NodeLookuper).Lookup(ctx, "e", &out)
+	if e != 0 {
+		t.Fatalf("lookup with an interrupted request: %v, want it served", e)
+	}
+	ch2, e := ch.Operations().(fs.NodeLookuper).Lookup(ctx, "f", &out)
+	if e != 0 {
+		t.Fatalf("lookup: %v", e)
+	}
+	buf := make([]byte, 100)
+	if _, e := ch2.Operations().(fs.NodeReader).Read(ctx, nil, buf, 0); e != 0 && e != syscall.EINTR {
+		t.Errorf("interrupted read: %v, want data or EINTR", e)
+	}
+	if errno(context.Canceled) != syscall.EINTR || errno(fmt.Errorf("load tree x: %w", context.Canceled)) != syscall.EINTR {
+		t.Error("a (wrapped) cancellation must map to EINTR")
+	}
+	trail, err := os.ReadFile(filepath.Join(repoDir, "audit", "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(trail, []byte("mount_read")) {
+		t.Errorf("an interruption was reported as damage:\n%s", trail)
 	}
 }

@@ -322,7 +322,10 @@ func (d *treeDir) load(ctx context.Context) (*snapshot.Tree, syscall.Errno) {
 	if d.tree != nil {
 		return d.tree, 0
 	}
-	t, err := d.f.cr.LoadTree(ctx, d.subtree)
+	// Not cancelled with the request that asked first: others may wait for
+	// the same directory, and the kernel interrupts requests whenever the
+	// reader gets a signal (a Go program gets many).
+	t, err := d.f.cr.LoadTree(context.WithoutCancel(ctx), d.subtree)
 	if err != nil {
 		d.f.reportDamage(d.snap, d.rel+"/", err)
 		return nil, errno(err)

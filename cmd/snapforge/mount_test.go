@@ -1,0 +1,346 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"snapforge/index/indextest"
+)
+
+// The mount command end to end: real processes, a real FUSE mount, the
+// owner socket. The file system itself is tested in package fusefs.
+
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("skipping a real FUSE mount test: /dev/fuse is not available here (%v)", err)
+	}
+	if os.Geteuid() != 0 {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			t.Skip("skipping a real FUSE mount test: not root and fusermount3 (Debian's fuse3) is not installed")
+		}
+	}
+}
+
+// startMount runs `snapforge mount` and waits until it serves.
+func startMount(t *testing.T, o cliOpts, repo, mnt string) *proc {
+	t.Helper()
+	p := startCLI(t, o, "--repo", repo, "mount", mnt)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// Mounted, and the owner socket is up (it starts right after the
+		// mount). Not a stat inside the mount: without --allow-other only
+		// the mounting user may look, and the test may be another.
+		if c, err := net.Dial("unix", filepath.Join(repo, "run", "owner.sock")); err == nil {
+			c.Close()
+			if mounted(mnt) {
+				break
+			}
+		}
+		if p.exited() || time.Now().After(deadline) {
+			p.cmd.Process.Kill()
+			t.Fatalf("mount did not come up: %v", p.wait(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		if !p.exited() {
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if mounted(mnt) {
+			unix.Unmount(mnt, unix.MNT_DETACH)
+			exec.Command("fusermount3", "-uz", mnt).Run()
+		}
+	})
+	return p
+}
+
+// stopMount sends SIGINT and returns the result.
+func stopMount(t *testing.T, p *proc) cliResult {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	return p.wait(t)
+}
+
+func mounted(dir string) bool {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[1] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+func mountSource(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	indextest.WriteFile(t, filepath.Join(src, "config.json"), []byte(`{"v":1}`+"\n"))
+	indextest.WriteFile(t, filepath.Join(src, "data/blob.bin"), indextest.RandomBytes(9, 3<<20))
+	return src
+}
+
+// TestMountCommand: mount, browse, back up through the owner while mounted
+// (the new snapshot shows as latest within 2 s), other commands through the
+// owner, repair refused naming the mount, Ctrl-C unmounts cleanly.
+func TestMountCommand(t *testing.T) {
+	requireFUSE(t)
+	r := newRepo(t)
+	src := mountSource(t)
+	first := parseSummary(t, r.ok("backup", src, "--json"))
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startMount(t, cliOpts{}, r.dir, mnt)
+
+	b, err := os.ReadFile(filepath.Join(mnt, "latest", "config.json"))
+	if err != nil || string(b) != `{"v":1}`+"\n" {
+		t.Fatalf("latest/config.json = %q (%v)", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "by-id", first.BackupID, "data", "blob.bin")); err != nil {
+		t.Errorf("by-id: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(r.dir, "run", "owner.sock")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("owner socket: %v %v", fi, err)
+	}
+
+	// A backup while mounted runs through the owner (the mount holds the
+	// lock, so a local open would be refused) and lands as latest.
+	time.Sleep(1100 * time.Millisecond) // a new second, a new folder name
+	indextest.WriteFile(t, filepath.Join(src, "config.json"), []byte(`{"v":2}`+"\n"))
+	second := parseSummary(t, r.ok("backup", src, "--json"))
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(mnt, "latest", "config.json"))
+		if err == nil && string(b) == `{"v":2}`+"\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("2 s after backup %s, latest/config.json = %q (%v)", second.BackupID, b, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "by-id", second.BackupID)); err != nil {
+		t.Errorf("by-id of the new snapshot: %v", err)
+	}
+	if res := r.ok("snapshots"); !strings.Contains(res.stdout, first.BackupID) || !strings.Contains(res.stdout, second.BackupID) {
+		t.Errorf("snapshots through the owner: %v", res)
+	}
+	if res := r.ok("cat", "latest", "config.json"); res.stdout != `{"v":2}`+"\n" {
+		t.Errorf("cat through the owner: %v", res)
+	}
+	if res := r.run("repair", "index"); res.code != exitError || !strings.Contains(res.stderr, "snapforge mount") {
+		t.Errorf("repair while mounted should be refused naming the mount: %v", res)
+	}
+	// The audit trail names the mount.
+	if res := r.ok("audit"); !strings.Contains(res.stdout, "mount") {
+		t.Errorf("no mount event in the audit trail: %v", res)
+	}
+
+	// The mount is never backed up (FAULTS B6, D15): a backup of the
+	// directory holding it leaves the mounted tree out.
+	indextest.WriteFile(t, filepath.Join(filepath.Dir(mnt), "other.txt"), []byte("x"))
+	third := parseSummary(t, r.ok("backup", filepath.Dir(mnt), "--json"))
+	if ls := r.ok("ls", third.BackupID); !strings.Contains(ls.stdout, "other.txt") || strings.Contains(ls.stdout, "README.txt") || strings.Contains(ls.stdout, "config.json") {
+		t.Errorf("a backup of the mount's parent walked into the mount: %v", ls)
+	}
+
+	res := stopMount(t, p)
+	if res.code != exitOK || !strings.Contains(res.stderr, "unmounted") {
+		t.Fatalf("Ctrl-C: %v", res)
+	}
+	if mounted(mnt) {
+		t.Error("still mounted after Ctrl-C")
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "run", "owner.sock")); !os.IsNotExist(err) {
+		t.Errorf("owner socket left behind: %v", err)
+	}
+	r.ok("snapshots") // local again
+}
+
+// TestMountKilled: SIGKILL of the mount loses nothing; commands run locally
+// at once, and the next mount cleans up the dead mount (FAULTS B6, G6).
+func TestMountKilled(t *testing.T) {
+	requireFUSE(t)
+	r := newRepo(t)
+	src := mountSource(t)
+	r.ok("backup", src)
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startMount(t, cliOpts{}, r.dir, mnt)
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+
+	indextest.WriteFile(t, filepath.Join(src, "config.json"), []byte(`{"v":3}`+"\n"))
+	s := parseSummary(t, r.ok("backup", src, "--json")) // locally: the stale socket answers no one
+	r.ok("verify", "--read-data")
+
+	p2 := startMount(t, cliOpts{}, r.dir, mnt)
+	b, err := os.ReadFile(filepath.Join(mnt, "latest", "config.json"))
+	if err != nil || string(b) != `{"v":3}`+"\n" {
+		t.Errorf("after the restart latest/config.json = %q (%v), want snapshot %s", b, err, s.BackupID)
+	}
+	res := stopMount(t, p2)
+	if res.code != exitOK || !strings.Contains(res.stderr, "dead mount") {
+		t.Errorf("the second mount should say it removed the dead mount: %v", res)
+	}
+}
+
+// TestMountBusy: Ctrl-C while a file is open unmounts lazily and says so;
+// the open file stays readable and the process ends once it is closed.
+func TestMountBusy(t *testing.T) {
+	requireFUSE(t)
+	r := newRepo(t)
+	r.ok("backup", mountSource(t))
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startMount(t, cliOpts{}, r.dir, mnt)
+	f, err := os.Open(filepath.Join(mnt, "latest", "data", "blob.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for mounted(mnt) {
+		if time.Now().After(deadline) {
+			t.Fatal("still mounted 10 s after Ctrl-C")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<20)
+	if n, err := f.ReadAt(buf, 1<<20); err != nil || n != len(buf) || string(buf) != string(indextest.RandomBytes(9, 3<<20)[1<<20:2<<20]) {
+		t.Errorf("reading the open file after the lazy unmount: %d %v", n, err)
+	}
+	if p.exited() {
+		t.Fatalf("the mount exited while a file was open: %v", p.wait(t))
+	}
+	f.Close()
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the mount did not exit after the last open file was closed")
+	}
+	res := p.wait(t)
+	if res.code != exitOK || !strings.Contains(res.stderr, "lazily") {
+		t.Errorf("busy unmount: %v", res)
+	}
+}
+
+// TestMountRefuses: bad mountpoints get clear errors and no mount.
+func TestMountRefuses(t *testing.T) {
+	r := newRepo(t)
+	src := mountSource(t)
+	r.ok("backup", src)
+	inRepo := filepath.Join(r.dir, "browse")
+	inSrc := filepath.Join(src, "browse")
+	full := filepath.Join(t.TempDir(), "full")
+	for _, d := range []string{inRepo, inSrc, full} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	indextest.WriteFile(t, filepath.Join(full, "x"), []byte("x"))
+	for dir, want := range map[string]string{
+		inRepo: "inside the repository",
+		inSrc:  "backed up",
+		full:   "not empty",
+		filepath.Join(t.TempDir(), "missing"): "does not exist",
+	} {
+		res := r.run("mount", dir)
+		if res.code != exitError || !strings.Contains(res.stderr, want) {
+			t.Errorf("mount %s: want exit 1 saying %q, got %v", dir, want, res)
+		}
+		if mounted(dir) {
+			t.Errorf("%s got mounted", dir)
+		}
+	}
+	if res := r.run("mount"); res.code != exitUsage {
+		t.Errorf("mount without DIR: %v", res)
+	}
+}
+
+// TestMountAsUser: a normal user mounts through fusermount3 (setuid root,
+// Debian's fuse3) and unmounts cleanly.
+func TestMountAsUser(t *testing.T) {
+	requireFUSE(t)
+	if os.Geteuid() != 0 {
+		t.Skip("the test switches to another user, which needs root; as a normal user every mount test above is this case")
+	}
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Skip("fusermount3 (Debian's fuse3) is not installed")
+	}
+	base, err := os.MkdirTemp("", "sf-user-mount-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(base, "snapforge")
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(base, "home")
+	src := filepath.Join(home, "src")
+	indextest.WriteFile(t, filepath.Join(src, "note.txt"), []byte("mine\n"))
+	if err := os.MkdirAll(filepath.Join(home, "mnt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := filepath.Walk(home, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, 65534, 65534)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	o := cliOpts{exe: exe, cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: home}
+	repo, mnt := filepath.Join(home, "repo"), filepath.Join(home, "mnt")
+	expectCode(t, runCLI(t, o, "--repo", repo, "init"), exitOK)
+	expectCode(t, runCLI(t, o, "--repo", repo, "backup", src), exitOK)
+	p := startMount(t, o, repo, mnt)
+	// Without --allow-other a FUSE mount admits only the user who mounted
+	// it (root included among the others): read as that user.
+	cat := exec.Command("cat", filepath.Join(mnt, "latest", "note.txt"))
+	cat.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if got, err := cat.Output(); err != nil || string(got) != "mine\n" {
+		t.Errorf("latest/note.txt read by its owner = %q (%v)", got, err)
+	}
+	if !mounted(mnt) {
+		t.Fatal("not in the mount table")
+	}
+	res := stopMount(t, p)
+	if res.code != exitOK || mounted(mnt) {
+		t.Errorf("unmount as a normal user: %v (still mounted: %v)", res, mounted(mnt))
+	}
+}
