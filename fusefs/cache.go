@@ -30,6 +30,8 @@ type chunkCache struct {
 
 	prefetchSlots chan struct{} // bounds background loads ahead in a file
 	siblingSlots  chan struct{} // bounds background loads of the next files
+	closed        bool          // no new background loads (guarded by mu)
+	bgLoads       sync.WaitGroup
 }
 
 type centry struct {
@@ -129,21 +131,34 @@ func (c *chunkCache) prefetchSibling(ref snapshot.ChunkRef) { c.background(ref, 
 func (c *chunkCache) background(ref snapshot.ChunkRef, slots chan struct{}) {
 	c.mu.Lock()
 	_, ok := c.m[ref.ID]
-	c.mu.Unlock()
-	if ok {
+	if ok || c.closed {
+		c.mu.Unlock()
 		return
 	}
 	select {
 	case slots <- struct{}{}:
 	default:
+		c.mu.Unlock()
 		return
 	}
+	c.bgLoads.Add(1)
+	c.mu.Unlock()
 	go func() {
+		defer c.bgLoads.Done()
 		defer func() { <-slots }()
 		if _, release, err := c.get(context.Background(), ref); err == nil {
 			release()
 		}
 	}()
+}
+
+// close stops background loads and waits for those running, so nothing
+// reads the repository after the file system is closed.
+func (c *chunkCache) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.bgLoads.Wait()
 }
 
 // stats reports the bytes and chunks held.

@@ -108,8 +108,12 @@ func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
 // Root returns the root node, for fs.Mount or a node-level test.
 func (f *FS) Root() fs.InodeEmbedder { return f.root }
 
-// Close releases the open packs.
-func (f *FS) Close() { f.cr.Close() }
+// Close waits for background loads and releases the open packs. Call it
+// after the file system is unmounted and before the repository is closed.
+func (f *FS) Close() {
+	f.chunks.close()
+	f.cr.Close()
+}
 
 // catalog is the set of snapshots shown, rebuilt by Refresh.
 type catalog struct {

@@ -86,7 +86,10 @@ func init() {
 		})
 		m, err := fusefs.Start(ctx, f, pos[0])
 		if err != nil {
-			return fmt.Errorf("%w (is fuse3 installed, and may this user mount? see `snapforge mount --help`)", err)
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("%w: this user could not mount; a normal user mounts through fusermount3 (Debian's fuse3, installed setuid root), which must be able to open /dev/fuse; or run snapforge mount as root", err)
+			}
+			return err
 		}
 		served := make(chan struct{})
 		go func() { m.Wait(); close(served) }()

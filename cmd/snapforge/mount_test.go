@@ -262,9 +262,9 @@ func TestMountRefuses(t *testing.T) {
 	}
 	indextest.WriteFile(t, filepath.Join(full, "x"), []byte("x"))
 	for dir, want := range map[string]string{
-		inRepo: "inside the repository",
-		inSrc:  "backed up",
-		full:   "not empty",
+		inRepo:                                "inside the repository",
+		inSrc:                                 "backed up",
+		full:                                  "not empty",
 		filepath.Join(t.TempDir(), "missing"): "does not exist",
 	} {
 		res := r.run("mount", dir)
@@ -328,6 +328,20 @@ func TestMountAsUser(t *testing.T) {
 	repo, mnt := filepath.Join(home, "repo"), filepath.Join(home, "mnt")
 	expectCode(t, runCLI(t, o, "--repo", repo, "init"), exitOK)
 	expectCode(t, runCLI(t, o, "--repo", repo, "backup", src), exitOK)
+	if res := runCLI(t, o, "--repo", repo, "mount", "--help"); res.code != exitOK {
+		t.Fatalf("mount --help as a normal user: %v", res)
+	}
+	// fusermount3 opens /dev/fuse as the calling user: Debian makes it
+	// crw-rw-rw-; some containers keep it private to root. Open it up for
+	// this test (we are root) and put it back after.
+	if fi, err := os.Stat("/dev/fuse"); err == nil && fi.Mode().Perm()&0o006 != 0o006 {
+		old := fi.Mode().Perm()
+		if err := os.Chmod("/dev/fuse", 0o666); err != nil {
+			t.Skipf("normal users cannot use FUSE here (/dev/fuse is %v) and it cannot be opened up: %v", fi.Mode(), err)
+		}
+		t.Logf("/dev/fuse was %v; made it crw-rw-rw- (Debian's default) for this test", fi.Mode())
+		t.Cleanup(func() { os.Chmod("/dev/fuse", old) })
+	}
 	p := startMount(t, o, repo, mnt)
 	// Without --allow-other a FUSE mount admits only the user who mounted
 	// it (root included among the others): read as that user.
