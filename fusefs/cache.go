@@ -31,6 +31,8 @@ type chunkCache struct {
 	prefetchSlots chan struct{} // bounds background loads ahead in a file
 	siblingSlots  chan struct{} // bounds background loads of the next files
 	closed        bool          // no new background loads (guarded by mu)
+	free          []*[]byte     // recycled buffers, kept across garbage collections (a sync.Pool is emptied by each)
+	freeBytes     int64
 	bgLoads       sync.WaitGroup
 }
 
@@ -78,13 +80,15 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, fu
 
 	// The load is not tied to one reader's context: others may be waiting
 	// for it, and a chunk half-loaded is worth finishing.
-	buf := snapshot.GetBuffer(int(ref.Size))
+	c.mu.Lock()
+	buf := c.takeLocked(int(ref.Size))
+	c.mu.Unlock()
 	data, err := c.cr.Load(context.WithoutCancel(ctx), ref, (*buf)[:0])
 	c.mu.Lock()
 	if err != nil {
 		e.err, e.gone = err, true
 		delete(c.m, ref.ID)
-		snapshot.PutBuffer(buf)
+		c.recycleLocked(buf)
 	} else {
 		*buf = data
 		e.buf = buf
@@ -96,7 +100,7 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, fu
 			delete(c.m, old.id)
 			c.used -= int64(cap(*old.buf))
 			if old.refs == 0 {
-				snapshot.PutBuffer(old.buf)
+				c.recycleLocked(old.buf)
 				old.buf = nil
 			}
 		}
@@ -116,9 +120,37 @@ func (c *chunkCache) release(e *centry) {
 	defer c.mu.Unlock()
 	e.refs--
 	if e.refs == 0 && e.gone && e.buf != nil {
-		snapshot.PutBuffer(e.buf)
+		c.recycleLocked(e.buf)
 		e.buf = nil
 	}
+}
+
+// maxFree bounds the recycled buffers kept for the next loads.
+const maxFree = 8 << 20
+
+// takeLocked returns a buffer for n bytes: a recycled one that fits (not
+// more than twice as large), else one from the shared pools.
+func (c *chunkCache) takeLocked(n int) *[]byte {
+	for i, b := range c.free {
+		if cp := cap(*b); cp >= n && cp <= 2*n+64<<10 {
+			c.free[i] = c.free[len(c.free)-1]
+			c.free = c.free[:len(c.free)-1]
+			c.freeBytes -= int64(cap(*b))
+			return b
+		}
+	}
+	return snapshot.GetBuffer(n)
+}
+
+// recycleLocked keeps b for a later load, or hands it back to the pools.
+func (c *chunkCache) recycleLocked(b *[]byte) {
+	if c.freeBytes+int64(cap(*b)) > maxFree {
+		snapshot.PutBuffer(b)
+		return
+	}
+	*b = (*b)[:0]
+	c.free = append(c.free, b)
+	c.freeBytes += int64(cap(*b))
 }
 
 // prefetch loads ref in the background if it is not cached and a slot is

@@ -70,6 +70,7 @@ func (fl *fileNode) readaheadSiblings() {
 }
 
 var _ = (fs.NodeOpener)((*fileNode)(nil))
+var _ = (fs.NodeFlusher)((*fileNode)(nil))
 var _ = (fs.NodeReader)((*fileNode)(nil))
 var _ = (fs.NodeGetattrer)((*fileNode)(nil))
 var _ = (fs.NodeGetxattrer)((*fileNode)(nil))
@@ -91,14 +92,26 @@ func (fl *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Att
 }
 
 // Open allows reading only; the kernel keeps the pages it has (the content
-// never changes).
+// never changes). Where the kernel supports it, Open answers ENOSYS: the
+// kernel then stops sending OPEN, RELEASE (and, see Flush, FLUSH), keeping
+// pages across opens by itself.
 func (fl *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return openReadOnly(fl.f, flags)
+}
+
+func openReadOnly(f *FS, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	fl.readaheadSiblings()
+	if f.noOpen.Load() {
+		return nil, 0, syscall.ENOSYS
+	}
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
+
+// Flush answers ENOSYS: nothing is ever written, and the kernel then stops
+// sending FLUSH at every close.
+func (fl *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
 
 func (fl *fileNode) offsets() []int64 {
 	fl.offsOnce.Do(func() {
@@ -119,6 +132,9 @@ func (fl *fileNode) offsets() []int64 {
 // bytes. When the read reaches into the second half of a chunk the next
 // one is decoded in the background, so a sequential reader rarely waits.
 func (fl *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off == 0 {
+		fl.readaheadSiblings() // a reader starting on a file: the next ones will follow
+	}
 	size := fl.meta.Size
 	if off >= size || len(dest) == 0 {
 		return fuse.ReadResultData(nil), 0

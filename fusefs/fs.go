@@ -83,6 +83,11 @@ type FS struct {
 	mtimeM sync.Mutex
 
 	reported sync.Map // "snapshot\x00path" of damaged files already audited
+
+	// noOpen: the kernel may skip OPEN and RELEASE (FUSE_NO_OPEN_SUPPORT).
+	// Files here need no per-open state, so the first open answers ENOSYS
+	// and from then on reading a small file costs one round trip, not four.
+	noOpen atomic.Bool
 }
 
 // New returns the file system over repo; Refresh has been called once.

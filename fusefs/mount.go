@@ -184,6 +184,9 @@ func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
 	if root {
 		raiseReadahead(abs)
 	}
+	if k := server.KernelSettings(); k != nil && k.Flags&fuse.CAP_NO_OPEN_SUPPORT != 0 {
+		f.noOpen.Store(true)
+	}
 	m := &Mount{Dir: abs, fs: f, server: server, stop: make(chan struct{})}
 	m.done.Add(1)
 	go m.poll()

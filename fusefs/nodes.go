@@ -631,11 +631,11 @@ func (s *staticFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.At
 
 // Open refuses writing.
 func (s *staticFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
-		return nil, 0, syscall.EROFS
-	}
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
+	return openReadOnly(s.f, flags)
 }
+
+// Flush: see fileNode.Flush.
+func (s *staticFile) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
 
 // Read returns the bytes at off.
 func (s *staticFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

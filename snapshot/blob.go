@@ -94,6 +94,24 @@ func (r *Repo) readBlobAt(pr *packReader, id ID, loc Location, buf []byte) ([]by
 	if loc.Stored > pack.MaxBlobSize+1024 || loc.Raw > pack.MaxBlobSize {
 		return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "recorded length exceeds the limit"}
 	}
+	if loc.Codec == pack.CodecRaw {
+		// Stored as is (incompressible data): read straight into the
+		// caller's buffer, no staging copy.
+		if loc.Stored != loc.Raw {
+			return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: fmt.Sprintf("raw blob: %d stored bytes, want %d", loc.Stored, loc.Raw)}
+		}
+		out := slices.Grow(buf[:0], int(loc.Raw))[:loc.Raw]
+		if _, err := f.ReadAt(out, int64(loc.Offset)); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
+			}
+			return nil, fmt.Errorf("read pack %s: %w", loc.Pack.Short(), err)
+		}
+		if Hash(out) != id {
+			return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "content does not match its hash"}
+		}
+		return out, nil
+	}
 	sp := getBuf(int(loc.Stored))
 	defer putBuf(sp)
 	stored := (*sp)[:loc.Stored]
