@@ -635,7 +635,9 @@ func (s *staticFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uin
 }
 
 // Flush: see fileNode.Flush.
-func (s *staticFile) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
+func (s *staticFile) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
+}
 
 // Read returns the bytes at off.
 func (s *staticFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
