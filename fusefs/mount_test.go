@@ -801,3 +801,33 @@ func TestMountStaleIndexEntry(t *testing.T) {
 		t.Errorf("other files stay readable: %v", err)
 	}
 }
+
+// TestMountXattrs: stored extended attributes are served with --xattrs,
+// and not asked for at all without it.
+func TestMountXattrs(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	indextest.WriteFile(t, filepath.Join(src, "tagged"), []byte("x"))
+	if err := unix.Lsetxattr(filepath.Join(src, "tagged"), "user.snapforge.test", []byte("value-1"), 0); err != nil {
+		t.Skipf("the test directory's filesystem does not take user xattrs: %v", err)
+	}
+	r, _ := indextest.NewRepo(t)
+	backup(t, r, src)
+	_, dir := mount(t, r, fusefs.Options{Xattrs: true})
+	buf := make([]byte, 64)
+	n, err := unix.Lgetxattr(filepath.Join(dir, "latest", "tagged"), "user.snapforge.test", buf)
+	if err != nil || string(buf[:n]) != "value-1" {
+		t.Errorf("getxattr with --xattrs: %q %v", buf[:n], err)
+	}
+	n, err = unix.Llistxattr(filepath.Join(dir, "latest", "tagged"), buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "user.snapforge.test") {
+		t.Errorf("listxattr with --xattrs: %q %v", buf[:n], err)
+	}
+	if _, err := unix.Lgetxattr(filepath.Join(dir, "latest", "tagged"), "user.other", buf); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("a missing attribute: %v, want ENODATA", err)
+	}
+
+	_, plain := mount(t, r, fusefs.Options{})
+	if _, err := unix.Lgetxattr(filepath.Join(plain, "latest", "tagged"), "user.snapforge.test", buf); err == nil {
+		t.Error("without --xattrs the attributes should not be served")
+	}
+}

@@ -77,6 +77,9 @@ func init() {
 			return err
 		}
 		defer f.Close()
+		// Listing the snapshots parsed and checked every manifest in full;
+		// give that garbage back before settling down to serve.
+		debug.FreeOSMemory()
 		refresh := make(chan struct{}, 1)
 		r.OnCommit(func(*snapshot.Manifest) {
 			select {
