@@ -143,6 +143,8 @@ func runDemo(ctx context.Context, a *app, dir string) error {
 	say("  go run ./cmd/snapforge restore latest --target %s", shellQuote(filepath.Join(dir, "restored")))
 	say("  b3sum %s   # same value as the manifest's blake3 for config/app.json", shellQuote(filepath.Join(dir, "restored", "config", "app.json")))
 	say("  go run ./cmd/snapforge audit verify")
+	say("  mkdir -p %s && go run ./cmd/snapforge mount %s   # browse every snapshot in a file manager; Ctrl-C unmounts",
+		shellQuote(filepath.Join(dir, "browse")), shellQuote(filepath.Join(dir, "browse")))
 	return nil
 }
 
