@@ -34,6 +34,7 @@ type chunkCache struct {
 	free          []*[]byte     // recycled buffers, kept across garbage collections (a sync.Pool is emptied by each)
 	freeBytes     int64
 	bgLoads       sync.WaitGroup
+	life          *gate // loads enter it; FS.Close closes it first
 }
 
 type centry struct {
@@ -48,7 +49,7 @@ type centry struct {
 
 func newChunkCache(cr *snapshot.ChunkReader, max int64) *chunkCache {
 	return &chunkCache{cr: cr, max: max, m: map[snapshot.ID]*centry{},
-		prefetchSlots: make(chan struct{}, 3), siblingSlots: make(chan struct{}, 3)}
+		prefetchSlots: make(chan struct{}, 3), siblingSlots: make(chan struct{}, 3), life: newGate()}
 }
 
 // get returns chunk ref's checked plaintext and the function that releases
@@ -81,9 +82,14 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, fu
 	// The load is not tied to one reader's context: others may be waiting
 	// for it, and a chunk half-loaded is worth finishing.
 	c.mu.Lock()
-	buf := c.takeLocked(int(ref.Size))
+	buf := c.takeLocked(min(int(ref.Size), maxPrealloc))
 	c.mu.Unlock()
-	data, err := c.cr.Load(context.WithoutCancel(ctx), ref, (*buf)[:0])
+	var data []byte
+	err := errClosed
+	if c.life.enter() {
+		data, err = c.cr.Load(context.WithoutCancel(ctx), ref, (*buf)[:0])
+		c.life.leave()
+	}
 	c.mu.Lock()
 	if err != nil {
 		e.err, e.gone = err, true
@@ -124,6 +130,12 @@ func (c *chunkCache) release(e *centry) {
 		e.buf = nil
 	}
 }
+
+// maxPrealloc bounds the buffer taken before a load (the largest pooled
+// size). The size asked for comes from the tree, where a crafted entry may
+// claim up to 4 GiB; the load checks the real length against the pack's
+// limits first and grows the buffer for a larger chunk.
+const maxPrealloc = 4<<20 + 64<<10
 
 // maxFree bounds the recycled buffers kept for the next loads.
 const maxFree = 8 << 20
@@ -187,6 +199,7 @@ func (c *chunkCache) background(ref snapshot.ChunkRef, slots chan struct{}) {
 // close stops background loads and waits for those running, so nothing
 // reads the repository after the file system is closed.
 func (c *chunkCache) close() {
+	c.life.close()
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()

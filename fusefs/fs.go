@@ -84,6 +84,11 @@ type FS struct {
 
 	reported sync.Map // "snapshot\x00path" of damaged files already audited
 
+	// life admits the work that reads the repository until Close. After a
+	// lazy unmount the kernel may still send requests for open files when
+	// the command stops anyway (a second Ctrl-C) and closes the repository.
+	life *gate
+
 	// noOpen: the kernel may skip OPEN and RELEASE (FUSE_NO_OPEN_SUPPORT).
 	// Files here need no per-open state, so the first open answers ENOSYS
 	// and from then on reading a small file costs one round trip, not four.
@@ -101,6 +106,7 @@ func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
 	cr := repo.NewChunkReader(64)
 	f := &FS{repo: repo, opts: o, cr: cr, chunks: newChunkCache(cr, o.CacheBytes), inos: newInoTable(),
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: time.Now()}
+	f.life = f.chunks.life
 	f.root = &rootNode{}
 	f.root.f, f.root.ino = f, 1
 	if err := f.Refresh(ctx); err != nil {
@@ -113,11 +119,60 @@ func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
 // Root returns the root node, for fs.Mount or a node-level test.
 func (f *FS) Root() fs.InodeEmbedder { return f.root }
 
-// Close waits for background loads and releases the open packs. Call it
-// after the file system is unmounted and before the repository is closed.
+// Close waits for the requests and background loads reading the
+// repository, and releases the open packs; requests still arriving (open
+// files of a lazy unmount) then fail with EIO without touching the
+// repository. Call it before the repository is closed.
 func (f *FS) Close() {
+	f.life.close()
 	f.chunks.close()
 	f.cr.Close()
+}
+
+// errClosed is the error of work refused after Close.
+var errClosed = errors.New("the mount is shutting down")
+
+// gate admits work until close, which then waits for the work inside.
+// Entering never blocks, so work may nest.
+type gate struct {
+	mu     sync.Mutex
+	idle   sync.Cond
+	closed bool
+	n      int
+}
+
+func newGate() *gate {
+	g := &gate{}
+	g.idle.L = &g.mu
+	return g
+}
+
+// enter reports whether the work may go on; then leave must follow.
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n--; g.n == 0 {
+		g.idle.Broadcast()
+	}
+}
+
+func (g *gate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	for g.n > 0 {
+		g.idle.Wait()
+	}
 }
 
 // catalog is the set of snapshots shown, rebuilt by Refresh.
@@ -151,6 +206,10 @@ func FolderName(t time.Time, loc *time.Location) string {
 // snapshots/, by-id/, by-unit/ and as latest. Snapshots already shown keep
 // their folder name (and so their nodes and inode numbers).
 func (f *FS) Refresh(ctx context.Context) error {
+	if !f.life.enter() {
+		return errClosed
+	}
+	defer f.life.leave()
 	f.catMu.Lock()
 	defer f.catMu.Unlock()
 	list, err := f.repo.Snapshots(ctx)
@@ -251,6 +310,10 @@ func (c *catalog) latest() *snapInfo {
 // hardLinks returns the number of names of the hard-linked file whose
 // first name is rel in s (0: not hard-linked).
 func (f *FS) hardLinks(s *snapInfo, rel string) uint32 {
+	if !f.life.enter() {
+		return 0
+	}
+	defer f.life.leave()
 	s.linksOnce.Do(func() {
 		links, err := f.repo.HardLinks(s.id)
 		if err == nil {
@@ -286,6 +349,10 @@ func (f *FS) reportDamage(s *snapInfo, rel string, err error) {
 	if !snapshot.IsIntegrity(err) {
 		return
 	}
+	if !f.life.enter() {
+		return
+	}
+	defer f.life.leave()
 	key := s.id + "\x00" + rel
 	if _, dup := f.reported.LoadOrStore(key, true); dup {
 		return

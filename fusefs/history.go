@@ -57,6 +57,10 @@ func (h *histDir) entries(ctx context.Context) ([]histEntry, syscall.Errno) {
 	if h.cat == c {
 		return h.ents, 0
 	}
+	if !h.f.life.enter() {
+		return nil, syscall.EIO
+	}
+	defer h.f.life.leave()
 	ctx = context.WithoutCancel(ctx) // shared work; see treeDir.load
 	children := map[string]bool{}
 	seenTree := map[snapshot.ID]bool{}
@@ -170,7 +174,7 @@ func (h *histDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	out := make([]fuse.DirEntry, 0, len(ents))
 	for _, en := range ents {
 		if en.dir {
-			out = append(out, fuse.DirEntry{Name: en.name, Mode: fuse.S_IFDIR, Ino: h.f.inos.peek("h\x00" + h.childRel(en.name))})
+			out = append(out, fuse.DirEntry{Name: en.name, Mode: fuse.S_IFDIR, Ino: h.f.inos.peek(histKey(h.childRel(en.name)))})
 			continue
 		}
 		key, mode := versionKey(en)
@@ -193,7 +197,7 @@ func (h *histDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if en.dir {
 		shortEntry(out)
 		d := &histDir{rel: h.childRel(name)}
-		ch := h.f.newChild(ctx, h.EmbeddedInode(), d, &d.node, fuse.S_IFDIR, "h\x00"+d.rel)
+		ch := h.f.newChild(ctx, h.EmbeddedInode(), d, &d.node, fuse.S_IFDIR, histKey(d.rel))
 		h.f.dirAttr(&out.Attr, d.ino, h.f.topMtime())
 		return ch, 0
 	}

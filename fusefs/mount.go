@@ -48,6 +48,7 @@ type Mount struct {
 	fs     *FS
 	server *fuse.Server
 	stop   chan struct{}
+	halt   sync.Once // closes stop
 	done   sync.WaitGroup
 }
 
@@ -242,11 +243,7 @@ func (m *Mount) Refresh(ctx context.Context) error { return m.fs.Refresh(ctx) }
 // unmount (the folder disappears now, open files keep working until
 // closed) and reports lazy; Wait then returns once they are closed.
 func (m *Mount) Unmount() (lazy bool, err error) {
-	select {
-	case <-m.stop:
-	default:
-		close(m.stop)
-	}
+	m.stopPolling()
 	err = m.server.Unmount()
 	if err == nil {
 		return false, nil
@@ -257,9 +254,14 @@ func (m *Mount) Unmount() (lazy bool, err error) {
 	return true, nil
 }
 
-// Wait blocks until the file system is no longer served.
+func (m *Mount) stopPolling() { m.halt.Do(func() { close(m.stop) }) }
+
+// Wait blocks until the file system is no longer served: after Unmount,
+// or once it was unmounted from outside (fusermount3 -u, umount), which
+// Unmount never saw, so the poller is stopped here too.
 func (m *Mount) Wait() {
 	m.server.Wait()
+	m.stopPolling()
 	m.done.Wait()
 }
 

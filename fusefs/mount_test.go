@@ -831,3 +831,41 @@ func TestMountXattrs(t *testing.T) {
 		t.Error("without --xattrs the attributes should not be served")
 	}
 }
+
+// TestMountUnmountedOutside: unmounted from outside (fusermount3 -u,
+// umount), Wait returns so the command can say so and exit; the poller of
+// the snapshot list used to keep it waiting forever.
+func TestMountUnmountedOutside(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	backup(t, r, sourceTree(t))
+	requireFUSE(t)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	must(t, os.Mkdir(dir, 0o755))
+	f, err := fusefs.New(context.Background(), r, fusefs.Options{})
+	must(t, err)
+	m, err := fusefs.Start(context.Background(), f, dir)
+	must(t, err)
+	if _, err := os.ReadFile(filepath.Join(dir, "latest", "a.txt")); err != nil {
+		t.Errorf("read through the mount: %v", err)
+	}
+	var uerr error
+	if os.Geteuid() == 0 {
+		uerr = unix.Unmount(dir, 0)
+	} else {
+		uerr = exec.Command("fusermount3", "-u", dir).Run()
+	}
+	if uerr != nil {
+		m.Unmount()
+		m.Wait()
+		f.Close()
+		t.Fatalf("unmount from outside: %v", uerr)
+	}
+	done := make(chan struct{})
+	go func() { m.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return 10 s after the file system was unmounted from outside")
+	}
+	f.Close()
+}

@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -292,5 +294,136 @@ func TestInterruptedRequests(t *testing.T) {
 	}
 	if bytes.Contains(trail, []byte("mount_read")) {
 		t.Errorf("an interruption was reported as damage:\n%s", trail)
+	}
+}
+
+// TestReaddirInodesMatchLookup: the inode number a listing gives each
+// entry is the one a lookup of it gives (ls -i, find and copiers compare
+// d_ino with st_ino). history/ was listed under one key and looked up
+// under another.
+func TestReaddirInodesMatchLookup(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(src, "d", "f"), []byte("f"))
+	if err := os.Link(filepath.Join(src, "d", "f"), filepath.Join(src, "g")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("d/f", filepath.Join(src, "ln")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTestFS(t, r, Options{Location: time.UTC})
+	name := FolderName(m.Created(), time.UTC)
+	for _, dir := range [][]string{nil, {"snapshots"}, {"by-id"}, {"history"}, {"history", "d"}, {"history", "d", "f"},
+		{"snapshots", name}, {"by-id", m.BackupID, "d"}} {
+		d := f.Root()
+		if dir != nil {
+			d = lookup(t, f.Root(), dir...)
+		}
+		var ents []fuse.DirEntry
+		if rd, ok := d.(fs.NodeReaddirer); ok {
+			ds, errno := rd.Readdir(context.Background())
+			if errno != 0 {
+				t.Fatalf("readdir %q: %v", dir, errno)
+			}
+			for ds.HasNext() {
+				e, _ := ds.Next()
+				ents = append(ents, e)
+			}
+		} else {
+			h, _, errno := d.(fs.NodeOpendirHandler).OpendirHandle(context.Background(), 0)
+			if errno != 0 {
+				t.Fatalf("opendir %q: %v", dir, errno)
+			}
+			for {
+				e, _ := h.(fs.FileReaddirenter).Readdirent(context.Background())
+				if e == nil {
+					break
+				}
+				ents = append(ents, *e)
+			}
+		}
+		if len(ents) == 0 {
+			t.Fatalf("%q lists nothing", dir)
+		}
+		for _, e := range ents {
+			var out fuse.EntryOut
+			ch, errno := d.(fs.NodeLookuper).Lookup(context.Background(), e.Name, &out)
+			if errno != 0 {
+				t.Fatalf("lookup %q in %q: %v", e.Name, dir, errno)
+			}
+			if ino := ch.StableAttr().Ino; ino != e.Ino {
+				t.Errorf("%q in %q: listed as inode %d, looked up as %d", e.Name, dir, e.Ino, ino)
+			}
+		}
+	}
+}
+
+// TestClosedFSLeavesRepoAlone: once Close has returned, requests still
+// arriving (open files of a lazily unmounted mount whose command was
+// stopped with a second Ctrl-C, just before the repository is closed)
+// fail with EIO and never touch the repository: no pack is opened again,
+// no tree is read, no snapshot list is read.
+func TestClosedFSLeavesRepoAlone(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(src, "d", "e", "f"), indextest.RandomBytes(5, 100<<10))
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(context.Background(), r, Options{Location: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.NewNodeFS(f.Root(), &fs.Options{})
+	d := lookup(t, f.Root(), "snapshots", FolderName(m.Created(), time.UTC), "d")
+	e := lookup(t, d, "e")
+	file := lookup(t, e, "f")
+	hist := lookup(t, f.Root(), "history")
+	f.Close()
+
+	if _, errno := file.(fs.NodeReader).Read(context.Background(), nil, make([]byte, 4096), 0); errno != syscall.EIO {
+		t.Errorf("read after Close: %v, want EIO", errno)
+	}
+	var out fuse.EntryOut
+	if _, errno := lookup(t, f.Root(), "by-id", m.BackupID).(fs.NodeLookuper).Lookup(context.Background(), "d", &out); errno != syscall.EIO {
+		t.Errorf("lookup in an unread directory after Close: %v, want EIO", errno)
+	}
+	if _, errno := hist.(fs.NodeReaddirer).Readdir(context.Background()); errno != syscall.EIO {
+		t.Errorf("history listing after Close: %v, want EIO", errno)
+	}
+	if err := f.Refresh(context.Background()); err == nil {
+		t.Error("Refresh after Close succeeded, want an error")
+	}
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		if l, _ := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); strings.HasSuffix(l, ".pack") {
+			t.Errorf("a pack is open after Close: %s", l)
+		}
+	}
+}
+
+// TestChunkCacheCraftedSize: a chunk size from a crafted tree (up to
+// 4 GiB) must not be allocated before the load has checked the chunk; the
+// load fails cleanly instead.
+func TestChunkCacheCraftedSize(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	cr := r.NewChunkReader(4)
+	defer cr.Close()
+	c := newChunkCache(cr, 1<<20)
+	defer c.close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := c.get(context.Background(), snapshot.ChunkRef{ID: snapshot.Hash([]byte("nowhere")), Size: 1<<32 - 1})
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a chunk no pack holds loaded")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Errorf("loading a chunk that claims 4 GiB allocated %d MiB", grew>>20)
 	}
 }

@@ -111,15 +111,27 @@ func (r *rootNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 			}
 			mode = fuse.S_IFLNK
 		}
-		ents = append(ents, fuse.DirEntry{Name: name, Mode: mode, Ino: r.f.inos.peek("top\x00" + name)})
+		ents = append(ents, fuse.DirEntry{Name: name, Mode: mode, Ino: r.f.inos.peek(topKey(name))})
 	}
 	return fs.NewListDirStream(ents), 0
 }
 
+// topKey is the inode key of a top-level entry; history/ is the history
+// folder of the root path, "h\x00" like every history folder.
+func topKey(name string) string {
+	if name == "history" {
+		return histKey("")
+	}
+	return "top\x00" + name
+}
+
+// histKey is the inode key of history/<rel>.
+func histKey(rel string) string { return "h\x00" + rel }
+
 // Lookup finds a top-level entry.
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	f := r.f
-	key := "top\x00" + name
+	key := topKey(name)
 	shortEntry(out)
 	switch name {
 	case "README.txt":
@@ -143,7 +155,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return ch, 0
 	case "history":
 		n := &histDir{}
-		ch := f.newChild(ctx, r.EmbeddedInode(), n, &n.node, fuse.S_IFDIR, "h\x00")
+		ch := f.newChild(ctx, r.EmbeddedInode(), n, &n.node, fuse.S_IFDIR, key)
 		f.dirAttr(&out.Attr, n.ino, f.topMtime())
 		return ch, 0
 	}
@@ -322,6 +334,10 @@ func (d *treeDir) load(ctx context.Context) (*snapshot.Tree, syscall.Errno) {
 	if d.tree != nil {
 		return d.tree, 0
 	}
+	if !d.f.life.enter() {
+		return nil, syscall.EIO
+	}
+	defer d.f.life.leave()
 	// Not cancelled with the request that asked first: others may wait for
 	// the same directory, and the kernel interrupts requests whenever the
 	// reader gets a signal (a Go program gets many).

@@ -98,8 +98,9 @@ func init() {
 		go func() { m.Wait(); close(served) }()
 		own, err := startOwner(ctx, a, r)
 		if err != nil {
-			m.Unmount()
-			<-served
+			if _, uerr := m.Unmount(); uerr == nil {
+				<-served
+			}
 			return err
 		}
 		defer own.Close()
@@ -142,10 +143,26 @@ func init() {
 		}
 		r.Audit("unmount", map[string]any{"dir": m.Dir, "lazy": true}, "ok")
 		fmt.Fprintf(a.stderr, "snapforge mount: files under %s are still open, so it was unmounted lazily: the folder is gone, and open files stay readable until they are closed; snapforge exits then (press Ctrl-C again to stop now)\n", m.Dir)
-		select {
-		case <-served:
-		case <-sigs:
-		}
+		awaitServed(served, sigs)
 		return nil
+	}
+}
+
+// awaitServed waits until a lazily unmounted file system is no longer
+// served (its last open file closed) or for another Ctrl-C, and reports
+// which. The Ctrl-C that started the unmount may still sit in sigs: the
+// loop can leave through ctx.Done, which the same signal cancels. It was
+// delivered long before (a lazy unmount is tried only after the plain one
+// failed for a while), so it is dropped here and is not taken for the
+// second one.
+func awaitServed(served <-chan struct{}, sigs <-chan os.Signal) (interrupted bool) {
+	for len(sigs) > 0 {
+		<-sigs
+	}
+	select {
+	case <-served:
+		return false
+	case <-sigs:
+		return true
 	}
 }

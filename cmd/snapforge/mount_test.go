@@ -358,3 +358,64 @@ func TestMountAsUser(t *testing.T) {
 		t.Errorf("unmount as a normal user: %v (still mounted: %v)", res, mounted(mnt))
 	}
 }
+
+// TestAwaitServedDropsFirstSignal: after a lazy unmount the command waits
+// for the last open file to be closed; the Ctrl-C that started the
+// unmount, still queued when the wait loop left through ctx.Done, must not
+// count as the second Ctrl-C that stops it at once.
+func TestAwaitServedDropsFirstSignal(t *testing.T) {
+	served := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	sigs <- syscall.SIGINT // the first Ctrl-C, seen through ctx.Done
+	res := make(chan bool, 1)
+	go func() { res <- awaitServed(served, sigs) }()
+	select {
+	case <-res:
+		t.Fatal("the Ctrl-C that started the unmount ended the wait for open files")
+	case <-time.After(200 * time.Millisecond):
+	}
+	sigs <- syscall.SIGINT // a second Ctrl-C stops it
+	select {
+	case interrupted := <-res:
+		if !interrupted {
+			t.Error("a second Ctrl-C was not reported as such")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second Ctrl-C did not end the wait")
+	}
+	sigs <- syscall.SIGINT // queued again; the last file then closes
+	close(served)
+	if awaitServed(served, sigs) {
+		t.Error("the end of serving was reported as a Ctrl-C")
+	}
+}
+
+// TestMountUnmountedOutside: `umount`/`fusermount3 -u` from outside ends
+// the command, which says so and exits 0 (it used to keep waiting).
+func TestMountUnmountedOutside(t *testing.T) {
+	requireFUSE(t)
+	r := newRepo(t)
+	r.ok("backup", mountSource(t))
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startMount(t, cliOpts{}, r.dir, mnt)
+	var err error
+	if os.Geteuid() == 0 {
+		err = unix.Unmount(mnt, 0)
+	} else {
+		err = exec.Command("fusermount3", "-u", mnt).Run()
+	}
+	if err != nil {
+		t.Fatalf("unmount from outside: %v", err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the mount command still runs 15 s after its file system was unmounted from outside")
+	}
+	if res := p.wait(t); res.code != exitOK || !strings.Contains(res.stderr, "was unmounted") {
+		t.Errorf("unmounted from outside: %v", res)
+	}
+}
