@@ -111,7 +111,10 @@ func PrepareMountpoint(dir, repo string, sources []string) (note string, err err
 		return note, &MountpointError{abs, "is inside the repository; choose a directory outside " + repo}
 	}
 	for _, s := range sources {
-		if s != "" && within(s) {
+		// A backup of the whole system ("/") contains every directory; it
+		// skips snapforge's own mounts while walking (FAULTS D15), which is
+		// what keeps a mount out of the backup there.
+		if s != "" && filepath.Clean(s) != "/" && within(s) {
 			return note, &MountpointError{abs, "is inside " + s + ", which is backed up; a mount there would be backed up into itself; choose a directory outside it"}
 		}
 	}
@@ -178,7 +181,12 @@ func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
 	if root {
 		mo.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
 	}
-	server, err := fs.Mount(abs, f.root, &fs.Options{MountOptions: mo, RootStableAttr: &fs.StableAttr{Ino: 1}})
+	// A name missing from a snapshot stays missing: the kernel may remember
+	// that for as long as it remembers the names that exist (a file manager
+	// probes for .hidden, desktop.ini … in every folder). Lookups outside
+	// snapshot content set their own, short, answer.
+	negative := contentTimeout
+	server, err := fs.Mount(abs, f.root, &fs.Options{MountOptions: mo, RootStableAttr: &fs.StableAttr{Ino: 1}, NegativeTimeout: &negative})
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", abs, err)
 	}

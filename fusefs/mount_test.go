@@ -646,6 +646,11 @@ func TestPrepareMountpointRefuses(t *testing.T) {
 	if _, err := fusefs.PrepareMountpoint(ok, repoDir, []string{src}); err != nil {
 		t.Errorf("an empty directory elsewhere: %v", err)
 	}
+	// A whole-system backup ("/") contains everything; its walk skips our
+	// mounts, so it does not make every mountpoint unusable.
+	if _, err := fusefs.PrepareMountpoint(ok, repoDir, []string{"/", src}); err != nil {
+		t.Errorf("with a backup of / among the sources: %v", err)
+	}
 }
 
 // TestMountAllowOther: allow_other comes only with default_permissions.

@@ -412,11 +412,13 @@ func (d *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	n := t.Find(name)
 	if n == nil {
+		out.SetEntryTimeout(0) // cached as missing for the mount's negative timeout
 		return nil, syscall.ENOENT
 	}
 	rel := d.childRel(name)
 	ok, deeper := visible(d.filter, rel)
 	if !ok {
+		out.SetEntryTimeout(0)
 		return nil, syscall.ENOENT
 	}
 	ch, e := d.f.snapChild(ctx, d.EmbeddedInode(), d.snap, d.view, rel, n, deeper, out)
