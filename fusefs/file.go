@@ -143,29 +143,33 @@ func (fl *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 	chunks := fl.meta.Chunks
 	offs := fl.offsets()
 	i := sort.Search(len(offs), func(i int) bool { return offs[i] > off }) - 1
-	n := 0
+	res := &chunkResult{}
+	n := int64(0)
 	last := i
 	for pos := off; pos < end && i < len(chunks); i++ {
 		data, release, err := fl.f.chunks.get(ctx, chunks[i])
 		if err != nil {
+			res.Done()
 			if snapshot.IsIntegrity(err) {
 				fl.f.reportDamage(fl.snap, fl.rel, err)
 			}
 			return nil, errno(err)
 		}
+		res.releases = append(res.releases, release)
 		from := pos - offs[i]
 		to := min(int64(len(data)), end-offs[i])
 		if from < 0 || from > to {
-			release()
+			res.Done()
 			fl.f.reportDamage(fl.snap, fl.rel, &snapshot.CorruptError{ID: chunks[i].ID, Detail: "chunk sizes do not add up to the file's"})
 			return nil, syscall.EIO
 		}
-		n += copy(dest[n:], data[from:to])
-		release()
+		res.vecs = append(res.vecs, data[from:to])
+		n += to - from
 		pos = offs[i] + to
 		last = i
 	}
-	if int64(n) != end-off {
+	if n != end-off {
+		res.Done()
 		fl.f.reportDamage(fl.snap, fl.rel, &snapshot.CorruptError{ID: fl.meta.Hash, Detail: "chunks end before the file's size"})
 		return nil, syscall.EIO
 	}
@@ -174,7 +178,66 @@ func (fl *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 			fl.f.chunks.prefetch(chunks[k])
 		}
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return res, 0
+}
+
+// chunkResult answers a read with slices of the cached chunks themselves:
+// go-fuse writes them to the kernel with one writev and calls Done after,
+// which is when the chunks are released (a chunk evicted meanwhile is not
+// recycled before). No copy into a request buffer. Where go-fuse cannot
+// write slices it copies them out (Bytes, Readv), then calls Done.
+type chunkResult struct {
+	vecs     [][]byte
+	releases []func()
+	done     bool
+}
+
+// Size returns the bytes of the answer.
+func (r *chunkResult) Size() int {
+	n := 0
+	for _, v := range r.vecs {
+		n += len(v)
+	}
+	return n
+}
+
+// Bytes copies the answer into buf.
+func (r *chunkResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	buf = buf[:0]
+	for _, v := range r.vecs {
+		buf = append(buf, v...)
+	}
+	return buf, fuse.OK
+}
+
+// Slices returns the chunk slices for writev.
+func (r *chunkResult) Slices() ([][]byte, fuse.Status) { return r.vecs, fuse.OK }
+
+// Readv copies the answer into dst.
+func (r *chunkResult) Readv(dst [][]byte) (int, fuse.Status) {
+	n, d, o := 0, 0, 0
+	for _, v := range r.vecs {
+		for len(v) > 0 && d < len(dst) {
+			c := copy(dst[d][o:], v)
+			v, n, o = v[c:], n+c, o+c
+			if o == len(dst[d]) {
+				d, o = d+1, 0
+			}
+		}
+	}
+	return n, fuse.OK
+}
+
+// Done releases the chunks (once).
+func (r *chunkResult) Done() {
+	if r.done {
+		return
+	}
+	r.done = true
+	for _, rel := range r.releases {
+		rel()
+	}
+	r.vecs = nil
 }
 
 // Getxattr returns a stored extended attribute (with --xattrs).
