@@ -55,15 +55,21 @@ func (fl *fileNode) readaheadSiblings() {
 	fl.nextMu.Lock()
 	next := fl.next
 	fl.nextMu.Unlock()
+	fl.f.readaheadFiles(next)
+}
+
+// readaheadFiles starts decoding the first chunks of the first files among
+// nodes (up to siblingFiles files and siblingBytes bytes).
+func (f *FS) readaheadFiles(nodes []*snapshot.Node) {
 	files, bytes := 0, 0
-	for _, n := range next {
+	for _, n := range nodes {
 		if files >= siblingFiles || bytes >= siblingBytes {
 			return
 		}
 		if (n.Type != snapshot.TypeFile && n.Type != snapshot.TypeHardlink) || len(n.Chunks) == 0 {
 			continue
 		}
-		fl.f.chunks.prefetchSibling(n.Chunks[0])
+		f.chunks.prefetchSibling(n.Chunks[0])
 		files++
 		bytes += int(n.Chunks[0].Size)
 	}
