@@ -20,27 +20,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"snapforge/fusefs"
+	"snapforge/fusefs/fusetest"
 	"snapforge/index/indextest"
 	"snapforge/snapshot"
 )
 
-// requireFUSE skips a test that needs a real mount where FUSE is missing.
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("skipping a real FUSE mount test: /dev/fuse is not available here (%v)", err)
-	}
-	if os.Geteuid() != 0 {
-		if _, err := exec.LookPath("fusermount3"); err != nil {
-			t.Skip("skipping a real FUSE mount test: not root and fusermount3 (Debian's fuse3) is not installed")
-		}
-	}
-}
-
 // mount mounts r at a new directory and unmounts it when the test ends.
 func mount(t *testing.T, r *snapshot.Repo, o fusefs.Options) (*fusefs.Mount, string) {
 	t.Helper()
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -301,20 +289,11 @@ func TestMountReadOnly(t *testing.T) {
 // mountOptions returns the options /proc/self/mounts lists for dir.
 func mountOptions(t *testing.T, dir string) map[string]bool {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mounts")
-	must(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 4 && f[1] == dir {
-			out := map[string]bool{}
-			for _, o := range strings.Split(f[3], ",") {
-				out[o] = true
-			}
-			return out
-		}
+	opts := fusetest.MountOptions(dir)
+	if opts == nil {
+		t.Fatalf("%s is not in /proc/self/mounts", dir)
 	}
-	t.Fatalf("%s is not in /proc/self/mounts", dir)
-	return nil
+	return opts
 }
 
 // inodes returns the inode number of every path under root.
@@ -504,7 +483,7 @@ func TestMountBusyUnmount(t *testing.T) {
 	r, _ := indextest.NewRepo(t)
 	src := sourceTree(t)
 	backup(t, r, src)
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	must(t, os.Mkdir(dir, 0o755))
 	f, err := fusefs.New(context.Background(), r, fusefs.Options{})
@@ -519,7 +498,7 @@ func TestMountBusyUnmount(t *testing.T) {
 		open.Close()
 		t.Fatalf("unmount with an open file: lazy=%v err=%v, want a lazy unmount", lazy, err)
 	}
-	if isMounted(dir) {
+	if fusetest.Mounted(dir) {
 		t.Error("still in the mount table after a lazy unmount")
 	}
 	buf := make([]byte, 1<<20)
@@ -534,16 +513,6 @@ func TestMountBusyUnmount(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server did not stop after the last file was closed")
 	}
-}
-
-func isMounted(dir string) bool {
-	b, _ := os.ReadFile("/proc/self/mounts")
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 1 && f[1] == dir {
-			return true
-		}
-	}
-	return false
 }
 
 // TestMain runs a mount in a child process for TestMountStaleCleanup.
@@ -573,7 +542,7 @@ func TestMain(m *testing.M) {
 // ("transport endpoint is not connected") is detected and cleaned up by
 // the next start, which then mounts and reads normally (FAULTS B6, G6).
 func TestMountStaleCleanup(t *testing.T) {
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	r, repoDir := indextest.NewRepo(t)
 	src := sourceTree(t)
 	backup(t, r, src)
@@ -693,7 +662,7 @@ func TestMountAllowOther(t *testing.T) {
 // and correctly, its entries stat and read, and the nodes built for the
 // listing are dropped once the kernel forgets them (memory falls back).
 func TestMountBigDirectory(t *testing.T) {
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	const n = 100_000
 	src := filepath.Join(t.TempDir(), "src")
 	big := filepath.Join(src, "big")
@@ -843,7 +812,7 @@ func TestMountXattrs(t *testing.T) {
 func TestMountUnmountedOutside(t *testing.T) {
 	r, _ := indextest.NewRepo(t)
 	backup(t, r, sourceTree(t))
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	must(t, os.Mkdir(dir, 0o755))
 	f, err := fusefs.New(context.Background(), r, fusefs.Options{})

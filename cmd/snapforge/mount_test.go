@@ -12,23 +12,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"snapforge/fusefs/fusetest"
 	"snapforge/index/indextest"
 )
 
 // The mount command end to end: real processes, a real FUSE mount, the
 // owner socket. The file system itself is tested in package fusefs.
-
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("skipping a real FUSE mount test: /dev/fuse is not available here (%v)", err)
-	}
-	if os.Geteuid() != 0 {
-		if _, err := exec.LookPath("fusermount3"); err != nil {
-			t.Skip("skipping a real FUSE mount test: not root and fusermount3 (Debian's fuse3) is not installed")
-		}
-	}
-}
 
 // startMount runs `snapforge mount` and waits until it serves.
 func startMount(t *testing.T, o cliOpts, repo, mnt string) *proc {
@@ -41,7 +30,7 @@ func startMount(t *testing.T, o cliOpts, repo, mnt string) *proc {
 		// the mounting user may look, and the test may be another.
 		if c, err := net.Dial("unix", filepath.Join(repo, "run", "owner.sock")); err == nil {
 			c.Close()
-			if mounted(mnt) {
+			if fusetest.Mounted(mnt) {
 				break
 			}
 		}
@@ -56,7 +45,7 @@ func startMount(t *testing.T, o cliOpts, repo, mnt string) *proc {
 			p.cmd.Process.Kill()
 			<-p.done
 		}
-		if mounted(mnt) {
+		if fusetest.Mounted(mnt) {
 			unix.Unmount(mnt, unix.MNT_DETACH)
 			exec.Command("fusermount3", "-uz", mnt).Run()
 		}
@@ -73,16 +62,6 @@ func stopMount(t *testing.T, p *proc) cliResult {
 	return p.wait(t)
 }
 
-func mounted(dir string) bool {
-	b, _ := os.ReadFile("/proc/self/mounts")
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 2 && f[1] == dir {
-			return true
-		}
-	}
-	return false
-}
-
 func mountSource(t *testing.T) string {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
@@ -95,7 +74,7 @@ func mountSource(t *testing.T) string {
 // (the new snapshot shows as latest within 2 s), other commands through the
 // owner, repair refused naming the mount, Ctrl-C unmounts cleanly.
 func TestMountCommand(t *testing.T) {
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	r := newRepo(t)
 	src := mountSource(t)
 	first := parseSummary(t, r.ok("backup", src, "--json"))
@@ -161,7 +140,7 @@ func TestMountCommand(t *testing.T) {
 	if res.code != exitOK || !strings.Contains(res.stderr, "unmounted") {
 		t.Fatalf("Ctrl-C: %v", res)
 	}
-	if mounted(mnt) {
+	if fusetest.Mounted(mnt) {
 		t.Error("still mounted after Ctrl-C")
 	}
 	if _, err := os.Stat(filepath.Join(r.dir, "run", "owner.sock")); !os.IsNotExist(err) {
@@ -173,7 +152,7 @@ func TestMountCommand(t *testing.T) {
 // TestMountKilled: SIGKILL of the mount loses nothing; commands run locally
 // at once, and the next mount cleans up the dead mount (FAULTS B6, G6).
 func TestMountKilled(t *testing.T) {
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	r := newRepo(t)
 	src := mountSource(t)
 	r.ok("backup", src)
@@ -205,7 +184,7 @@ func TestMountKilled(t *testing.T) {
 // TestMountBusy: Ctrl-C while a file is open unmounts lazily and says so;
 // the open file stays readable and the process ends once it is closed.
 func TestMountBusy(t *testing.T) {
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	r := newRepo(t)
 	r.ok("backup", mountSource(t))
 	mnt := filepath.Join(t.TempDir(), "mnt")
@@ -222,7 +201,7 @@ func TestMountBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for mounted(mnt) {
+	for fusetest.Mounted(mnt) {
 		if time.Now().After(deadline) {
 			t.Fatal("still mounted 10 s after Ctrl-C")
 		}
@@ -271,7 +250,7 @@ func TestMountRefuses(t *testing.T) {
 		if res.code != exitError || !strings.Contains(res.stderr, want) {
 			t.Errorf("mount %s: want exit 1 saying %q, got %v", dir, want, res)
 		}
-		if mounted(dir) {
+		if fusetest.Mounted(dir) {
 			t.Errorf("%s got mounted", dir)
 		}
 	}
@@ -283,7 +262,7 @@ func TestMountRefuses(t *testing.T) {
 // TestMountAsUser: a normal user mounts through fusermount3 (setuid root,
 // Debian's fuse3) and unmounts cleanly.
 func TestMountAsUser(t *testing.T) {
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	if os.Geteuid() != 0 {
 		t.Skip("the test switches to another user, which needs root; as a normal user every mount test above is this case")
 	}
@@ -298,18 +277,7 @@ func TestMountAsUser(t *testing.T) {
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(base, "snapforge")
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	exe := exeForOthers(t, base)
 	home := filepath.Join(base, "home")
 	src := filepath.Join(home, "src")
 	indextest.WriteFile(t, filepath.Join(src, "note.txt"), []byte("mine\n"))
@@ -350,12 +318,12 @@ func TestMountAsUser(t *testing.T) {
 	if got, err := cat.Output(); err != nil || string(got) != "mine\n" {
 		t.Errorf("latest/note.txt read by its owner = %q (%v)", got, err)
 	}
-	if !mounted(mnt) {
+	if !fusetest.Mounted(mnt) {
 		t.Fatal("not in the mount table")
 	}
 	res := stopMount(t, p)
-	if res.code != exitOK || mounted(mnt) {
-		t.Errorf("unmount as a normal user: %v (still mounted: %v)", res, mounted(mnt))
+	if res.code != exitOK || fusetest.Mounted(mnt) {
+		t.Errorf("unmount as a normal user: %v (still mounted: %v)", res, fusetest.Mounted(mnt))
 	}
 }
 
@@ -393,7 +361,7 @@ func TestAwaitServedDropsFirstSignal(t *testing.T) {
 // TestMountUnmountedOutside: `umount`/`fusermount3 -u` from outside ends
 // the command, which says so and exits 0 (it used to keep waiting).
 func TestMountUnmountedOutside(t *testing.T) {
-	requireFUSE(t)
+	fusetest.RequireFUSE(t)
 	r := newRepo(t)
 	r.ok("backup", mountSource(t))
 	mnt := filepath.Join(t.TempDir(), "mnt")

@@ -706,18 +706,7 @@ func TestOwnerRefusesOtherUsers(t *testing.T) {
 	if err := os.Chmod(ownerSocket(repo), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(base, "snapforge") // the test binary's directory is private to root
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	exe := exeForOthers(t, base)
 	res := runCLI(t, cliOpts{exe: exe, cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: base}, "--repo", repo, "snapshots")
 	if res.code != exitError || !strings.Contains(res.stderr, "serves only its own user and root; refused a command from uid 65534") {
 		t.Errorf("a client of another user: %v", res)
