@@ -67,6 +67,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -217,7 +218,19 @@ func open(dir string, opts Options) (*DB, error) {
 	} else if err := removeEmptyLogs(dir); err != nil {
 		return nil, fmt.Errorf("open index %s: %w", dir, err)
 	}
-	bdb, err := badger.Open(badgerOptions(dir, opts))
+	// Callers hold the repository's owner lock, so the directory is not
+	// expected to be busy; a conflict or EAGAIN here is transient (a
+	// database of this process still closing, an mmap refused under memory
+	// pressure): try again briefly before reporting it.
+	var bdb *badger.DB
+	var err error
+	for attempt := 0; ; attempt++ {
+		bdb, err = badger.Open(badgerOptions(dir, opts))
+		if err == nil || attempt == 10 || !(isLocked(err) || errors.Is(err, syscall.EAGAIN)) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		if isLocked(err) {
 			return nil, &InUseError{Dir: dir, PID: lockHolder(dir)}
@@ -267,9 +280,13 @@ func removeEmptyLogs(dir string) error {
 // isLocked reports whether err is Badger failing to flock the directory.
 // Badger flattens the cause into text (y.Wrapf uses %+v), so errors.Is only
 // helps if that ever changes; the message is what we can match today.
+//
+// Not a bare EWOULDBLOCK: on Linux that is EAGAIN, which Badger can also
+// return from an mmap refused under memory pressure; reporting that as "in
+// use by another process" would send the user hunting for a process that
+// does not exist.
 func isLocked(err error) bool {
-	return errors.Is(err, syscall.EWOULDBLOCK) ||
-		strings.Contains(err.Error(), "Cannot acquire directory lock")
+	return strings.Contains(err.Error(), "Cannot acquire directory lock")
 }
 
 // lockHolder returns the pid Badger wrote into dir/LOCK, or 0.
