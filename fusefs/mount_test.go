@@ -71,6 +71,13 @@ func sourceTree(t *testing.T) string {
 	w("weird/new\nline", []byte("newline name"), 0o644)
 	w("weird/bad\xffutf8", []byte("invalid utf-8 name"), 0o644)
 	w("weird/spaces and ümlauts", []byte("x"), 0o644)
+	// FAULTS D6: names that must round-trip byte for byte and never collapse.
+	w("weird/caf\u00e9", []byte("NFC"), 0o644)
+	w("weird/cafe\u0301", []byte("NFD"), 0o644)
+	w("weird/bad\xfeutf8", []byte("another invalid name"), 0o644)
+	w("weird/tab\tback\\slash", []byte("t"), 0o644)
+	w("weird/-leading 'quotes\" <script>", []byte("s"), 0o644)
+	w("weird/"+strings.Repeat("n", 255), []byte("255-byte name"), 0o644)
 	must(t, os.MkdirAll(filepath.Join(src, "emptydir"), 0o700))
 	must(t, os.Symlink("../a.txt", filepath.Join(src, "dir/link")))
 	must(t, os.Symlink("/nonexistent/target", filepath.Join(src, "dangling")))
