@@ -81,6 +81,10 @@ func sourceTree(t *testing.T) string {
 	must(t, os.MkdirAll(filepath.Join(src, "emptydir"), 0o700))
 	must(t, os.Symlink("../a.txt", filepath.Join(src, "dir/link")))
 	must(t, os.Symlink("/nonexistent/target", filepath.Join(src, "dangling")))
+	// FAULTS D11: a loop and a link to / are links, never followed.
+	must(t, os.Symlink("loop-b", filepath.Join(src, "loop-a")))
+	must(t, os.Symlink("loop-a", filepath.Join(src, "loop-b")))
+	must(t, os.Symlink("/", filepath.Join(src, "to-root")))
 	must(t, os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "dir/hard")))
 	must(t, syscall.Mkfifo(filepath.Join(src, "fifo"), 0o644))
 	sparse, err := os.Create(filepath.Join(src, "sparse"))
