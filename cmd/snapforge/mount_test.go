@@ -53,6 +53,16 @@ func startMount(t *testing.T, o cliOpts, repo, mnt string) *proc {
 	return p
 }
 
+// newMountpoint returns a new empty directory to mount on.
+func newMountpoint(t *testing.T) string {
+	t.Helper()
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return mnt
+}
+
 // stopMount sends SIGINT and returns the result.
 func stopMount(t *testing.T, p *proc) cliResult {
 	t.Helper()
@@ -78,10 +88,7 @@ func TestMountCommand(t *testing.T) {
 	r := newRepo(t)
 	src := mountSource(t)
 	first := parseSummary(t, r.ok("backup", src, "--json"))
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	mnt := newMountpoint(t)
 	p := startMount(t, cliOpts{}, r.dir, mnt)
 
 	b, err := os.ReadFile(filepath.Join(mnt, "latest", "config.json"))
@@ -156,10 +163,7 @@ func TestMountKilled(t *testing.T) {
 	r := newRepo(t)
 	src := mountSource(t)
 	r.ok("backup", src)
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	mnt := newMountpoint(t)
 	p := startMount(t, cliOpts{}, r.dir, mnt)
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -187,10 +191,7 @@ func TestMountBusy(t *testing.T) {
 	fusetest.RequireFUSE(t)
 	r := newRepo(t)
 	r.ok("backup", mountSource(t))
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	mnt := newMountpoint(t)
 	p := startMount(t, cliOpts{}, r.dir, mnt)
 	f, err := os.Open(filepath.Join(mnt, "latest", "data", "blob.bin"))
 	if err != nil {
@@ -364,10 +365,7 @@ func TestMountUnmountedOutside(t *testing.T) {
 	fusetest.RequireFUSE(t)
 	r := newRepo(t)
 	r.ok("backup", mountSource(t))
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	mnt := newMountpoint(t)
 	p := startMount(t, cliOpts{}, r.dir, mnt)
 	var err error
 	if os.Geteuid() == 0 {
