@@ -34,7 +34,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -376,18 +375,6 @@ func (r *MountReport) Render(w io.Writer, forget time.Duration) error {
 	return writeNotes(w, &b, r.Notes, r.Errors)
 }
 
-// WriteJSON writes the report, ratios and targets included, to path.
-func (r *MountReport) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode report: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	return nil
-}
-
 // sourceShape is what the phases need to know about the dataset.
 type sourceShape struct {
 	files      int
@@ -607,18 +594,7 @@ func runMount(ctx context.Context, o mountOptions, stdout, stderr io.Writer) err
 	}
 
 	rep := mt.report(specs)
-	if err := rep.Render(stdout, o.ForgetWait); err != nil {
-		return err
-	}
-	if o.JSON != "" {
-		if err := rep.WriteJSON(o.JSON); err != nil {
-			return err
-		}
-	}
-	if len(rep.Errors) > 0 {
-		return fmt.Errorf("%d error(s), listed under the table; command output is in %s", len(rep.Errors), filepath.Join(work, "logs"))
-	}
-	return nil
+	return emitReport(func() error { return rep.Render(stdout, o.ForgetWait) }, rep, o.JSON, len(rep.Errors), work)
 }
 
 // mountDataset returns the dataset: --dir as it is when it exists,

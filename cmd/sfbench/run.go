@@ -164,18 +164,7 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 		os.RemoveAll(filepath.Join(work, "live"))
 	}
 	rep := b.report(ds, specs)
-	if err := rep.Render(stdout); err != nil {
-		return err
-	}
-	if o.JSON != "" {
-		if err := rep.WriteJSON(o.JSON); err != nil {
-			return err
-		}
-	}
-	if len(rep.Errors) > 0 {
-		return fmt.Errorf("%d error(s), listed under the table; command output is in %s", len(rep.Errors), filepath.Join(work, "logs"))
-	}
-	return nil
+	return emitReport(func() error { return rep.Render(stdout) }, rep, o.JSON, len(rep.Errors), work)
 }
 
 // buildSnapforge builds ./cmd/snapforge of the module in the working

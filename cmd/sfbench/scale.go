@@ -255,22 +255,7 @@ func runScale(ctx context.Context, o scaleOptions, stdout, stderr io.Writer) err
 		}
 	}
 	rep := s.report(pts)
-	if err := rep.Render(stdout); err != nil {
-		return err
-	}
-	if o.JSON != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return fmt.Errorf("encode report: %w", err)
-		}
-		if err := os.WriteFile(o.JSON, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write report: %w", err)
-		}
-	}
-	if len(rep.Errors) > 0 {
-		return fmt.Errorf("%d error(s), listed under the table; command output is in %s", len(rep.Errors), filepath.Join(work, "logs"))
-	}
-	return nil
+	return emitReport(func() error { return rep.Render(stdout) }, rep, o.JSON, len(rep.Errors), work)
 }
 
 // cachedDataset returns the dataset o describes, generating it when o.Dir

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -261,14 +262,32 @@ func writeMarkdown(b *strings.Builder, rows [][]string) {
 	}
 }
 
-// WriteJSON writes the report, ratios included, to path.
-func (r *Report) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
+// writeJSON writes a report, ratios and targets included, to path.
+func writeJSON(path string, rep any) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
 	}
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// emitReport ends every benchmark command the same way: the rendered
+// table, the JSON copy when asked for, and the errors listed under the
+// table as the command's own error.
+func emitReport(render func() error, rep any, jsonPath string, errs int, work string) error {
+	if err := render(); err != nil {
+		return err
+	}
+	if jsonPath != "" {
+		if err := writeJSON(jsonPath, rep); err != nil {
+			return err
+		}
+	}
+	if errs > 0 {
+		return fmt.Errorf("%d error(s), listed under the table; command output is in %s", errs, filepath.Join(work, "logs"))
 	}
 	return nil
 }

@@ -166,26 +166,6 @@ func startCLI(t testing.TB, o cliOpts, args ...string) *proc {
 	return p
 }
 
-// exeForOthers copies the test binary into dir (mode 0755) and returns its
-// path: the binary's own directory is private to root, and a test running
-// snapforge as another user needs a copy that user may execute.
-func exeForOthers(t testing.TB, dir string) string {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(dir, "snapforge")
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return exe
-}
-
 func (p *proc) wait(t testing.TB) cliResult {
 	t.Helper()
 	defer p.cancel()
@@ -1048,7 +1028,7 @@ func TestBackupUnreadableFile(t *testing.T) {
 
 	o := cliOpts{}
 	if os.Geteuid() == 0 {
-		o = cliOpts{exe: exeForOthers(t, base), cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: base}
+		o = cliOpts{exe: indextest.ExecutableCopy(t, base, "snapforge"), cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: base}
 	} else {
 		t.Log("not root: running as the current user with the file at mode 000")
 	}

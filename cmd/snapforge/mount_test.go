@@ -278,7 +278,7 @@ func TestMountAsUser(t *testing.T) {
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	exe := exeForOthers(t, base)
+	exe := indextest.ExecutableCopy(t, base, "snapforge")
 	home := filepath.Join(base, "home")
 	src := filepath.Join(home, "src")
 	indextest.WriteFile(t, filepath.Join(src, "note.txt"), []byte("mine\n"))

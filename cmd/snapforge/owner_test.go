@@ -706,7 +706,7 @@ func TestOwnerRefusesOtherUsers(t *testing.T) {
 	if err := os.Chmod(ownerSocket(repo), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	exe := exeForOthers(t, base)
+	exe := indextest.ExecutableCopy(t, base, "snapforge")
 	res := runCLI(t, cliOpts{exe: exe, cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: base}, "--repo", repo, "snapshots")
 	if res.code != exitError || !strings.Contains(res.stderr, "serves only its own user and root; refused a command from uid 65534") {
 		t.Errorf("a client of another user: %v", res)

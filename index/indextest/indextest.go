@@ -241,3 +241,24 @@ func Names(t testing.TB, dir string) []string {
 	}
 	return out
 }
+
+// ExecutableCopy copies the running test binary to dir/name (mode 0755)
+// and returns its path: the binary's own directory is private to the user
+// who built it, and a test that runs it as another user needs a copy that
+// user may execute.
+func ExecutableCopy(t testing.TB, dir, name string) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, name)
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
