@@ -3,7 +3,6 @@ package fusefs
 import (
 	"context"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -132,23 +131,7 @@ func sameVersion(a, b *snapshot.Node) bool {
 // findNode returns the entry at rel in snapshot s (the root: a synthetic
 // directory).
 func (f *FS) findNode(ctx context.Context, s *snapInfo, rel string) (*snapshot.Node, error) {
-	n := &snapshot.Node{Type: snapshot.TypeDir, Subtree: s.tree}
-	if rel == "" {
-		return n, nil
-	}
-	for _, name := range strings.Split(rel, "/") {
-		if n.Type != snapshot.TypeDir {
-			return nil, snapshot.ErrNotFound
-		}
-		t, err := f.cr.LoadTree(ctx, n.Subtree)
-		if err != nil {
-			return nil, err
-		}
-		if n = t.Find(name); n == nil {
-			return nil, snapshot.ErrNotFound
-		}
-	}
-	return n, nil
+	return f.cr.FindNode(ctx, s.tree, rel)
 }
 
 func (h *histDir) childRel(name string) string {

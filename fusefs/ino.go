@@ -35,34 +35,36 @@ func keyHash(key string) (ino, check uint64) {
 	return ino, check
 }
 
-// peek returns key's number without reserving it (directory listings; the
-// number of a node the kernel looks up comes from acquire).
-func (t *inoTable) peek(key string) uint64 {
-	ino, check := keyHash(key)
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// slotLocked returns the number key has, or would get: its hash, or the
+// next number derived from it that no other live key holds. t.mu is held.
+func (t *inoTable) slotLocked(key string) (ino, check uint64) {
+	ino, check = keyHash(key)
 	for {
 		if c, ok := t.live[ino]; !ok || c == check {
-			return ino
+			return ino, check
 		}
 		ino = nextIno(ino)
 	}
+}
+
+// peek returns key's number without reserving it (directory listings; the
+// number of a node the kernel looks up comes from acquire).
+func (t *inoTable) peek(key string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ino, _ := t.slotLocked(key)
+	return ino
 }
 
 // acquire returns key's number and keeps it for key until release. Every
 // node of one key is one inode for go-fuse (it keeps one node per number),
 // so a number needs no count of holders.
 func (t *inoTable) acquire(key string) uint64 {
-	ino, check := keyHash(key)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for {
-		if c, ok := t.live[ino]; !ok || c == check {
-			t.live[ino] = check
-			return ino
-		}
-		ino = nextIno(ino)
-	}
+	ino, check := t.slotLocked(key)
+	t.live[ino] = check
+	return ino
 }
 
 // release frees ino when the kernel has forgotten its node.

@@ -60,21 +60,32 @@ func (r *Repo) FindNode(ctx context.Context, m *Manifest, rel string) (*Node, er
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Type: TypeDir, Subtree: id, Mode: 0o755}
+	n, err := r.findNodeVia(ctx, nil, id, rel)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%s in %s: %w", DisplayName(strings.Trim(rel, "/")), m.BackupID, err)
+	}
+	return n, err
+}
+
+// findNodeVia walks from the root tree to rel, loading trees through pr
+// (nil: opening each pack for one read). A missing entry, or one below a
+// non-directory, is ErrNotFound.
+func (r *Repo) findNodeVia(ctx context.Context, pr *packReader, root ID, rel string) (*Node, error) {
+	n := &Node{Type: TypeDir, Subtree: root, Mode: 0o755}
 	rel = strings.Trim(rel, "/")
 	if rel == "" || rel == "." {
 		return n, nil
 	}
 	for _, name := range strings.Split(rel, "/") {
 		if n.Type != TypeDir {
-			return nil, fmt.Errorf("%s in %s: not a directory: %w", DisplayName(rel), m.BackupID, ErrNotFound)
+			return nil, fmt.Errorf("not a directory: %w", ErrNotFound)
 		}
-		t, err := r.LoadTree(ctx, n.Subtree)
+		t, err := r.loadTreeVia(ctx, pr, n.Subtree, true)
 		if err != nil {
 			return nil, err
 		}
 		if n = t.Find(name); n == nil {
-			return nil, fmt.Errorf("%s in %s: %w", DisplayName(rel), m.BackupID, ErrNotFound)
+			return nil, ErrNotFound
 		}
 	}
 	return n, nil
@@ -122,6 +133,12 @@ func (c *ChunkReader) Load(ctx context.Context, ref ChunkRef, buf []byte) ([]byt
 // LoadTree is Repo.LoadTree reading through the reader's open packs.
 func (c *ChunkReader) LoadTree(ctx context.Context, id ID) (*Tree, error) {
 	return c.r.loadTreeVia(ctx, c.pr, id, true)
+}
+
+// FindNode is Repo.FindNode from a root tree id, reading through the
+// reader's open packs.
+func (c *ChunkReader) FindNode(ctx context.Context, root ID, rel string) (*Node, error) {
+	return c.r.findNodeVia(ctx, c.pr, root, rel)
 }
 
 // Close closes the open packs.
