@@ -548,8 +548,8 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 		if !full && !anc {
 			continue
 		}
-		if b.excluded(crel) {
-			continue
+		if b.excluded(crel) || crel == StagingDir {
+			continue // StagingDir: an in-place restore's work area, never data
 		}
 		cabs := filepath.Join(abs, name)
 		var st unix.Stat_t
@@ -677,7 +677,7 @@ func (b *backup) scan(ctx context.Context, abs, rel string) {
 			crel = rel + "/" + name
 		}
 		full, anc := b.scope(crel)
-		if (!full && !anc) || b.excluded(crel) {
+		if (!full && !anc) || b.excluded(crel) || crel == StagingDir {
 			continue
 		}
 		var st unix.Stat_t

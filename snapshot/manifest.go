@@ -459,3 +459,8 @@ func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
 	}
 	return links, nil
 }
+
+// PathFields returns the JSON fields for raw path bytes: the path for
+// humans, and its base64 when the bytes are not valid UTF-8 (so the exact
+// name survives JSON).
+func PathFields(raw string) (display, b64 string) { return pathFields(raw) }

@@ -19,6 +19,9 @@ type Live struct {
 	started    atomic.Int64 // unix nanoseconds
 }
 
+// Start names a new phase and restarts the clock its rate is measured by.
+func (l *Live) Start(phase string) { l.start(phase) }
+
 func (l *Live) start(phase string) {
 	if l == nil {
 		return

@@ -30,7 +30,17 @@ import (
 type RestoreOptions struct {
 	Target  string   // directory to restore into; created if absent
 	Include []string // patterns (MatchGlob) selecting paths and their subtrees; empty: everything
+	// Paths select exact raw paths (any bytes, no pattern syntax) and their
+	// subtrees; when set, Include is ignored. In-place restores stage
+	// exactly the paths their plan replaces.
+	Paths []string
+	// Special restores device nodes and setuid/setgid bits. They are
+	// restored only when Special is set and the process runs as root;
+	// otherwise devices are skipped and the bits stripped, each with a
+	// warning (FAULTS E15).
+	Special bool
 	Live    *Live
+	Phase   string // the progress phase shown; default "restore"
 }
 
 // RestoreResult summarises a restore.
@@ -63,6 +73,11 @@ func (e *RestoreFailedError) Error() string {
 	return b.String()
 }
 
+// StagingDir is the directory, at the top of a live root, where an in-place
+// restore stages files and keeps the replaced ones until it commits or rolls
+// back (package restore). Backups never walk into it.
+const StagingDir = ".snapforge-restore"
+
 // markerName marks a target that a restore is filling; its presence with
 // the same backup id lets an interrupted restore resume.
 const markerName = ".snapforge-restore-in-progress"
@@ -86,6 +101,8 @@ type restorer struct {
 	mu      sync.Mutex // guards res and made, shared with the workers
 	res     RestoreResult
 	made    map[string]bool // files restored in this run (hardlink targets)
+	exact   map[string]bool // opts.Paths
+	below   map[string]bool // directories holding one of opts.Paths
 	written atomic.Int64    // bytes written, for early writeback
 	kick    chan struct{}
 }
@@ -160,6 +177,17 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 		return nil, errors.New("restore: refusing to restore into /; choose a new or empty directory")
 	}
 	rs := &restorer{r: r, m: m, o: opts, made: map[string]bool{}, isRoot: os.Geteuid() == 0}
+	if len(opts.Paths) > 0 {
+		rs.exact, rs.below = map[string]bool{}, map[string]bool{}
+		for _, p := range opts.Paths {
+			p = strings.Trim(p, "/")
+			rs.exact[p] = true
+			for d := path.Dir(p); d != "."; d = path.Dir(d) {
+				rs.below[d] = true
+			}
+			rs.below[""] = true
+		}
+	}
 	rs.res.BackupID, rs.res.Target = m.BackupID, target
 	if err := rs.prepareTarget(target); err != nil {
 		return nil, err
@@ -174,7 +202,10 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	if rs.resume {
 		rs.sweepTemps(".")
 	}
-	opts.Live.start("restore")
+	if opts.Phase == "" {
+		opts.Phase = "restore"
+	}
+	opts.Live.start(opts.Phase)
 	tree, err := m.TreeID()
 	if err != nil {
 		return nil, err
@@ -346,13 +377,38 @@ func (rs *restorer) prepareTarget(target string) error {
 	return writeFileAtomic(marker, b, nil)
 }
 
-// selected reports whether rel or one of its ancestors matches an include.
-func (rs *restorer) selected(rel string) bool { return Included(rs.o.Include, rel) }
+// selected reports whether rel or one of its ancestors matches an include
+// (or is one of the exact paths).
+func (rs *restorer) selected(rel string) bool {
+	if rs.exact != nil {
+		for p := rel; ; p = path.Dir(p) {
+			if rs.exact[p] {
+				return true
+			}
+			if !strings.Contains(p, "/") {
+				return false
+			}
+		}
+	}
+	return Included(rs.o.Include, rel)
+}
 
 // hasSelectedBelow reports whether an include pattern may select something
 // inside directory rel.
 func (rs *restorer) hasSelectedBelow(rel string) bool {
-	for _, pat := range rs.o.Include {
+	if rs.below != nil {
+		return rs.below[rel]
+	}
+	return IncludedBelow(rs.o.Include, rel)
+}
+
+// IncludedBelow reports whether one of the include patterns may select
+// something inside directory rel (so a walk must enter it).
+func IncludedBelow(patterns []string, rel string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, pat := range patterns {
 		pat = strings.Trim(pat, "/")
 		if !strings.Contains(pat, "/") || strings.HasPrefix(pat, "**") {
 			return true // matches at any depth
@@ -479,6 +535,10 @@ func (rs *restorer) restoreNode(ctx context.Context, rel string, n *Node) error 
 		rs.applyMeta(rel, n)
 		rs.res.Links++
 	case TypeFIFO, TypeDevice:
+		if n.Type == TypeDevice && !(rs.o.Special && rs.isRoot) {
+			rs.warn(rel, "device node not restored (only as root and when special files are asked for)")
+			return nil
+		}
 		rs.root.Remove(rel)
 		err := rs.atDir(rel, func(dfd int, name string) error {
 			if n.Type == TypeFIFO {
@@ -591,7 +651,7 @@ func (rs *restorer) restoreFile(ctx context.Context, dir *dirHandle, name, rel s
 		return fmt.Errorf("restore: chmod %s: %w", DisplayName(rel), err)
 	}
 	if n.Mode&0o7000 != 0 {
-		if err := unix.Fchmod(int(f.Fd()), n.Mode&0o7777); err != nil {
+		if err := unix.Fchmod(int(f.Fd()), rs.modeBits(rel, n)); err != nil {
 			rs.warn(rel, "special mode bits not restored: "+errText(err))
 		}
 	}
@@ -739,6 +799,18 @@ func (rs *restorer) restoreHardlink(ctx context.Context, rel string, n *Node) er
 	return rs.restoreFile(ctx, dir, path.Base(rel), rel, &fn)
 }
 
+// modeBits returns the permission bits to apply to rel: setuid and setgid
+// only when special files were asked for and we are root; otherwise they
+// are stripped with a warning (FAULTS E15). The sticky bit always stays.
+func (rs *restorer) modeBits(rel string, n *Node) uint32 {
+	m := n.Mode & 0o7777
+	if m&0o6000 != 0 && n.Type != TypeDir && !(rs.o.Special && rs.isRoot) {
+		rs.warn(rel, "setuid/setgid bits not restored (only as root and when special files are asked for)")
+		m &^= 0o6000
+	}
+	return m
+}
+
 // applyMeta sets owner, mode and mtime without following symlinks; failures
 // are warnings.
 func (rs *restorer) applyMeta(rel string, n *Node) {
@@ -749,7 +821,7 @@ func (rs *restorer) applyMeta(rel string, n *Node) {
 			}
 		}
 		if n.Type != TypeSymlink {
-			if err := unix.Fchmodat(dfd, name, n.Mode&0o7777, 0); err != nil {
+			if err := unix.Fchmodat(dfd, name, rs.modeBits(rel, n), 0); err != nil {
 				return err
 			}
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -469,18 +468,20 @@ func init() {
 	}
 }
 
-var cmdRestore = &command{name: "restore", usage: "SNAP --target DIR [--scope S] [--include P]... [--dry-run]",
-	summary: "restore a snapshot into a new or empty directory"}
+var cmdRestore = &command{name: "restore", usage: "SNAP (--target DIR | --in-place [--target ROOT]) [--scope S]... [--include P]... [--keep-extra] [--special] [--dry-run]",
+	summary: "restore a snapshot into a new or empty directory, or in place over the live system (with plan, safety snapshot, verified swap, smoke test and rollback)"}
 
 func init() {
 	cmdRestore.run = func(ctx context.Context, a *app, args []string) error {
 		fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-		target := fs.String("target", "", "directory to restore into (new or empty, or an interrupted restore of the same snapshot)")
-		var includes stringList
+		target := fs.String("target", "", "directory to restore into (new or empty, or an interrupted restore of the same snapshot); with --in-place: the live root (default: the profile's root)")
+		var includes, scopes stringList
 		fs.Var(&includes, "include", "restore only paths matching this pattern and their contents (repeatable; ** spans directories)")
-		scope := fs.String("scope", "", "restore only these units (comma-separated unit names, or full)")
-		dry := fs.Bool("dry-run", false, "list what would be restored, write nothing")
-		inPlace := fs.Bool("in-place", false, "restore over the live system (not in this version)")
+		fs.Var(&scopes, "scope", "restore only these units: config, db, full or any unit of the profile (repeatable or comma-separated)")
+		dry := fs.Bool("dry-run", false, "show what would be restored (with --in-place: the recovery plan), change nothing")
+		inPlace := fs.Bool("in-place", false, "restore over the live system: plan, safety snapshot, stop hook, staged and verified swap, start hook, smoke test; rolled back on any failure")
+		keepExtra := fs.Bool("keep-extra", false, "with --in-place: keep live files of the scope that the snapshot does not have (default: removed; they are in the safety snapshot)")
+		special := fs.Bool("special", false, "restore device nodes and setuid/setgid bits (only as root)")
 		pos, err := parse(a, cmdRestore, fs, args)
 		if err != nil {
 			return err
@@ -488,11 +489,11 @@ func init() {
 		if len(pos) != 1 {
 			return &usageError{"restore needs exactly one SNAP"}
 		}
-		if *inPlace {
-			return errors.New("in-place restore is not available in this version; restore into an empty directory with --target and copy what you need")
+		if *target == "" && !*dry && !*inPlace {
+			return &usageError{"restore needs --target DIR (a new or empty directory), or --in-place to restore over the live system"}
 		}
-		if *target == "" && !*dry {
-			return &usageError{"restore needs --target DIR"}
+		if *keepExtra && !*inPlace {
+			return &usageError{"--keep-extra goes with --in-place"}
 		}
 		if *target != "" {
 			if *target, err = a.abs(*target); err != nil {
@@ -508,15 +509,21 @@ func init() {
 		if err != nil {
 			return err
 		}
-		if *scope != "" && *scope != "full" {
-			prof, err := loadProfile(r.Path())
-			if err != nil {
-				return err
-			}
-			if prof == nil {
-				return &usageError{"--scope needs a profile; use --include PATTERN instead"}
-			}
-			for _, u := range strings.Split(*scope, ",") {
+		prof, err := loadProfile(r.Path())
+		if err != nil {
+			return err
+		}
+		if *inPlace {
+			return a.restoreInPlace(ctx, r, m, prof, inPlaceFlags{target: *target, scopes: scopes, includes: includes, keepExtra: *keepExtra, special: *special, dry: *dry})
+		}
+		for _, sc := range scopes {
+			for _, u := range strings.Split(sc, ",") {
+				if u == "full" || u == "" {
+					continue
+				}
+				if prof == nil {
+					return &usageError{"--scope needs a profile; use --include PATTERN instead"}
+				}
 				unit, ok := prof.Units[u]
 				if !ok {
 					return &usageError{fmt.Sprintf("unknown unit %q in --scope (the profile has: %s)", u, strings.Join(prof.UnitNames(), ", "))}
@@ -534,7 +541,7 @@ func init() {
 		live.BytesTotal.Store(m.Stats.Bytes)
 		live.WalkDone.Store(true)
 		stop := a.showProgress(live)
-		res, err := r.Restore(ctx, m, snapshot.RestoreOptions{Target: *target, Include: includes, Live: live})
+		res, err := r.Restore(ctx, m, snapshot.RestoreOptions{Target: *target, Include: includes, Special: *special, Live: live})
 		stop()
 		if res != nil {
 			if a.json {

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"snapforge/restore"
 	"snapforge/snapshot"
 )
 
@@ -145,6 +146,8 @@ func (a *app) exitCode(c *command, err error) int {
 	var ue *usageError
 	var pe *partialError
 	var ie *integrityError
+	var rie *restore.IntegrityError
+	var rb *restore.RolledBackError
 	switch {
 	case errors.As(err, &ue):
 		fmt.Fprintf(a.stderr, "snapforge %s: %v\nusage: snapforge %s %s\n", c.name, err, c.name, c.usage)
@@ -152,7 +155,10 @@ func (a *app) exitCode(c *command, err error) int {
 	case errors.As(err, &pe):
 		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
 		return exitPartial
-	case errors.As(err, &ie), isIntegrity(err):
+	case errors.As(err, &rb):
+		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
+		return exitError
+	case errors.As(err, &ie), errors.As(err, &rie), isIntegrity(err):
 		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
 		return exitIntegrity
 	case errors.Is(err, context.Canceled) && c.name == "restore":

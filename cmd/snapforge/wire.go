@@ -77,7 +77,18 @@ func (a *app) open(ctx context.Context, command string) (*snapshot.Repo, error) 
 	if err != nil {
 		return nil, err
 	}
-	return snapshot.Open(ctx, p, a.options(command))
+	r, err := snapshot.Open(ctx, p, a.options(command))
+	if err != nil {
+		return nil, err
+	}
+	if err := a.recoverRestores(ctx, r); err != nil {
+		if command == "backup" || command == "restore" {
+			r.Close()
+			return nil, err
+		}
+		fmt.Fprintf(a.stderr, "snapforge: %v\n", err)
+	}
+	return r, nil
 }
 
 // abs resolves a path argument against the working directory of the user

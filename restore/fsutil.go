@@ -1,0 +1,190 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
+
+	"snapforge/snapshot"
+)
+
+// The live tree is only ever touched through directory descriptors opened
+// one name at a time with O_NOFOLLOW, so a symlink planted anywhere in the
+// live tree (or swapped in during the restore) is never followed: the
+// operation fails with ELOOP or ENOTDIR instead (FAULTS E2, E4, E6).
+
+const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
+// openRoot opens the live root itself. The root path comes from the profile
+// or the command line and may contain symlinks above it; below it nothing
+// is followed.
+func openRoot(dir string) (int, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return fd, nil
+}
+
+// openDirAt opens directory rel below the directory fd root, one component
+// at a time without following symlinks. rel "" or "." is root itself (a
+// new descriptor).
+func openDirAt(root int, rel string) (int, error) {
+	fd, err := unix.Openat(root, ".", dirFlags, 0)
+	if err != nil {
+		return -1, err
+	}
+	if rel == "" || rel == "." {
+		return fd, nil
+	}
+	for _, name := range strings.Split(rel, "/") {
+		next, err := unix.Openat(fd, name, dirFlags, 0)
+		unix.Close(fd)
+		if err != nil {
+			if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+				return -1, fmt.Errorf("%s is not a directory (a symlink or another kind of file is in the way): %w", snapshot.DisplayName(rel), err)
+			}
+			return -1, err
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// lstatAt is fstatat without following a symlink.
+func lstatAt(dir int, name string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	return st, err
+}
+
+// hashAt returns the BLAKE3 of regular file name in dir, opened without
+// following a symlink and without blocking on a FIFO. st is the file's
+// status as read from the open descriptor.
+func hashAt(dir int, name string) (snapshot.ID, unix.Stat_t, error) {
+	var sum snapshot.ID
+	var st unix.Stat_t
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return sum, st, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	if err := unix.Fstat(fd, &st); err != nil {
+		return sum, st, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return sum, st, fmt.Errorf("%s is not a regular file", name)
+	}
+	unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
+	h := blake3.New()
+	buf := make([]byte, 1<<20)
+	if _, err := io.CopyBuffer(h, f, buf); err != nil {
+		return sum, st, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, st, nil
+}
+
+// splitRel returns the parent directory and last name of rel.
+func splitRel(rel string) (dir, name string) {
+	i := strings.LastIndexByte(rel, '/')
+	if i < 0 {
+		return "", rel
+	}
+	return rel[:i], rel[i+1:]
+}
+
+// joinRel joins a relative directory and a name.
+func joinRel(dir, name string) string {
+	if dir == "" || dir == "." {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// typeOf names a stat mode like manifest items do.
+func typeOf(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return "file"
+	case unix.S_IFDIR:
+		return "dir"
+	case unix.S_IFLNK:
+		return "symlink"
+	case unix.S_IFIFO:
+		return "fifo"
+	case unix.S_IFCHR, unix.S_IFBLK:
+		return "device"
+	case unix.S_IFSOCK:
+		return "socket"
+	}
+	return "unknown"
+}
+
+// readlinkAt reads symlink name in dir.
+func readlinkAt(dir int, name string) (string, error) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Readlinkat(dir, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < len(buf) {
+			return string(buf[:n]), nil
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// readNames lists directory fd (sorted by bytes by the caller).
+func readNames(fd int) ([]string, error) {
+	d, err := unix.Openat(fd, ".", dirFlags, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(d), ".")
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// fsFlags reports the inode flags (chattr) of fd, 0 where unsupported.
+func fsFlags(fd int) uint32 {
+	v, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// immutable reports whether name in dir (or dir itself, name "") carries
+// chattr +i or +a, which make renames fail.
+func immutable(dir int, name string) bool {
+	fd := dir
+	if name != "" {
+		st, err := lstatAt(dir, name)
+		if err != nil || (st.Mode&unix.S_IFMT != unix.S_IFREG && st.Mode&unix.S_IFMT != unix.S_IFDIR) {
+			return false // only files and directories carry the flags
+		}
+		fd, err = unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return false
+		}
+		defer unix.Close(fd)
+	}
+	return fsFlags(fd)&(fsImmutableFL|fsAppendFL) != 0
+}
+
+// Inode flags of FS_IOC_GETFLAGS (linux/fs.h).
+const (
+	fsImmutableFL = 0x10
+	fsAppendFL    = 0x20
+)
+
+// fsyncDir makes renames in directory fd durable.
+func fsyncDir(fd int) error { return unix.Fsync(fd) }

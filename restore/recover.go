@@ -1,0 +1,402 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"snapforge/snapshot"
+	"snapforge/snapshot/audit"
+)
+
+// Recovered reports an unfinished restore that Recover brought to an end.
+type Recovered struct {
+	RestoreID string `json:"restore_id"`
+	BackupID  string `json:"backup_id"`
+	Target    string `json:"target"`
+	Outcome   string `json:"outcome"` // "rolled back" or "finished" (it had committed)
+	Steps     int    `json:"steps"`   // steps undone
+}
+
+// Recover finishes every restore of repository r that a kill, a crash or a
+// failed rollback left unfinished: a committed one is cleaned up, any
+// other is rolled back to the state before it began (stopping the
+// application first if the journal says it runs, and starting it again
+// after). It is safe to call at every start, and again after it failed.
+func Recover(ctx context.Context, r *snapshot.Repo, o Options) ([]Recovered, error) {
+	ptrs, err := readPointers(r.Path())
+	if err != nil || len(ptrs) == 0 {
+		return nil, err
+	}
+	var out []Recovered
+	for _, p := range ptrs {
+		if _, err := os.Stat(filepath.Join(p.Staging, journalName)); errors.Is(err, fs.ErrNotExist) {
+			removePointer(r.Path(), p.RestoreID) // finished; only the pointer was left
+			continue
+		}
+		unlock, err := lockTarget(p.Target)
+		if err != nil {
+			return out, err
+		}
+		rec, err := finishOne(ctx, r, p.Staging, o)
+		unlock()
+		if rec != nil {
+			out = append(out, *rec)
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// recoverTarget finishes restores left in target's staging area, also
+// those whose repository pointer is gone. The caller holds the target lock.
+func recoverTarget(ctx context.Context, r *snapshot.Repo, target string, o Options) ([]Recovered, error) {
+	dir := filepath.Join(target, snapshot.StagingDir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore: read staging area %s: %w", dir, err)
+	}
+	var out []Recovered
+	for _, e := range ents {
+		staging := filepath.Join(dir, e.Name())
+		if _, err := os.Stat(filepath.Join(staging, journalName)); err != nil {
+			removeStaging(staging) // never began: nothing was swapped
+			continue
+		}
+		rec, err := finishOne(ctx, r, staging, o)
+		if rec != nil {
+			out = append(out, *rec)
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// finishOne ends the restore whose staging area is staging.
+func finishOne(ctx context.Context, r *snapshot.Repo, staging string, o Options) (*Recovered, error) {
+	o.Hook = orNoop(o.Hook)
+	if o.Fault == nil {
+		o.Fault = func(string) error { return nil }
+	}
+	recs, err := readJournal(staging)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w; the live system may be mixed: inspect %s by hand", err, staging)
+	}
+	h := recs[0]
+	rec := &Recovered{RestoreID: h.RestoreID, BackupID: h.BackupID, Target: h.Target}
+	f := &fixer{r: r, o: o, staging: staging, recs: recs}
+	f.o.Target, f.o.Hooks = h.Target, h.Hooks
+	f.o.Scope.Name = h.Scope
+	n, err := f.finish(ctx)
+	rec.Steps = n
+	rec.Outcome = "rolled back"
+	if f.committed {
+		rec.Outcome = "finished"
+	}
+	params := map[string]any{"restore_id": h.RestoreID, "backup_id": h.BackupID, "target": audit.Escape([]byte(h.Target)), "steps": n, "outcome": rec.Outcome}
+	if err != nil {
+		r.Audit("restore_recover", params, "failed: "+err.Error())
+		return rec, &CriticalError{RestoreID: h.RestoreID, Journal: filepath.Join(staging, journalName), Safety: f.safety(), Cause: err}
+	}
+	r.Audit("restore_recover", params, "ok")
+	removeStaging(staging)
+	removePointer(r.Path(), h.RestoreID)
+	return rec, nil
+}
+
+func orNoop(f func(string)) func(string) {
+	if f == nil {
+		return func(string) {}
+	}
+	return f
+}
+
+// fixer undoes a journal.
+type fixer struct {
+	r         *snapshot.Repo
+	o         Options
+	staging   string
+	recs      []record
+	j         *journal
+	hooks     []HookRun
+	committed bool
+}
+
+func (f *fixer) safety() []string {
+	var ids []string
+	for _, rec := range f.recs {
+		if rec.T == recSafety {
+			ids = append(ids, rec.Safety)
+		}
+	}
+	return ids
+}
+
+// finish rolls back unless the journal committed. It returns the number of
+// steps undone.
+func (f *fixer) finish(ctx context.Context) (int, error) {
+	state := "" // the application: "", "stopped" or "started"
+	everStopped := false
+	for _, rec := range f.recs {
+		switch rec.T {
+		case recCommit:
+			f.committed = true
+		case recStopped:
+			state, everStopped = "stopped", true
+		case recStarted:
+			state = "started"
+		}
+	}
+	if f.committed {
+		return 0, nil
+	}
+	j, err := openJournal(f.staging, len(f.recs))
+	if err != nil {
+		return 0, err
+	}
+	f.j = j
+	defer j.close()
+	hooks := f.o.Hooks
+	if state == "started" && hooks != nil && hooks.Stop != "" {
+		run, err := runHook(ctx, "stop", hooks.Stop, time.Duration(f.o.hookTimeoutS())*time.Second, f.o.Target, f.recs[0].BackupID, f.o.Scope.Name, f.o.logw())
+		f.hooks = append(f.hooks, run)
+		if err != nil {
+			fmt.Fprintf(f.o.logw(), "restore: rollback: %v (rolling back anyway)\n", err)
+		}
+		if err := j.add(record{T: recStopped}); err != nil {
+			return 0, err
+		}
+	}
+	n, err := f.undo(ctx)
+	if err != nil {
+		return n, err
+	}
+	if err := j.add(record{T: recRolledBack}); err != nil {
+		return n, err
+	}
+	f.o.Hook("restore-rolled-back")
+	if everStopped && hooks != nil && hooks.Start != "" {
+		run, err := runHook(ctx, "start", hooks.Start, time.Duration(f.o.hookTimeoutS())*time.Second, f.o.Target, f.recs[0].BackupID, f.o.Scope.Name, f.o.logw())
+		f.hooks = append(f.hooks, run)
+		if err != nil {
+			// The files are back; the application did not come up. Say so
+			// loudly, but the data is safe: not a critical error.
+			fmt.Fprintf(f.o.logw(), "restore: WARNING: the files are rolled back, but the start hook failed: %v\n", err)
+		} else if err := j.add(record{T: recStarted}); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (o Options) logw() interface{ Write([]byte) (int, error) } {
+	if o.Log == nil {
+		return discard{}
+	}
+	return o.Log
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+// undo reverses every journaled step, newest first. Each reversal looks at
+// the live path's inode to tell whether the step happened, so running undo
+// again (after a kill during rollback) is harmless.
+func (f *fixer) undo(ctx context.Context) (int, error) {
+	root, err := openRoot(f.recs[0].Target)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(root)
+	stg, err := openRoot(f.staging)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(stg)
+	n := 0
+	for k := len(f.recs) - 1; k >= 0; k-- {
+		rec := f.recs[k]
+		switch rec.T {
+		case recMkdir, recCreate, recExchange, recMove, recMeta:
+		default:
+			continue
+		}
+		f.o.Hook("restore-rollback-" + strconv.Itoa(n))
+		if err := f.o.Fault("rollback-" + strconv.Itoa(n)); err != nil {
+			return n, fmt.Errorf("undo %s of %s: %w", rec.T, snapshot.DisplayName(string(rec.Path)), err)
+		}
+		if err := f.undoOne(ctx, root, stg, rec); err != nil {
+			return n, fmt.Errorf("undo %s of %s: %w", rec.T, snapshot.DisplayName(string(rec.Path)), err)
+		}
+		n++
+	}
+	if err := unix.Syncfs(root); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {
+	rel := string(rec.Path)
+	dir, name := splitRel(rel)
+	ldir, err := openDirAt(root, dir)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) && (rec.T == recMkdir || rec.T == recCreate || rec.T == recMeta) {
+			return nil // its parent was never made, or is already undone
+		}
+		return err
+	}
+	defer unix.Close(ldir)
+	lst, lerr := lstatAt(ldir, name)
+	here := func(ino uint64) bool { return lerr == nil && lst.Ino == ino }
+	switch rec.T {
+	case recMkdir:
+		err := unix.Unlinkat(ldir, name, unix.AT_REMOVEDIR)
+		if err == nil || err == unix.ENOENT {
+			return nil
+		}
+		if err == unix.ENOTEMPTY || err == unix.EEXIST {
+			// Something made after the swap (the application, once started)
+			// lives there; it is not part of the old state.
+			return f.toTrash(ldir, stg, name, rec.Seq)
+		}
+		return err
+	case recCreate:
+		if !here(rec.NewIno) {
+			return nil // the rename never happened
+		}
+		return f.putBack(ldir, stg, name, string(rec.Staged), rec.Seq)
+	case recExchange:
+		sdir, sname, serr := f.stagedAt(stg, string(rec.Staged))
+		if serr == nil {
+			defer unix.Close(sdir)
+		}
+		switch {
+		case here(rec.OldIno):
+			return nil // never exchanged, or already undone
+		case here(rec.NewIno) && serr == nil && f.inoAt(sdir, sname) == rec.OldIno:
+			return unix.Renameat2(sdir, sname, ldir, name, unix.RENAME_EXCHANGE)
+		case serr == nil && f.inoAt(sdir, sname) == rec.OldIno:
+			// Something else took the path after the swap: it goes to the
+			// trash and the old entry comes back.
+			if lerr == nil {
+				if err := f.toTrash(ldir, stg, name, rec.Seq); err != nil {
+					return err
+				}
+			}
+			return unix.Renameat2(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
+		default:
+			// The old entry is not in the staging area: from the safety snapshot.
+			if lerr == nil {
+				if err := f.toTrash(ldir, stg, name, rec.Seq); err != nil {
+					return err
+				}
+			}
+			return f.fromSafety(ctx, stg, ldir, name, rel, rec.Seq)
+		}
+	case recMove:
+		sdir, sname, serr := f.stagedAt(stg, string(rec.Staged))
+		if serr == nil {
+			defer unix.Close(sdir)
+		}
+		staged := serr == nil && f.inoAt(sdir, sname) == rec.OldIno
+		switch {
+		case here(rec.OldIno):
+			return nil
+		case staged:
+			if lerr == nil {
+				if err := f.toTrash(ldir, stg, name, rec.Seq); err != nil {
+					return err
+				}
+			}
+			return unix.Renameat2(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
+		case lerr == nil:
+			// Neither here nor staged, and something else holds the path:
+			// the move never happened to this entry; leave it.
+			return nil
+		default:
+			return f.fromSafety(ctx, stg, ldir, name, rel, rec.Seq)
+		}
+	case recMeta:
+		if lerr != nil {
+			return nil
+		}
+		return setMeta(ldir, name, lst.Mode&unix.S_IFMT == unix.S_IFLNK, lst.Mode&unix.S_IFMT == unix.S_IFDIR, rec.Mode, rec.UID, rec.GID, rec.MTime, rec.ATime)
+	}
+	return nil
+}
+
+func (f *fixer) stagedAt(stg int, rel string) (int, string, error) {
+	d, n := splitRel(rel)
+	fd, err := openDirAt(stg, d)
+	return fd, n, err
+}
+
+func (f *fixer) inoAt(dir int, name string) uint64 {
+	st, err := lstatAt(dir, name)
+	if err != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// putBack moves a created entry back into the staging area.
+func (f *fixer) putBack(ldir, stg int, name, staged string, seq int) error {
+	sdir, sname, err := f.stagedAt(stg, staged)
+	if err == nil {
+		defer unix.Close(sdir)
+		if err := unix.Renameat2(ldir, name, sdir, sname, unix.RENAME_NOREPLACE); err == nil {
+			return nil
+		}
+	}
+	return f.toTrash(ldir, stg, name, seq)
+}
+
+// toTrash moves a live entry into the staging area's trash.
+func (f *fixer) toTrash(ldir, stg int, name string, seq int) error {
+	unix.Mkdirat(stg, "trash", 0o700)
+	return unix.Renameat2(ldir, name, stg, "trash/"+strconv.Itoa(seq)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36), unix.RENAME_NOREPLACE)
+}
+
+// fromSafety restores rel from the newest safety snapshot that holds it,
+// staged first and then renamed into place.
+func (f *fixer) fromSafety(ctx context.Context, stg, ldir int, name, rel string, seq int) error {
+	ids := f.safety()
+	for i := len(ids) - 1; i >= 0; i-- {
+		m, err := f.r.LoadManifest(ids[i])
+		if err != nil {
+			continue
+		}
+		if n, err := f.r.FindNode(ctx, m, rel); err != nil || n == nil {
+			continue
+		}
+		sub := "safety-" + strconv.Itoa(seq)
+		target := filepath.Join(f.staging, sub)
+		os.RemoveAll(target)
+		if _, err := f.r.Restore(ctx, m, snapshot.RestoreOptions{Target: target, Paths: []string{rel}, Special: true}); err != nil {
+			return fmt.Errorf("from safety snapshot %s: %w", ids[i], err)
+		}
+		sdir, sname, err := f.stagedAt(stg, joinRel(sub, rel))
+		if err != nil {
+			return err
+		}
+		defer unix.Close(sdir)
+		return unix.Renameat2(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
+	}
+	return fmt.Errorf("the old entry is neither in the staging area nor in a safety snapshot (%v)", ids)
+}

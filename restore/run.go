@@ -1,0 +1,513 @@
+package restore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"snapforge/snapshot"
+	"snapforge/snapshot/audit"
+)
+
+// Result reports an in-place restore.
+type Result struct {
+	RestoreID  string    `json:"restore_id"`
+	BackupID   string    `json:"backup_id"`
+	Target     string    `json:"target"`
+	Scope      string    `json:"scope"`
+	Safety     []string  `json:"safety_snapshots"` // pinned snapshots of the replaced state
+	Plan       *Plan     `json:"plan"`
+	Stages     []Stage   `json:"stages"`
+	Hooks      []HookRun `json:"hooks"`
+	Files      int64     `json:"files"` // staged and swapped in
+	Bytes      int64     `json:"bytes"`
+	RolledBack bool      `json:"rolled_back"`
+	Failure    string    `json:"failure,omitempty"`
+	Warnings   []Problem `json:"warnings"`
+}
+
+// Stage is one step of the protocol as it ran.
+type Stage struct {
+	Name       string `json:"name"`
+	Outcome    string `json:"outcome"` // ok, failed, skipped
+	DurationMS int64  `json:"duration_ms"`
+	Detail     string `json:"detail,omitempty"`
+}
+
+// RolledBackError reports a restore that failed after it began changing the
+// live system and was rolled back: the live system is as it was.
+type RolledBackError struct {
+	Stage  string
+	Cause  error
+	Safety []string
+}
+
+func (e *RolledBackError) Error() string {
+	return fmt.Sprintf("restore failed at %s: %v; rolled back: the live system is exactly as it was before (safety snapshot %s)", e.Stage, e.Cause, strings.Join(e.Safety, ", "))
+}
+
+func (e *RolledBackError) Unwrap() error { return e.Cause }
+
+// CriticalError reports a rollback that could not finish. The journal is
+// kept; the next snapforge start resumes the rollback. The safety snapshot
+// holds everything the restore replaced.
+type CriticalError struct {
+	RestoreID string
+	Journal   string
+	Safety    []string
+	Cause     error
+}
+
+func (e *CriticalError) Error() string {
+	return fmt.Sprintf("CRITICAL: rollback of restore %s could not finish: %v. Nothing more was changed; the journal %s is kept and the next snapforge command resumes the rollback. Everything the restore replaced is in the pinned safety snapshot %s.",
+		e.RestoreID, e.Cause, e.Journal, strings.Join(e.Safety, ", "))
+}
+
+func (e *CriticalError) Unwrap() error { return e.Cause }
+
+// IntegrityError reports staged data that did not match the snapshot, or a
+// database that failed its integrity check, before anything was swapped.
+type IntegrityError struct{ Msg string }
+
+func (e *IntegrityError) Error() string { return e.Msg }
+
+// runner carries one in-place restore through the protocol.
+type runner struct {
+	r       *snapshot.Repo
+	m       *snapshot.Manifest
+	o       Options
+	p       *planner
+	plan    *Plan
+	res     *Result
+	id      string
+	staging string // <target>/.snapforge-restore/<id>
+	j       *journal
+	stopped bool // the stop hook ran and no start since
+	started bool
+	swapped bool // the first swap step was announced
+}
+
+// Run restores snapshot m into the live system in place, in this order: a
+// plan; a pinned safety snapshot of everything the plan replaces, removes or
+// changes; the stop hook; the plan again on the quiet system; staging
+// through no-follow descriptors on the target's filesystem; verification
+// of the staged files (BLAKE3, SQLite integrity); the journaled swap; the
+// start hook; the smoke test (built-in checks and the profile's command);
+// commit. Any failure after the first swap step rolls back to the old
+// state. A run killed at any point is rolled back by Recover.
+func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options) (res *Result, err error) {
+	o, err = o.withDefaults(r, m)
+	if err != nil {
+		return nil, err
+	}
+	res = &Result{BackupID: m.BackupID, Target: o.Target, Scope: o.Scope.Name, Safety: []string{}, Stages: []Stage{}, Hooks: []HookRun{}, Warnings: []Problem{}}
+	params := map[string]any{"backup_id": m.BackupID, "target": audit.Escape([]byte(o.Target)), "scope": o.Scope.Name, "in_place": true}
+	defer func() {
+		outcome := "ok"
+		if err != nil {
+			outcome = "failed: " + err.Error()
+		}
+		params["restore_id"] = res.RestoreID
+		params["rolled_back"] = res.RolledBack
+		r.Audit("restore", params, outcome)
+	}()
+	if err := checkTarget(o.Target, r.Path()); err != nil {
+		return res, err
+	}
+	unlock, err := lockTarget(o.Target)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+	// A restore of this target that was killed is finished first.
+	if _, err := recoverTarget(ctx, r, o.Target, o); err != nil {
+		return res, err
+	}
+
+	ru := &runner{r: r, m: m, o: o, res: res, p: &planner{r: r, m: m, o: o, scope: o.Scope, hashes: map[string]hashed{}}}
+	o.Live.Start("plan")
+	if err := ru.stage("plan", func() (string, error) {
+		var err error
+		ru.plan, err = ru.p.build(ctx)
+		if err != nil {
+			return "", err
+		}
+		res.Plan = ru.plan
+		s := ru.plan.Summary
+		return fmt.Sprintf("%d to create, %d to replace, %d to remove, %d to update, %d unchanged", s.Create, s.Replace, s.Remove, s.Update, s.Unchanged), ru.plan.Err()
+	}); err != nil {
+		return res, err
+	}
+	res.Warnings = append(res.Warnings, ru.plan.Warnings...)
+	if len(ru.plan.Actions) == 0 {
+		fmt.Fprintf(o.Log, "the live system already equals snapshot %s in scope %s; nothing to do\n", m.BackupID, o.Scope.Name)
+		return res, nil
+	}
+
+	ru.id = newRestoreID()
+	res.RestoreID = ru.id
+	if err := ru.begin(); err != nil {
+		ru.cleanup()
+		return res, err
+	}
+	defer ru.j.close()
+	o.Hook("restore-journal")
+
+	// Everything up to the first swap step is abandoned, not rolled back.
+	if err := ru.prepare(ctx); err != nil {
+		ru.abandon(ctx, err)
+		return res, err
+	}
+	if err := ru.swap(ctx); err != nil {
+		return res, ru.rollback(ctx, "swap", err)
+	}
+	if o.Hooks != nil && o.Hooks.Start != "" {
+		if err := ru.stage("start hook", func() (string, error) { return "", ru.hook(ctx, "start", o.Hooks.Start) }); err != nil {
+			return res, ru.rollback(ctx, "start hook", err)
+		}
+	}
+	if err := ru.stage("smoke test", func() (string, error) { return ru.smoke(ctx) }); err != nil {
+		return res, ru.rollback(ctx, "smoke test", err)
+	}
+	if err := ru.stage("commit", func() (string, error) {
+		if err := ru.j.add(record{T: recCommit}); err != nil {
+			return "", err
+		}
+		o.Hook("restore-committed")
+		return "", nil
+	}); err != nil {
+		return res, ru.rollback(ctx, "commit", err)
+	}
+	ru.cleanup()
+	return res, nil
+}
+
+// stage runs one protocol stage: progress, timing, the audit event.
+func (ru *runner) stage(name string, fn func() (string, error)) error {
+	ru.o.Live.Start(name)
+	fmt.Fprintf(ru.o.Log, "restore: %s\n", name)
+	start := time.Now()
+	detail, err := fn()
+	st := Stage{Name: name, Outcome: "ok", DurationMS: time.Since(start).Milliseconds(), Detail: detail}
+	if err != nil {
+		st.Outcome = "failed"
+		if st.Detail == "" {
+			st.Detail = err.Error()
+		}
+	}
+	ru.res.Stages = append(ru.res.Stages, st)
+	params := map[string]any{"restore_id": ru.id, "backup_id": ru.m.BackupID, "stage": name, "duration_ms": st.DurationMS}
+	if detail != "" {
+		params["detail"] = detail
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed: " + err.Error()
+	}
+	ru.r.Audit("restore_"+strings.ReplaceAll(name, " ", "_"), params, outcome)
+	return err
+}
+
+// begin creates the staging area, the journal and the repository's pointer
+// to them, before anything else is written.
+func (ru *runner) begin() error {
+	ru.staging = filepath.Join(ru.o.Target, snapshot.StagingDir, ru.id)
+	if err := mkdirNoFollow(ru.o.Target, snapshot.StagingDir); err != nil {
+		return fmt.Errorf("restore: create staging area in %s: %w", ru.o.Target, err)
+	}
+	if err := os.Mkdir(ru.staging, 0o700); err != nil {
+		return fmt.Errorf("restore: create staging area: %w", err)
+	}
+	for _, d := range []string{"old", "trash"} {
+		if err := os.Mkdir(filepath.Join(ru.staging, d), 0o700); err != nil {
+			return fmt.Errorf("restore: create staging area: %w", err)
+		}
+	}
+	if err := writePointer(ru.r.Path(), pointer{RestoreID: ru.id, BackupID: ru.m.BackupID, Target: ru.o.Target, Staging: ru.staging,
+		Started: time.Now().UTC().Format(time.RFC3339), PID: os.Getpid()}); err != nil {
+		return err
+	}
+	j, err := createJournal(ru.staging)
+	if err != nil {
+		return err
+	}
+	ru.j = j
+	if err := syncPath(filepath.Dir(ru.staging)); err != nil {
+		return err
+	}
+	return j.add(record{T: recBegin, RestoreID: ru.id, BackupID: ru.m.BackupID, Target: ru.o.Target, Scope: ru.o.Scope.Name, Hooks: ru.o.Hooks})
+}
+
+// prepare takes the safety snapshot, stops the application, plans again,
+// stages and verifies. Nothing in the live tree changes here.
+func (ru *runner) prepare(ctx context.Context) error {
+	o := ru.o
+	if err := ru.stage("safety snapshot", func() (string, error) { return ru.safety(ctx, ru.plan.protected()) }); err != nil {
+		return err
+	}
+	if o.Hooks != nil && o.Hooks.Stop != "" {
+		if err := ru.stage("stop hook", func() (string, error) { return "", ru.hook(ctx, "stop", o.Hooks.Stop) }); err != nil {
+			return err
+		}
+		// The application is down: plan again, so what runs matches the
+		// files as the application left them.
+		if err := ru.stage("plan again", func() (string, error) {
+			covered := map[string]bool{}
+			for _, p := range ru.plan.protected() {
+				covered[p] = true
+			}
+			plan, err := ru.p.build(ctx)
+			if err != nil {
+				return "", err
+			}
+			ru.plan, ru.res.Plan = plan, plan
+			if err := plan.Err(); err != nil {
+				return "", err
+			}
+			var more []string
+			for _, p := range plan.protected() {
+				if !covered[p] {
+					more = append(more, p)
+				}
+			}
+			if len(more) > 0 {
+				if _, err := ru.safety(ctx, more); err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%d more path(s) changed while the application stopped; added to the safety snapshots", len(more)), nil
+			}
+			return "plan unchanged", nil
+		}); err != nil {
+			return err
+		}
+	}
+	o.Hook("restore-stopped")
+	if err := ru.stage("stage", func() (string, error) { return ru.stageFiles(ctx) }); err != nil {
+		return err
+	}
+	o.Hook("restore-staged")
+	if err := ru.stage("verify", func() (string, error) { return ru.verifyStaged(ctx) }); err != nil {
+		return err
+	}
+	o.Hook("restore-verified")
+	return nil
+}
+
+// safety takes a pinned snapshot of paths as they are now.
+func (ru *runner) safety(ctx context.Context, paths []string) (string, error) {
+	if len(paths) == 0 {
+		return "nothing is replaced or removed; no safety snapshot needed", nil
+	}
+	var dbs []string
+	for _, p := range paths {
+		if ru.o.Scope.isSQLite(p) {
+			dbs = append(dbs, p)
+		}
+	}
+	units := ru.o.Scope.Units
+	if len(units) == 0 {
+		units = []string{"."}
+	}
+	sm, err := ru.r.Backup(ctx, snapshot.BackupOptions{
+		Root: ru.o.Target, Paths: paths, SQLite: dbs, Exclude: ru.o.Scope.Exclude,
+		Includes: units, Tags: []string{"safety", "pinned", "restore:" + ru.id}, Name: ru.o.Name,
+	})
+	if err != nil {
+		return "", fmt.Errorf("safety snapshot: %w", err)
+	}
+	if sm.Partial {
+		return "", fmt.Errorf("safety snapshot %s is incomplete (%d problem(s), first: %s: %s); nothing was changed", sm.BackupID, len(sm.Warnings), firstPath(sm.Warnings), firstProblem(sm.Warnings))
+	}
+	ru.res.Safety = append(ru.res.Safety, sm.BackupID)
+	if err := ru.j.add(record{T: recSafety, Safety: sm.BackupID}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s: %d files, %s", sm.BackupID, sm.Stats.Files, humanBytes(sm.Stats.Bytes)), nil
+}
+
+func firstPath(ws []snapshot.Warning) string {
+	if len(ws) == 0 {
+		return ""
+	}
+	return ws[0].Path
+}
+
+func firstProblem(ws []snapshot.Warning) string {
+	if len(ws) == 0 {
+		return ""
+	}
+	return ws[0].Problem
+}
+
+// hook runs a profile hook and journals the application's state.
+func (ru *runner) hook(ctx context.Context, kind, command string) error {
+	run, err := runHook(ctx, kind, command, time.Duration(ru.o.hookTimeoutS())*time.Second, ru.o.Target, ru.m.BackupID, ru.o.Scope.Name, ru.o.Log)
+	ru.res.Hooks = append(ru.res.Hooks, run)
+	switch kind {
+	case "stop":
+		ru.stopped, ru.started = true, false
+		if jerr := ru.j.add(record{T: recStopped}); jerr != nil && err == nil {
+			err = jerr
+		}
+	case "start":
+		if err == nil {
+			ru.stopped, ru.started = false, true
+			if jerr := ru.j.add(record{T: recStarted}); jerr != nil {
+				err = jerr
+			}
+		}
+	}
+	return err
+}
+
+// stageFiles restores the plan's new entries into the staging area with the
+// snapshot engine's restore: every chunk is checked before it is written,
+// each file lands under a temporary name first, nothing is followed.
+func (ru *runner) stageFiles(ctx context.Context) (string, error) {
+	if err := ru.o.Fault("stage"); err != nil {
+		return "", err
+	}
+	paths := ru.plan.staged()
+	if len(paths) == 0 {
+		return "nothing to stage", nil
+	}
+	live := ru.o.Live
+	live.FilesTotal.Store(0)
+	live.BytesTotal.Store(ru.plan.Space.StageBytes)
+	live.FilesDone.Store(0)
+	live.BytesDone.Store(0)
+	live.WalkDone.Store(true)
+	rr, err := ru.r.Restore(ctx, ru.m, snapshot.RestoreOptions{Target: filepath.Join(ru.staging, "stage"), Paths: paths, Special: ru.o.Special, Live: live, Phase: "stage"})
+	if err != nil {
+		var fe *snapshot.RestoreFailedError
+		if errors.As(err, &fe) {
+			return "", &IntegrityError{Msg: "restore: the snapshot's data is damaged; nothing was changed in the live system: " + fe.Error()}
+		}
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+			return "", fmt.Errorf("restore: no space left on the live root's filesystem while staging (%w); nothing was changed and the staged files are removed", err)
+		}
+		return "", err
+	}
+	ru.res.Files, ru.res.Bytes = rr.Files, rr.Bytes
+	for _, w := range rr.Warnings {
+		ru.res.Warnings = append(ru.res.Warnings, Problem{Path: w.Path, PathB64: w.PathB64, Problem: w.Problem})
+	}
+	return fmt.Sprintf("%d files, %s", rr.Files, humanBytes(rr.Bytes)), nil
+}
+
+// abandon undoes a restore that failed before its first swap step: the
+// live tree was never touched. The application is started again if it was
+// stopped.
+func (ru *runner) abandon(ctx context.Context, cause error) {
+	fmt.Fprintf(ru.o.Log, "restore: %v; nothing in the live system was changed\n", cause)
+	if ru.stopped && ru.o.Hooks != nil && ru.o.Hooks.Start != "" {
+		ru.hook(context.WithoutCancel(ctx), "start", ru.o.Hooks.Start)
+	}
+	ru.cleanup()
+}
+
+// cleanup removes the staging area (staged and replaced entries) and the
+// repository's pointer; the restore is over.
+func (ru *runner) cleanup() {
+	ru.j.close()
+	if ru.staging != "" {
+		removeStaging(ru.staging)
+	}
+	if ru.id != "" {
+		removePointer(ru.r.Path(), ru.id)
+	}
+}
+
+// removeStaging deletes a restore's staging area and, when it was the last,
+// the staging directory itself.
+func removeStaging(staging string) {
+	makeWritable(staging)
+	os.RemoveAll(staging)
+	parent := filepath.Dir(staging)
+	os.Remove(parent) // only when empty
+	syncPath(filepath.Dir(parent))
+}
+
+// makeWritable gives the owner write access to every directory below dir,
+// so read-only directories of a snapshot can be removed.
+func makeWritable(dir string) {
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			if fi, err := d.Info(); err == nil && fi.Mode().Perm()&0o700 != 0o700 {
+				os.Chmod(p, fi.Mode().Perm()|0o700)
+			}
+		}
+		return nil
+	})
+}
+
+func newRestoreID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// mkdirNoFollow makes directory name in dir unless it exists as a
+// directory; a symlink or file of that name is an error.
+func mkdirNoFollow(dir, name string) error {
+	fd, err := openRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Mkdirat(fd, name, 0o700); err != nil && err != unix.EEXIST {
+		return err
+	}
+	st, err := lstatAt(fd, name)
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("%s exists and is not a directory; move it away", filepath.Join(dir, name))
+	}
+	return nil
+}
+
+// lockTarget takes an exclusive lock on the target directory and shared
+// locks on its ancestors, so two restores into the same or nested targets
+// never run at once (FAULTS E16); the second is refused.
+func lockTarget(target string) (func(), error) {
+	var fds []int
+	release := func() {
+		for _, fd := range fds {
+			unix.Flock(fd, unix.LOCK_UN)
+			unix.Close(fd)
+		}
+	}
+	for d := target; ; d = filepath.Dir(d) {
+		fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("restore: open %s: %w", d, err)
+		}
+		fds = append(fds, fd)
+		how := unix.LOCK_SH
+		if d == target {
+			how = unix.LOCK_EX
+		}
+		if err := unix.Flock(fd, how|unix.LOCK_NB); err != nil {
+			release()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("restore: another restore is running into %s (or into a directory that contains it or lies inside it); wait for it to finish", d)
+			}
+			return nil, fmt.Errorf("restore: lock %s: %w", d, err)
+		}
+		if d == "/" {
+			break
+		}
+	}
+	return release, nil
+}

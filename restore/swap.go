@@ -1,0 +1,264 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"snapforge/snapshot"
+)
+
+// swap carries out the plan's actions on the live tree, in path order (a
+// parent before its children). Each step is journaled (fsynced) before it
+// is taken:
+//
+//	create   rename staged entry to the free live path (RENAME_NOREPLACE)
+//	replace  exchange staged and live entries (RENAME_EXCHANGE): the path is
+//	         never absent, and the old entry lands in the staging area
+//	remove   rename the live entry into the staging area (old/<n>)
+//	update   set mode, owner and mtime; the old values are in the journal
+//
+// A missing parent directory is created first (and journaled). Nothing is
+// ever written through a symlink: every directory is opened one name at a
+// time with O_NOFOLLOW.
+func (ru *runner) swap(ctx context.Context) error {
+	return ru.stage("swap", func() (string, error) {
+		root, err := openRoot(ru.o.Target)
+		if err != nil {
+			return "", err
+		}
+		defer unix.Close(root)
+		stg, err := openRoot(ru.staging)
+		if err != nil {
+			return "", err
+		}
+		defer unix.Close(stg)
+		live := ru.o.Live
+		live.FilesTotal.Store(int64(len(ru.plan.Actions)))
+		live.FilesDone.Store(0)
+		for i, a := range ru.plan.Actions {
+			if err := ctx.Err(); err != nil {
+				return "", err
+			}
+			ru.o.Hook("restore-swap-" + strconv.Itoa(i))
+			if err := ru.o.Fault("swap-" + strconv.Itoa(i)); err != nil {
+				return "", fmt.Errorf("%s %s: %w", a.Op, a.Path, err)
+			}
+			if err := ru.step(root, stg, i, a); err != nil {
+				return "", fmt.Errorf("%s %s: %w", a.Op, a.Path, err)
+			}
+			live.FilesDone.Add(1)
+		}
+		ru.o.Hook("restore-swap-" + strconv.Itoa(len(ru.plan.Actions)))
+		if err := unix.Syncfs(root); err != nil {
+			return "", fmt.Errorf("sync %s: %w", ru.o.Target, err)
+		}
+		if err := ru.j.add(record{T: recSwapped}); err != nil {
+			return "", err
+		}
+		ru.o.Hook("restore-swapped")
+		return fmt.Sprintf("%d steps", len(ru.plan.Actions)), nil
+	})
+}
+
+func (ru *runner) step(root, stg, i int, a Action) error {
+	dir, name := splitRel(a.raw)
+	if a.Op == "create" {
+		if err := ru.ensureDir(root, dir); err != nil {
+			return err
+		}
+	}
+	ldir, err := openDirAt(root, dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ldir)
+	switch a.Op {
+	case "create", "replace":
+		sdir, err := openDirAt(stg, joinRel("stage", dir))
+		if err != nil {
+			return fmt.Errorf("staged entry missing: %w", err)
+		}
+		defer unix.Close(sdir)
+		sst, err := lstatAt(sdir, name)
+		if err != nil {
+			return fmt.Errorf("staged entry missing: %w", err)
+		}
+		staged := []byte(joinRel("stage", a.raw))
+		lst, lerr := lstatAt(ldir, name)
+		if lerr == nil {
+			ru.swapped = true
+			if err := ru.j.add(record{T: recExchange, Path: []byte(a.raw), Staged: staged, Dev: sst.Dev, NewIno: sst.Ino, OldIno: lst.Ino}); err != nil {
+				return err
+			}
+			err := unix.Renameat2(sdir, name, ldir, name, unix.RENAME_EXCHANGE)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
+				return err
+			}
+			// No RENAME_EXCHANGE here: move the old entry out, then the new in.
+			if err := ru.moveOut(ldir, stg, i, a.raw, name, lst.Ino); err != nil {
+				return err
+			}
+		} else if lerr != unix.ENOENT {
+			return lerr
+		}
+		ru.swapped = true
+		if err := ru.j.add(record{T: recCreate, Path: []byte(a.raw), Staged: staged, Dev: sst.Dev, NewIno: sst.Ino}); err != nil {
+			return err
+		}
+		return unix.Renameat2(sdir, name, ldir, name, unix.RENAME_NOREPLACE)
+	case "remove":
+		lst, err := lstatAt(ldir, name)
+		if err == unix.ENOENT {
+			return nil // gone already
+		}
+		if err != nil {
+			return err
+		}
+		return ru.moveOut(ldir, stg, i, a.raw, name, lst.Ino)
+	case "update":
+		lst, err := lstatAt(ldir, name)
+		if err != nil {
+			return err
+		}
+		sn, err := ru.r.FindNode(context.Background(), ru.m, a.raw)
+		if err != nil {
+			return err
+		}
+		ru.swapped = true
+		if err := ru.j.add(record{T: recMeta, Path: []byte(a.raw), Dev: lst.Dev, OldIno: lst.Ino, Mode: lst.Mode & 0o7777, UID: lst.Uid, GID: lst.Gid,
+			MTime: lst.Mtim.Nano(), ATime: lst.Atim.Nano()}); err != nil {
+			return err
+		}
+		return setMeta(ldir, name, sn.Type == snapshot.TypeSymlink, sn.Type == snapshot.TypeDir, ru.o.modeOf(sn), sn.UID, sn.GID, sn.MTime, sn.MTime)
+	}
+	return fmt.Errorf("unknown action %q", a.Op)
+}
+
+// moveOut renames live entry name (in ldir) into the staging area.
+func (ru *runner) moveOut(ldir, stg, i int, rel, name string, ino uint64) error {
+	old := "old/" + strconv.Itoa(i)
+	ru.swapped = true
+	if err := ru.j.add(record{T: recMove, Path: []byte(rel), Staged: []byte(old), OldIno: ino}); err != nil {
+		return err
+	}
+	return unix.Renameat2(ldir, name, stg, old, unix.RENAME_NOREPLACE)
+}
+
+// ensureDir creates the missing directories of rel in the live tree, each
+// journaled first, with the snapshot's metadata.
+func (ru *runner) ensureDir(root int, rel string) error {
+	if rel == "" {
+		return nil
+	}
+	fd, err := unix.Openat(root, ".", dirFlags, 0)
+	if err != nil {
+		return err
+	}
+	cur := ""
+	for _, name := range splitAll(rel) {
+		cur = joinRel(cur, name)
+		next, err := unix.Openat(fd, name, dirFlags, 0)
+		if err == unix.ENOENT {
+			ru.swapped = true
+			if err := ru.j.add(record{T: recMkdir, Path: []byte(cur)}); err != nil {
+				unix.Close(fd)
+				return err
+			}
+			if err := unix.Mkdirat(fd, name, 0o700); err != nil && err != unix.EEXIST {
+				unix.Close(fd)
+				return err
+			}
+			if sn, err := ru.r.FindNode(context.Background(), ru.m, cur); err == nil && sn != nil && sn.Type == snapshot.TypeDir {
+				setMeta(fd, name, false, true, ru.o.modeOf(sn)|0o700, sn.UID, sn.GID, sn.MTime, sn.MTime)
+				defer setMeta(root, cur, false, true, ru.o.modeOf(sn), sn.UID, sn.GID, sn.MTime, sn.MTime)
+			}
+			next, err = unix.Openat(fd, name, dirFlags, 0)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("directory %s: %w", snapshot.DisplayName(cur), err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+	return nil
+}
+
+func splitAll(rel string) []string {
+	var out []string
+	for rel != "" {
+		d, n := splitRel(rel)
+		out = append([]string{n}, out...)
+		rel = d
+	}
+	return out
+}
+
+// setMeta sets owner (as root), mode (not on symlinks) and times of name in
+// dir, never following a symlink. rel may hold slashes relative to dir.
+func setMeta(dir int, rel string, symlink, isDir bool, mode, uid, gid uint32, mtime, atime int64) error {
+	d, name := splitRel(rel)
+	fd := dir
+	if d != "" {
+		var err error
+		if fd, err = openDirAt(dir, d); err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+	}
+	var firstErr error
+	if os.Geteuid() == 0 {
+		if err := unix.Fchownat(fd, name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			firstErr = err
+		}
+	}
+	if !symlink {
+		if err := unix.Fchmodat(fd, name, mode, 0); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}
+	if err := unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return firstErr
+}
+
+// rollback undoes a restore that failed after it began to swap: the
+// application is stopped (if the start hook ran), every journaled step is
+// undone, and the application is started again.
+func (ru *runner) rollback(ctx context.Context, stage string, cause error) error {
+	ru.res.RolledBack = true
+	ru.res.Failure = fmt.Sprintf("%s: %v", stage, cause)
+	ctx = context.WithoutCancel(ctx) // a cancelled restore still rolls back
+	fmt.Fprintf(ru.o.Log, "restore: %s failed: %v; rolling back\n", stage, cause)
+	err := ru.stage("rollback", func() (string, error) {
+		if err := ru.j.add(record{T: recRollback, Reason: ru.res.Failure}); err != nil {
+			return "", err
+		}
+		recs, err := readJournal(ru.staging)
+		if err != nil {
+			return "", err
+		}
+		ru.j.close()
+		f := &fixer{r: ru.r, o: ru.o, staging: ru.staging, recs: recs}
+		n, err := f.finish(ctx)
+		ru.res.Hooks = append(ru.res.Hooks, f.hooks...)
+		return fmt.Sprintf("%d steps undone", n), err
+	})
+	if err != nil {
+		ru.res.RolledBack = false
+		return &CriticalError{RestoreID: ru.id, Journal: filepath.Join(ru.staging, journalName), Safety: ru.res.Safety, Cause: err}
+	}
+	ru.cleanup()
+	return &RolledBackError{Stage: stage, Cause: cause, Safety: ru.res.Safety}
+}
