@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/zeebo/blake3"
@@ -188,3 +189,99 @@ const (
 
 // fsyncDir makes renames in directory fd durable.
 func fsyncDir(fd int) error { return unix.Fsync(fd) }
+
+// removeTree removes path and everything below it, never following a
+// symlink and never entering another filesystem: a directory with a
+// filesystem mounted inside is left in place and reported.
+func removeTree(path string) error {
+	dir, name := filepath.Split(filepath.Clean(path))
+	pfd, err := unix.Open(dir, dirFlags&^unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	st, err := lstatAt(pfd, name)
+	if err == unix.ENOENT {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return removeAt(pfd, name, st.Dev, path)
+}
+
+func removeAt(dir int, name string, dev uint64, display string) error {
+	st, err := lstatAt(dir, name)
+	if err == unix.ENOENT {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if err := unix.Unlinkat(dir, name, 0); err != nil && err != unix.ENOENT {
+			return fmt.Errorf("remove %s: %w", display, err)
+		}
+		return nil
+	}
+	if st.Dev != dev {
+		return fmt.Errorf("%s is another filesystem's mount point; left in place", display)
+	}
+	if st.Mode&0o700 != 0o700 {
+		unix.Fchmodat(dir, name, st.Mode&0o7777|0o700, 0)
+	}
+	fd, err := unix.Openat(dir, name, dirFlags, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", display, err)
+	}
+	names, err := readNames(fd)
+	var firstErr error
+	if err != nil {
+		firstErr = err
+	}
+	for _, n := range names {
+		if err := removeAt(fd, n, dev, display+"/"+n); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	unix.Close(fd)
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := unix.Unlinkat(dir, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("remove %s: %w", display, err)
+	}
+	return nil
+}
+
+// treeSize counts the files and bytes below directory name in dir, and
+// names the first directory inside that is another filesystem.
+func treeSize(dir int, name string, dev uint64, rel string) (files, bytes int64, mount string) {
+	fd, err := unix.Openat(dir, name, dirFlags, 0)
+	if err != nil {
+		return 0, 0, ""
+	}
+	defer unix.Close(fd)
+	names, _ := readNames(fd)
+	for _, n := range names {
+		st, err := lstatAt(fd, n)
+		if err != nil {
+			continue
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			files++
+			bytes += st.Size
+		case unix.S_IFDIR:
+			if st.Dev != dev {
+				return files, bytes, joinRel(rel, n)
+			}
+			f, b, m := treeSize(fd, n, dev, joinRel(rel, n))
+			files, bytes = files+f, bytes+b
+			if m != "" {
+				return files, bytes, m
+			}
+		}
+	}
+	return files, bytes, ""
+}

@@ -73,6 +73,7 @@ type Entry struct {
 	Blake3 string `json:"blake3,omitempty"` // read when its size matched the snapshot's
 	Target string `json:"target,omitempty"` // symlink target
 	Mode   string `json:"mode"`
+	Files  int64  `json:"files,omitempty"` // a directory: the files inside (Size: their bytes)
 }
 
 // Check is a built-in or profile check of the smoke test.
@@ -477,6 +478,13 @@ func (p *planner) add(a Action, fd int, name string, lst unix.Stat_t, lexists bo
 			t, _ := readlinkAt(fd, name)
 			e.Target = snapshot.DisplayName(t)
 		}
+		if e.Type == "dir" && a.Op != "update" {
+			files, bytes, mount := treeSize(fd, name, p.rootDev, a.raw)
+			e.Size, e.Files = bytes, files
+			if mount != "" {
+				p.fail(mount, "a filesystem is mounted here, inside a directory the restore would "+a.Op+"; unmount it first")
+			}
+		}
 		if a.Op != "update" || e.Type != "dir" {
 			a.Current = e
 		}
@@ -689,7 +697,7 @@ func (p *planner) preflight(ctx context.Context) {
 			pl.Space.StageBytes += a.Size
 		}
 		if a.Op == "replace" || a.Op == "remove" {
-			if a.Current != nil && a.Current.Type == "file" {
+			if a.Current != nil && (a.Current.Type == "file" || a.Current.Type == "dir") {
 				pl.Space.SafetyBytes += a.Current.Size
 			}
 		}

@@ -38,7 +38,12 @@ func Recover(ctx context.Context, r *snapshot.Repo, o Options) ([]Recovered, err
 	var out []Recovered
 	for _, p := range ptrs {
 		if _, err := os.Stat(filepath.Join(p.Staging, journalName)); errors.Is(err, fs.ErrNotExist) {
-			removePointer(r.Path(), p.RestoreID) // finished; only the pointer was left
+			// Finished (only the pointer was left), or killed before its
+			// journal began: nothing was swapped either way.
+			if filepath.Base(filepath.Dir(p.Staging)) == snapshot.StagingDir {
+				removeStaging(p.Staging)
+			}
+			removePointer(r.Path(), p.RestoreID)
 			continue
 		}
 		unlock, err := lockTarget(p.Target)

@@ -92,7 +92,8 @@ type runner struct {
 	j       *journal
 	stopped bool // the stop hook ran and no start since
 	started bool
-	swapped bool // the first swap step was announced
+	swapped bool  // the first swap step was announced
+	after   *Plan // the plan of the live tree right after the swap (empty)
 }
 
 // Run restores snapshot m into the live system in place, in this order: a
@@ -121,6 +122,9 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 	}()
 	if err := checkTarget(o.Target, r.Path()); err != nil {
 		return res, err
+	}
+	if fi, err := os.Stat(o.Target); err != nil || !fi.IsDir() {
+		return res, fmt.Errorf("restore: the live root %s does not exist or is not a directory; restore into a new directory with --target DIR (without --in-place)", o.Target)
 	}
 	unlock, err := lockTarget(o.Target)
 	if err != nil {
@@ -168,6 +172,11 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 	}
 	if err := ru.swap(ctx); err != nil {
 		return res, ru.rollback(ctx, "swap", err)
+	}
+	// Checked before the application starts: once it runs, it may rightly
+	// write to its logs and database.
+	if err := ru.stage("check", func() (string, error) { return ru.checkSwapped(ctx) }); err != nil {
+		return res, ru.rollback(ctx, "check", err)
 	}
 	if o.Hooks != nil && o.Hooks.Start != "" {
 		if err := ru.stage("start hook", func() (string, error) { return "", ru.hook(ctx, "start", o.Hooks.Start) }); err != nil {
@@ -250,7 +259,7 @@ func (ru *runner) begin() error {
 // stages and verifies. Nothing in the live tree changes here.
 func (ru *runner) prepare(ctx context.Context) error {
 	o := ru.o
-	if err := ru.stage("safety snapshot", func() (string, error) { return ru.safety(ctx, ru.plan.protected()) }); err != nil {
+	if err := ru.stage("safety snapshot", func() (string, error) { return ru.safety(ctx, ru.safetyPaths()) }); err != nil {
 		return err
 	}
 	if o.Hooks != nil && o.Hooks.Stop != "" {
@@ -258,12 +267,10 @@ func (ru *runner) prepare(ctx context.Context) error {
 			return err
 		}
 		// The application is down: plan again, so what runs matches the
-		// files as the application left them.
+		// files as the application left them. Paths that changed since the
+		// safety snapshot get a second one.
 		if err := ru.stage("plan again", func() (string, error) {
-			covered := map[string]bool{}
-			for _, p := range ru.plan.protected() {
-				covered[p] = true
-			}
+			before := ru.plan.live
 			plan, err := ru.p.build(ctx)
 			if err != nil {
 				return "", err
@@ -274,7 +281,9 @@ func (ru *runner) prepare(ctx context.Context) error {
 			}
 			var more []string
 			for _, p := range plan.protected() {
-				if !covered[p] {
+				b, ok := before[p]
+				a := plan.live[p]
+				if !ok || b.exists != a.exists || b.st.Ino != a.st.Ino || b.st.Size != a.st.Size || b.st.Mtim != a.st.Mtim || b.st.Ctim != a.st.Ctim {
 					more = append(more, p)
 				}
 			}
@@ -282,9 +291,9 @@ func (ru *runner) prepare(ctx context.Context) error {
 				if _, err := ru.safety(ctx, more); err != nil {
 					return "", err
 				}
-				return fmt.Sprintf("%d more path(s) changed while the application stopped; added to the safety snapshots", len(more)), nil
+				return fmt.Sprintf("%d path(s) changed while the application stopped; a second safety snapshot holds them", len(more)), nil
 			}
-			return "plan unchanged", nil
+			return "nothing changed since the plan", nil
 		}); err != nil {
 			return err
 		}
@@ -301,17 +310,26 @@ func (ru *runner) prepare(ctx context.Context) error {
 	return nil
 }
 
-// safety takes a pinned snapshot of paths as they are now.
+// safetyPaths is what the safety snapshot holds: the whole scope (so
+// restoring it in place, with the same scope, brings back exactly the state
+// before the restore), or, for a scope of patterns, the units' paths and
+// every path the plan replaces, removes or updates. nil is the whole root.
+func (ru *runner) safetyPaths() []string {
+	s := ru.o.Scope
+	switch {
+	case s.Whole:
+		return nil
+	case len(s.Include) == 0:
+		return s.Paths
+	}
+	return append(append([]string{}, s.Paths...), ru.plan.protected()...)
+}
+
+// safety takes a pinned snapshot of paths (nil: the whole root) as they
+// are now. Files unchanged since the last snapshot of the same units are
+// not read again (an incremental backup).
 func (ru *runner) safety(ctx context.Context, paths []string) (string, error) {
-	if len(paths) == 0 {
-		return "nothing is replaced or removed; no safety snapshot needed", nil
-	}
-	var dbs []string
-	for _, p := range paths {
-		if ru.o.Scope.isSQLite(p) {
-			dbs = append(dbs, p)
-		}
-	}
+	dbs := ru.o.Scope.SQLite // captured through SQLite's online backup
 	units := ru.o.Scope.Units
 	if len(units) == 0 {
 		units = []string{"."}
@@ -427,26 +445,14 @@ func (ru *runner) cleanup() {
 }
 
 // removeStaging deletes a restore's staging area and, when it was the last,
-// the staging directory itself.
-func removeStaging(staging string) {
-	makeWritable(staging)
-	os.RemoveAll(staging)
+// the staging directory itself. It never follows a symlink nor enters
+// another filesystem.
+func removeStaging(staging string) error {
+	err := removeTree(staging)
 	parent := filepath.Dir(staging)
 	os.Remove(parent) // only when empty
 	syncPath(filepath.Dir(parent))
-}
-
-// makeWritable gives the owner write access to every directory below dir,
-// so read-only directories of a snapshot can be removed.
-func makeWritable(dir string) {
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			if fi, err := d.Info(); err == nil && fi.Mode().Perm()&0o700 != 0o700 {
-				os.Chmod(p, fi.Mode().Perm()|0o700)
-			}
-		}
-		return nil
-	})
+	return err
 }
 
 func newRestoreID() string {

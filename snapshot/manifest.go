@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -403,9 +404,13 @@ func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
 		return nil, err
 	}
 	if ref == "latest" {
-		for i := len(list) - 1; i >= 0; i-- {
-			if list[i].Manifest != nil {
-				return r.LoadManifest(list[i].BackupID)
+		// The newest regular snapshot: a safety snapshot (taken before an
+		// in-place restore, tagged "safety") is named by its id.
+		for _, safety := range []bool{false, true} {
+			for i := len(list) - 1; i >= 0; i-- {
+				if m := list[i].Manifest; m != nil && (safety || !slices.Contains(m.Tags, "safety")) {
+					return r.LoadManifest(list[i].BackupID)
+				}
 			}
 		}
 		return nil, fmt.Errorf("latest: no snapshots yet: %w", ErrNotFound)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -157,6 +158,7 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 			RootHash   string   `json:"root_hash,omitempty"`
 			Partial    bool     `json:"partial"`
 			Damaged    string   `json:"damaged,omitempty"`
+			Tags       []string `json:"tags,omitempty"`
 			Verified   string   `json:"last_full_verify,omitempty"`
 			VerifiedOK *bool    `json:"last_full_verify_ok,omitempty"`
 		}
@@ -169,6 +171,7 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 				m := e.Manifest
 				rw.CreatedUTC, rw.Strategy, rw.Parent, rw.Root = m.CreatedUTC, m.Strategy, m.Parent, m.Source.Root
 				rw.Units, rw.Files, rw.Bytes, rw.RootHash, rw.Partial = m.Includes, m.Stats.Files, m.Stats.Bytes, m.RootHash, m.Partial
+				rw.Tags = m.Tags
 			}
 			if rec, ok := r.VerifyRecordOf(e.BackupID); ok && rec.ReadData != nil {
 				rw.Verified = rec.ReadData.FinishedUTC
@@ -196,6 +199,9 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 				status = "DAMAGED: " + rw.Damaged
 			case rw.Partial:
 				status = "partial"
+			}
+			if slices.Contains(rw.Tags, "safety") {
+				status += ", safety (pinned)" // taken before an in-place restore
 			}
 			if rw.VerifiedOK != nil {
 				if *rw.VerifiedOK {
