@@ -120,6 +120,9 @@ func (ru *runner) checkEntries(ctx context.Context, root int, es []fileCheck, li
 					mu.Lock()
 					files++
 					bytes += st.Size
+					if !live {
+						ru.p.verified[st.Ino] = hashed{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: st.Ino, dev: st.Dev, sum: sum}
+					}
 					mu.Unlock()
 					ru.o.Live.BytesDone.Add(st.Size)
 					ru.o.Live.FilesDone.Add(1)
@@ -190,13 +193,14 @@ func checkDB(ctx context.Context, path string) error {
 
 // checkSwapped runs right after the swap, before the start hook: the
 // scope must now equal the snapshot — a fresh plan of the live tree finds
-// nothing to do (every file's BLAKE3 read again from the live tree, every
-// type, link target and mode), and no database has a stale companion.
+// nothing to do (every type, link target and mode; every file's BLAKE3:
+// files swapped in are known by inode from verify, which read them back,
+// the rest are hashed), and no database has a stale companion.
 func (ru *runner) checkSwapped(ctx context.Context) (string, error) {
 	if err := ru.o.Fault("check"); err != nil {
 		return "", err
 	}
-	p := &planner{r: ru.r, m: ru.m, o: ru.o, scope: ru.o.Scope, hashes: ru.p.hashes}
+	p := &planner{r: ru.r, m: ru.m, o: ru.o, scope: ru.o.Scope, hashes: ru.p.hashes, verified: ru.p.verified}
 	after, err := p.build(ctx)
 	if err != nil {
 		return "", fmt.Errorf("check the restored scope: %w", err)

@@ -35,8 +35,10 @@
 //	    remove  = rename(live, staging/old/<n>)
 //	    update  = chmod/chown/utimes with the old values journaled
 //	    syncfs
-//	check: a fresh plan of the live tree must be empty (every file's BLAKE3
-//	    read again) — before the application starts and writes
+//	check: a fresh plan of the live tree must be empty — every entry's type,
+//	    mode, link target and every file's BLAKE3 (a swapped-in file is known
+//	    by its inode, size and mtime from verify, which read it back; any
+//	    other is read again) — before the application starts and writes
 //	start hook; smoke: databases pass integrity_check, JSON files parse, the
 //	    profile's smoke command exits 0 within timeout_s
 //	commit: journal "commit"; the staging area (with the old entries) goes

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
@@ -84,13 +85,26 @@ func hashAt(dir int, name string) (snapshot.ID, unix.Stat_t, error) {
 	}
 	unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
 	h := blake3.New()
-	buf := make([]byte, 1<<20)
-	if _, err := io.CopyBuffer(h, f, buf); err != nil {
-		return sum, st, err
+	bp := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return sum, st, err
+		}
 	}
 	copy(sum[:], h.Sum(nil))
 	return sum, st, nil
 }
+
+// hashBufs recycles read buffers: hashing a tree of small files must not
+// allocate a buffer per file.
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // splitRel returns the parent directory and last name of rel.
 func splitRel(rel string) (dir, name string) {
@@ -101,10 +115,13 @@ func splitRel(rel string) (dir, name string) {
 	return rel[:i], rel[i+1:]
 }
 
-// joinRel joins a relative directory and a name.
+// joinRel joins a relative directory and a name (either may be empty).
 func joinRel(dir, name string) string {
 	if dir == "" || dir == "." {
 		return name
+	}
+	if name == "" {
+		return dir
 	}
 	return dir + "/" + name
 }

@@ -43,8 +43,9 @@ type Plan struct {
 	// Not in JSON: what the protocol needs about the live tree.
 	live     map[string]liveInfo // by action path: the entry as the plan saw it
 	scopeSet func(rel string) bool
-	sqlite   []string // in-scope database paths of the snapshot
-	jsons    []string // in-scope .json files of the snapshot
+	sqlite   []string        // in-scope database paths of the snapshot
+	sidecars map[string]bool // their -wal, -shm, -journal present when planned
+	jsons    []string        // in-scope .json files of the snapshot
 	nodes    map[string]*snapshot.Node
 }
 
@@ -132,14 +133,18 @@ type planner struct {
 	repoDev uint64
 	repoIno uint64
 	hashes  map[string]hashed // live hashes by path, reused when the stat matches
-	links   []linkPair
-	touched map[string]bool // paths created or replaced (subtrees included)
-	blocked []string        // live directories in the way, outside the scope
+	// verified holds the staged files read back and checked before the
+	// swap, by inode: after the rename (which changes only ctime) the check
+	// of the swapped scope knows them without reading them a third time.
+	verified map[uint64]hashed
+	links    []linkPair
+	touched  map[string]bool // paths created or replaced (subtrees included)
+	blocked  []string        // live directories in the way, outside the scope
 }
 
 type hashed struct {
 	size, mtime, ctime int64
-	ino                uint64
+	ino, dev           uint64
 	sum                snapshot.ID
 }
 
@@ -214,6 +219,18 @@ func (p *planner) build(ctx context.Context) (*Plan, error) {
 	p.companions()
 	sort.SliceStable(p.plan.Actions, func(i, j int) bool { return p.plan.Actions[i].raw < p.plan.Actions[j].raw })
 	p.checks()
+	p.plan.sidecars = map[string]bool{}
+	for _, db := range p.plan.sqlite {
+		dir, name := splitRel(db)
+		if fd, err := openDirAt(p.rootFd, dir); err == nil {
+			for _, suf := range []string{"-wal", "-shm", "-journal"} {
+				if _, err := lstatAt(fd, name+suf); err == nil {
+					p.plan.sidecars[db+suf] = true
+				}
+			}
+			unix.Close(fd)
+		}
+	}
 	p.preflight(ctx)
 	return p.plan, nil
 }
@@ -459,7 +476,7 @@ func (p *planner) noteFile(rel string, n *snapshot.Node) {
 	if n.Flags&snapshot.FlagSQLite != 0 || p.scope.isSQLite(rel) {
 		p.plan.sqlite = append(p.plan.sqlite, rel)
 	}
-	if strings.HasSuffix(rel, ".json") {
+	if strings.HasSuffix(rel, ".json") && p.scope.isConfig(rel) {
 		p.plan.jsons = append(p.plan.jsons, rel)
 	}
 }
@@ -527,6 +544,9 @@ func (p *planner) metaDiffers(sn *snapshot.Node, lst unix.Stat_t) string {
 // the file's status is unchanged.
 func (p *planner) hash(fd int, name, rel string, lst unix.Stat_t) (snapshot.ID, error) {
 	if h, ok := p.hashes[rel]; ok && h.ino == lst.Ino && h.size == lst.Size && h.mtime == lst.Mtim.Nano() && h.ctime == lst.Ctim.Nano() {
+		return h.sum, nil
+	}
+	if h, ok := p.verified[lst.Ino]; ok && h.dev == lst.Dev && h.size == lst.Size && h.mtime == lst.Mtim.Nano() {
 		return h.sum, nil
 	}
 	sum, st, err := hashAt(fd, name)
@@ -715,8 +735,12 @@ func (p *planner) preflight(ctx context.Context) {
 	}
 	pl.Space.OK = pl.Space.FreeBytes >= pl.Space.NeededBytes
 	if len(pl.Actions) > 0 && !pl.Space.OK {
-		p.fail("", fmt.Sprintf("not enough free space on the live root's filesystem: the restore needs %s (staged files %s, safety snapshot up to %s, margin %s), %s is free; free some space first",
-			humanBytes(pl.Space.NeededBytes), humanBytes(pl.Space.StageBytes), humanBytes(pl.Space.SafetyBytes), humanBytes(marginBytes), humanBytes(pl.Space.FreeBytes)))
+		safety := ""
+		if pl.Space.NeededBytes > pl.Space.StageBytes+marginBytes {
+			safety = ", safety snapshot up to " + humanBytes(pl.Space.SafetyBytes) + " (the repository is on the same filesystem)"
+		}
+		p.fail("", fmt.Sprintf("not enough free space on the live root's filesystem: the restore needs %s (staged files %s%s, margin %s), %s is free; free some space first",
+			humanBytes(pl.Space.NeededBytes), humanBytes(pl.Space.StageBytes), safety, humanBytes(marginBytes), humanBytes(pl.Space.FreeBytes)))
 	}
 	if len(pl.Actions) > 0 && unix.Faccessat(p.rootFd, ".", unix.W_OK, unix.AT_EACCESS) != nil {
 		p.fail("", "the live root "+p.o.Target+" is not writable by this user")

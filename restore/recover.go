@@ -176,7 +176,10 @@ func (f *fixer) finish(ctx context.Context) (int, error) {
 	f.j = j
 	defer j.close()
 	hooks := f.o.Hooks
-	if state == "started" && hooks != nil && hooks.Stop != "" {
+	// Stop the application first when it may run: after the start hook, or
+	// when a kill may have cut the start hook short. Stop hooks are
+	// expected to be idempotent (like `systemctl stop`).
+	if (state == "started" || everStopped) && hooks != nil && hooks.Stop != "" {
 		run, err := runHook(ctx, "stop", hooks.Stop, time.Duration(f.o.hookTimeoutS())*time.Second, f.o.Target, f.recs[0].BackupID, f.o.Scope.Name, f.o.logw())
 		f.hooks = append(f.hooks, run)
 		if err != nil {

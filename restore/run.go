@@ -136,7 +136,7 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 		return res, err
 	}
 
-	ru := &runner{r: r, m: m, o: o, res: res, p: &planner{r: r, m: m, o: o, scope: o.Scope, hashes: map[string]hashed{}}}
+	ru := &runner{r: r, m: m, o: o, res: res, p: &planner{r: r, m: m, o: o, scope: o.Scope, hashes: map[string]hashed{}, verified: map[uint64]hashed{}}}
 	o.Live.Start("plan")
 	if err := ru.stage("plan", func() (string, error) {
 		var err error
@@ -344,11 +344,52 @@ func (ru *runner) safety(ctx context.Context, paths []string) (string, error) {
 	if sm.Partial {
 		return "", fmt.Errorf("safety snapshot %s is incomplete (%d problem(s), first: %s: %s); nothing was changed", sm.BackupID, len(sm.Warnings), firstPath(sm.Warnings), firstProblem(sm.Warnings))
 	}
+	ru.dropCaptureSidecars()
 	ru.res.Safety = append(ru.res.Safety, sm.BackupID)
 	if err := ru.j.add(record{T: recSafety, Safety: sm.BackupID}); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("%s: %d files, %s", sm.BackupID, sm.Stats.Files, humanBytes(sm.Stats.Bytes)), nil
+}
+
+// dropCaptureSidecars removes the empty -wal and the -shm that capturing a
+// cleanly closed WAL database (a read-only connection) leaves beside it,
+// when they were not there before the plan and no process holds the
+// database: the live tree stays exactly as it was.
+func (ru *runner) dropCaptureSidecars() {
+	root, err := openRoot(ru.o.Target)
+	if err != nil {
+		return
+	}
+	defer unix.Close(root)
+	for _, db := range ru.plan.sqlite {
+		var made []string
+		for _, suf := range []string{"-wal", "-shm"} {
+			if ru.plan.sidecars[db+suf] {
+				continue
+			}
+			dir, name := splitRel(db + suf)
+			fd, err := openDirAt(root, dir)
+			if err != nil {
+				continue
+			}
+			st, err := lstatAt(fd, name)
+			unix.Close(fd)
+			if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && (suf == "-shm" || st.Size == 0) {
+				made = append(made, db+suf)
+			}
+		}
+		if len(made) == 0 || len(openBy(root, append([]string{db}, made...))) > 0 {
+			continue
+		}
+		for _, m := range made {
+			dir, name := splitRel(m)
+			if fd, err := openDirAt(root, dir); err == nil {
+				unix.Unlinkat(fd, name, 0)
+				unix.Close(fd)
+			}
+		}
+	}
 }
 
 func firstPath(ws []snapshot.Warning) string {
@@ -425,7 +466,7 @@ func (ru *runner) stageFiles(ctx context.Context) (string, error) {
 // live tree was never touched. The application is started again if it was
 // stopped.
 func (ru *runner) abandon(ctx context.Context, cause error) {
-	fmt.Fprintf(ru.o.Log, "restore: %v; nothing in the live system was changed\n", cause)
+	fmt.Fprintf(ru.o.Log, "restore: abandoned before the swap; removing the staging area\n")
 	if ru.stopped && ru.o.Hooks != nil && ru.o.Hooks.Start != "" {
 		ru.hook(context.WithoutCancel(ctx), "start", ru.o.Hooks.Start)
 	}

@@ -22,6 +22,7 @@ type Scope struct {
 	Whole   bool     `json:"whole"`   // the whole root
 	Exclude []string `json:"exclude"` // the profile's excludes: never touched
 	SQLite  []string `json:"sqlite"`  // paths of units marked sqlite
+	Config  []string `json:"config"`  // paths of the config unit: its JSON files must parse
 }
 
 // ResolveScope turns --scope names (units, "config", "db", "full"; comma
@@ -104,6 +105,9 @@ func ResolveScope(prof *snapshot.Profile, m *snapshot.Manifest, names, include [
 				if unit.SQLite {
 					s.SQLite = append(s.SQLite, p)
 				}
+				if u == "config" {
+					s.Config = append(s.Config, p)
+				}
 			}
 		}
 	}
@@ -131,6 +135,9 @@ func ResolveScope(prof *snapshot.Profile, m *snapshot.Manifest, names, include [
 	}
 	if s.SQLite == nil {
 		s.SQLite = []string{}
+	}
+	if s.Config == nil {
+		s.Config = []string{}
 	}
 	return s, warns, nil
 }
@@ -171,9 +178,14 @@ func (s Scope) excluded(rel string) bool {
 	return false
 }
 
+// isConfig reports whether rel lies in the config unit.
+func (s Scope) isConfig(rel string) bool { return within(s.Config, rel) }
+
 // isSQLite reports whether rel lies in a unit marked sqlite.
-func (s Scope) isSQLite(rel string) bool {
-	for _, p := range s.SQLite {
+func (s Scope) isSQLite(rel string) bool { return within(s.SQLite, rel) }
+
+func within(paths []string, rel string) bool {
+	for _, p := range paths {
 		if rel == p || strings.HasPrefix(rel, p+"/") {
 			return true
 		}

@@ -409,8 +409,13 @@ func IncludedBelow(patterns []string, rel string) bool {
 		return true
 	}
 	for _, pat := range patterns {
+		// Like MatchGlob: a pattern without '/' (a trailing one aside)
+		// matches at any depth; a leading '/' anchors it at the root.
+		if !strings.Contains(strings.TrimRight(pat, "/"), "/") {
+			return true
+		}
 		pat = strings.Trim(pat, "/")
-		if !strings.Contains(pat, "/") || strings.HasPrefix(pat, "**") {
+		if strings.HasPrefix(pat, "**") {
 			return true // matches at any depth
 		}
 		segs := strings.Split(pat, "/")

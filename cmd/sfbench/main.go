@@ -14,6 +14,8 @@
 //	               [--json out.json] [--snapforge BIN] [--no-drop]    (see scale.go)
 //	sfbench mount  --work W [--scale 1] [--runs 4] [--dir D] [--json out.json]
 //	               [--tools snapforge,restic,borg] [--entries 100000]   (see mount.go)
+//	sfbench inplace --work W [--dir D] [--scale 1] [--runs 4] [--json out.json]
+//	               [--snapforge BIN] [--no-drop] [--keep]              (see inplace.go)
 //
 // Try it with
 //
@@ -105,6 +107,7 @@ const usage = `usage:
   sfbench run    --work W [--dir D] [--quick] [--runs N] [--tools LIST] [--json FILE] [--snapforge BIN]
   sfbench scale  --work W [--scale S] [--files 1,4,16] [--bytes 1,4] [--runs N] [--json FILE] [--snapforge BIN]
   sfbench mount  --work W [--scale S] [--runs N] [--dir D] [--json FILE] [--tools snapforge,restic,borg] [--entries N]
+  sfbench inplace --work W [--dir D] [--scale S] [--runs N] [--json FILE] [--snapforge BIN] [--no-drop] [--keep]
 run 'sfbench COMMAND --help' for a command's flags`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -179,6 +182,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return scaleCommand(ctx, fs, args, seed, stdout, stderr)
 	case "mount":
 		return mountCommand(ctx, fs, args, dir, seed, stdout, stderr)
+	case "inplace":
+		return inplaceCommand(ctx, fs, args, dir, seed, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -434,6 +434,13 @@ func (b *bench) checkRestore(ctx context.Context, spec toolSpec, live, root stri
 	if err != nil {
 		return "", err
 	}
+	return b.checkTree(ctx, spec, want, live, root)
+}
+
+// checkTree is checkRestore with the source's tree, want, already hashed.
+// A difference is recorded as an error under spec's name and reported as
+// "DIFFERS".
+func (b *bench) checkTree(ctx context.Context, spec toolSpec, want *Tree, live, root string) (string, error) {
 	got, err := HashTree(root)
 	if err != nil {
 		return "", fmt.Errorf("restored tree: %w", err)

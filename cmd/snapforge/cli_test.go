@@ -320,6 +320,7 @@ type snapRow struct {
 	RootHash   string   `json:"root_hash"`
 	Partial    bool     `json:"partial"`
 	Damaged    string   `json:"damaged"`
+	Tags       []string `json:"tags"`
 	Verified   string   `json:"last_full_verify"`
 	VerifiedOK *bool    `json:"last_full_verify_ok"`
 }
