@@ -173,8 +173,3 @@ func describeHolders(hs []holder) string {
 
 // fuseSuperMagic is statfs's f_type of a FUSE filesystem.
 const fuseSuperMagic = 0x65735546
-
-func isFUSE(dir string) bool {
-	var s unix.Statfs_t
-	return unix.Statfs(dir, &s) == nil && s.Type == fuseSuperMagic
-}

@@ -362,6 +362,11 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 		}
 		p.add(Action{Op: "remove", raw: crel, Type: typeOf(lst.Mode), Reason: "not in the snapshot"}, fd, name, lst, true)
 		return nil
+	case sn.Type == snapshot.TypeDevice && !p.o.special():
+		if !lexists || typeOf(lst.Mode) != "device" || uint64(lst.Rdev) != sn.Rdev {
+			p.warn(crel, "device node not restored (only as root and when special files are asked for, --special)")
+			return nil
+		}
 	case !lexists:
 		return p.stage(ctx, "create", crel, sn, fd, name, lst, false, "not in the live system")
 	}
@@ -399,6 +404,9 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 		if lst.Size != sn.Size {
 			return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, "content differs (size)")
 		}
+		if sn.Type == snapshot.TypeHardlink && !p.sameInode(sn.Target, lst) {
+			return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, "no longer a hard link of "+snapshot.DisplayName(sn.Target))
+		}
 		sum, err := p.hash(fd, name, crel, lst)
 		if err != nil {
 			return fmt.Errorf("restore: read live file %s: %w", p.abs(crel), err)
@@ -408,6 +416,9 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 		}
 		if sn.Flags&snapshot.FlagSQLite != 0 && p.pendingJournal(fd, name) {
 			return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, "the live database has changes in its -wal or -journal")
+		}
+		if sn.Mode&0o6000 != 0 && !p.o.special() { // staged files get the same warning from staging
+			p.warn(crel, "setuid/setgid bits not restored (only as root and when special files are asked for)")
 		}
 		if reason := p.metaDiffers(sn, lst); reason != "" {
 			p.add(Action{Op: "update", raw: crel, Type: sn.Type.String(), Reason: reason}, fd, name, lst, true)
@@ -555,6 +566,18 @@ func (p *planner) hash(fd int, name, rel string, lst unix.Stat_t) (snapshot.ID, 
 	}
 	p.hashes[rel] = hashed{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: st.Ino, sum: sum}
 	return sum, nil
+}
+
+// sameInode reports whether live path rel is the inode lst describes.
+func (p *planner) sameInode(rel string, lst unix.Stat_t) bool {
+	dir, name := splitRel(rel)
+	fd, err := openDirAt(p.rootFd, dir)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	st, err := lstatAt(fd, name)
+	return err == nil && st.Dev == lst.Dev && st.Ino == lst.Ino
 }
 
 // pendingJournal reports a live database whose -wal holds frames or whose

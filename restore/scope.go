@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"snapforge/snapshot"
 )
 
@@ -251,11 +253,14 @@ func (o Options) withDefaults(r *snapshot.Repo, m *snapshot.Manifest) (Options, 
 // setgid only with Special as root (FAULTS E15).
 func (o Options) modeOf(n *snapshot.Node) uint32 {
 	m := n.Mode & 0o7777
-	if m&0o6000 != 0 && n.Type != snapshot.TypeDir && !(o.Special && os.Geteuid() == 0) {
+	if m&0o6000 != 0 && n.Type != snapshot.TypeDir && !o.special() {
 		m &^= 0o6000
 	}
 	return m
 }
+
+// special reports whether device nodes and setuid/setgid bits are restored.
+func (o Options) special() bool { return o.Special && os.Geteuid() == 0 }
 
 // hookTimeoutS is the profile's hook timeout, 60 s by default.
 func (o Options) hookTimeoutS() int {
@@ -269,6 +274,29 @@ func (o Options) hookTimeoutS() int {
 // filesystem root, kernel filesystems, the repository or anything inside
 // it, and a FUSE mount (ours, or anyone's) (FAULTS E7).
 func checkTarget(target, repo string) error {
+	if err := checkTargetPath(target, repo); err != nil {
+		return err
+	}
+	// The same for where the path leads: a symlink to / or into the
+	// repository is refused like the path itself.
+	real, err := filepath.EvalSymlinks(target)
+	if err != nil {
+		return nil // absent: opening it says so
+	}
+	if realRepo, err := filepath.EvalSymlinks(repo); err == nil {
+		repo = realRepo
+	}
+	if err := checkTargetPath(real, repo); err != nil {
+		return fmt.Errorf("%w (%s leads to %s)", err, target, real)
+	}
+	var st, rst unix.Stat_t
+	if unix.Stat(real, &st) == nil && unix.Stat("/", &rst) == nil && st.Dev == rst.Dev && st.Ino == rst.Ino {
+		return fmt.Errorf("restore: refusing to restore in place into / (%s); give the application's root", target)
+	}
+	return nil
+}
+
+func checkTargetPath(target, repo string) error {
 	if target == "/" {
 		return fmt.Errorf("restore: refusing to restore in place into /; give the application's root")
 	}
@@ -280,8 +308,14 @@ func checkTarget(target, repo string) error {
 	if repoAbs, err := filepath.Abs(repo); err == nil && (target == repoAbs || strings.HasPrefix(target, repoAbs+"/")) {
 		return fmt.Errorf("restore: target %s is inside the repository %s; choose the application's root", target, repoAbs)
 	}
-	if isFUSE(target) {
-		return fmt.Errorf("restore: target %s is on a FUSE mount (a snapshot folder is read-only); give the application's root", target)
+	var sfs unix.Statfs_t
+	if unix.Statfs(target, &sfs) == nil {
+		switch sfs.Type {
+		case fuseSuperMagic:
+			return fmt.Errorf("restore: target %s is on a FUSE mount (a snapshot folder is read-only); give the application's root", target)
+		case unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.DEVPTS_SUPER_MAGIC, unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC, unix.DEBUGFS_MAGIC, unix.SECURITYFS_MAGIC:
+			return fmt.Errorf("restore: refusing to restore into %s (a kernel filesystem)", target)
+		}
 	}
 	return nil
 }
