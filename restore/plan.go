@@ -53,28 +53,30 @@ type Plan struct {
 // carries its whole subtree (Files, Size); one removed takes its subtree
 // with it.
 type Action struct {
-	Op      string `json:"op"` // create, replace, remove, update (metadata only)
-	Path    string `json:"path"`
-	PathB64 string `json:"path_b64,omitempty"`
-	Type    string `json:"type"`             // the snapshot's entry (create, replace, update) or the live one (remove)
-	Size    int64  `json:"size"`             // bytes staged (create, replace)
-	Files   int64  `json:"files"`            // regular files staged (create, replace)
-	Blake3  string `json:"blake3,omitempty"` // the snapshot's file hash
-	Target  string `json:"target,omitempty"` // the snapshot's symlink target
-	Current *Entry `json:"current,omitempty"`
-	Reason  string `json:"reason"`
+	Op        string `json:"op"` // create, replace, remove, update (metadata only)
+	Path      string `json:"path"`
+	PathB64   string `json:"path_b64,omitempty"`
+	Type      string `json:"type"`             // the snapshot's entry (create, replace, update) or the live one (remove)
+	Size      int64  `json:"size"`             // bytes staged (create, replace)
+	Files     int64  `json:"files"`            // regular files staged (create, replace)
+	Blake3    string `json:"blake3,omitempty"` // the snapshot's file hash
+	Target    string `json:"target,omitempty"` // the snapshot's symlink target
+	TargetB64 string `json:"target_b64,omitempty"`
+	Current   *Entry `json:"current,omitempty"`
+	Reason    string `json:"reason"`
 
 	raw string
 }
 
 // Entry is a live entry that an action replaces or removes.
 type Entry struct {
-	Type   string `json:"type"`
-	Size   int64  `json:"size"`
-	Blake3 string `json:"blake3,omitempty"` // read when its size matched the snapshot's
-	Target string `json:"target,omitempty"` // symlink target
-	Mode   string `json:"mode"`
-	Files  int64  `json:"files,omitempty"` // a directory: the files inside (Size: their bytes)
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	Blake3    string `json:"blake3,omitempty"` // read when its size matched the snapshot's
+	Target    string `json:"target,omitempty"` // symlink target
+	TargetB64 string `json:"target_b64,omitempty"`
+	Mode      string `json:"mode"`
+	Files     int64  `json:"files,omitempty"` // a directory: the files inside (Size: their bytes)
 }
 
 // Check is a built-in or profile check of the smoke test.
@@ -407,9 +409,12 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 		if sn.Type == snapshot.TypeHardlink && !p.sameInode(sn.Target, lst) {
 			return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, "no longer a hard link of "+snapshot.DisplayName(sn.Target))
 		}
-		sum, err := p.hash(fd, name, crel, lst)
-		if err != nil {
-			return fmt.Errorf("restore: read live file %s: %w", p.abs(crel), err)
+		sum := sn.Hash
+		if !p.unchangedSinceBackup(sn, lst) {
+			var err error
+			if sum, err = p.hash(fd, name, crel, lst); err != nil {
+				return fmt.Errorf("restore: read live file %s: %w", p.abs(crel), err)
+			}
 		}
 		if sum != sn.Hash {
 			return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, "content differs")
@@ -457,7 +462,7 @@ func (p *planner) stage(ctx context.Context, op, crel string, sn *snapshot.Node,
 			p.links = append(p.links, linkPair{crel, sn.Target})
 		}
 	case snapshot.TypeSymlink:
-		a.Target = snapshot.DisplayName(sn.Target)
+		a.Target, a.TargetB64 = snapshot.PathFields(sn.Target)
 	case snapshot.TypeDir:
 		err := p.r.Walk(ctx, sn.Subtree, crel, func(rel string, n *snapshot.Node) error {
 			p.touched[rel] = true
@@ -504,7 +509,7 @@ func (p *planner) add(a Action, fd int, name string, lst unix.Stat_t, lexists bo
 		}
 		if e.Type == "symlink" {
 			t, _ := readlinkAt(fd, name)
-			e.Target = snapshot.DisplayName(t)
+			e.Target, e.TargetB64 = snapshot.PathFields(t)
 		}
 		if e.Type == "dir" && a.Op != "update" {
 			files, bytes, mount := treeSize(fd, name, p.rootDev, a.raw)
@@ -545,8 +550,11 @@ func (p *planner) metaDiffers(sn *snapshot.Node, lst unix.Stat_t) string {
 	if sn.Type != snapshot.TypeDir && lst.Mtim.Nano() != sn.MTime {
 		d = append(d, "mtime")
 	}
-	if len(d) == 0 {
+	switch len(d) {
+	case 0:
 		return ""
+	case 1:
+		return d[0] + " differs"
 	}
 	return strings.Join(d, ", ") + " differ"
 }
@@ -566,6 +574,16 @@ func (p *planner) hash(fd int, name, rel string, lst unix.Stat_t) (snapshot.ID, 
 	}
 	p.hashes[rel] = hashed{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: st.Ino, sum: sum}
 	return sum, nil
+}
+
+// unchangedSinceBackup reports whether a live file is the very file the
+// snapshot read — same root, inode, size, mtime and ctime, and the backup
+// trusted them (FlagNoCache unset) — the test an incremental backup uses to
+// skip reading it. Such a file is not read again. A database's CTime is a
+// fingerprint, never equal, so databases are always read.
+func (p *planner) unchangedSinceBackup(sn *snapshot.Node, lst unix.Stat_t) bool {
+	return p.m.Source.Root == p.o.Target && sn.Flags&(snapshot.FlagNoCache|snapshot.FlagSQLite|snapshot.FlagChanged) == 0 &&
+		sn.Type == snapshot.TypeFile && sn.Inode == lst.Ino && sn.Size == lst.Size && sn.MTime == lst.Mtim.Nano() && sn.CTime == lst.Ctim.Nano()
 }
 
 // sameInode reports whether live path rel is the inode lst describes.

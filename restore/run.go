@@ -73,6 +73,20 @@ func (e *CriticalError) Error() string {
 
 func (e *CriticalError) Unwrap() error { return e.Cause }
 
+// AbandonedError reports a restore that failed before its first swap step:
+// the live system was never changed; the staging area is removed and the
+// application started again if it was stopped.
+type AbandonedError struct {
+	Stage string
+	Cause error
+}
+
+func (e *AbandonedError) Error() string {
+	return fmt.Sprintf("%v; the restore stopped at %s, before changing anything: the live system is as it was", e.Cause, e.Stage)
+}
+
+func (e *AbandonedError) Unwrap() error { return e.Cause }
+
 // IntegrityError reports staged data that did not match the snapshot, or a
 // database that failed its integrity check, before anything was swapped.
 type IntegrityError struct{ Msg string }
@@ -168,7 +182,7 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 	// Everything up to the first swap step is abandoned, not rolled back.
 	if err := ru.prepare(ctx); err != nil {
 		ru.abandon(ctx, err)
-		return res, err
+		return res, &AbandonedError{Stage: ru.res.Stages[len(ru.res.Stages)-1].Name, Cause: err}
 	}
 	if err := ru.swap(ctx); err != nil {
 		return res, ru.rollback(ctx, "swap", err)
@@ -183,7 +197,9 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 			return res, ru.rollback(ctx, "start hook", err)
 		}
 	}
-	if err := ru.stage("smoke test", func() (string, error) { return ru.smoke(ctx) }); err != nil {
+	if o.NoSmoke {
+		ru.res.Stages = append(ru.res.Stages, Stage{Name: "smoke test", Outcome: "skipped", Detail: "--no-smoke"})
+	} else if err := ru.stage("smoke test", func() (string, error) { return ru.smoke(ctx) }); err != nil {
 		return res, ru.rollback(ctx, "smoke test", err)
 	}
 	if err := ru.stage("commit", func() (string, error) {

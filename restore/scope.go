@@ -202,6 +202,11 @@ type Options struct {
 	Target    string
 	Scope     Scope
 	KeepExtra bool // keep live entries of the scope that the snapshot lacks
+	// NoSmoke skips the smoke test after the start hook (the profile's
+	// command, database and JSON checks); the check that the swapped scope
+	// equals the snapshot still runs. For undoing with a safety snapshot of
+	// a state that failed them.
+	NoSmoke bool
 	// Special restores device nodes and setuid/setgid bits (as root only).
 	Special bool
 	Hooks   *snapshot.Hooks // the profile's; nil: none

@@ -474,7 +474,7 @@ func init() {
 	}
 }
 
-var cmdRestore = &command{name: "restore", usage: "SNAP (--target DIR | --in-place [--target ROOT]) [--scope S]... [--include P]... [--keep-extra] [--special] [--dry-run]",
+var cmdRestore = &command{name: "restore", usage: "SNAP (--target DIR | --in-place [--target ROOT]) [--scope S]... [--include P]... [--keep-extra] [--no-smoke] [--special] [--dry-run]",
 	summary: "restore a snapshot into a new or empty directory, or in place over the live system (with plan, safety snapshot, verified swap, smoke test and rollback)"}
 
 func init() {
@@ -488,6 +488,7 @@ func init() {
 		inPlace := fs.Bool("in-place", false, "restore over the live system: plan, safety snapshot, stop hook, staged and verified swap, start hook, smoke test; rolled back on any failure")
 		keepExtra := fs.Bool("keep-extra", false, "with --in-place: keep live files of the scope that the snapshot does not have (default: removed; they are in the safety snapshot)")
 		special := fs.Bool("special", false, "restore device nodes and setuid/setgid bits (only as root)")
+		noSmoke := fs.Bool("no-smoke", false, "with --in-place: skip the smoke test after the start hook (the profile's command, database and JSON checks), e.g. to undo with a safety snapshot of a state that failed it; the check that the scope equals the snapshot still runs")
 		pos, err := parse(a, cmdRestore, fs, args)
 		if err != nil {
 			return err
@@ -520,7 +521,7 @@ func init() {
 			return err
 		}
 		if *inPlace {
-			return a.restoreInPlace(ctx, r, m, prof, inPlaceFlags{target: *target, scopes: scopes, includes: includes, keepExtra: *keepExtra, special: *special, dry: *dry})
+			return a.restoreInPlace(ctx, r, m, prof, inPlaceFlags{target: *target, scopes: scopes, includes: includes, keepExtra: *keepExtra, special: *special, dry: *dry, noSmoke: *noSmoke})
 		}
 		for _, sc := range scopes {
 			for _, u := range strings.Split(sc, ",") {

@@ -16,7 +16,7 @@ type inPlaceFlags struct {
 	target             string
 	scopes, includes   []string
 	keepExtra, special bool
-	dry                bool
+	dry, noSmoke       bool
 }
 
 // restoreInPlace runs `restore SNAP --in-place`: the recovery plan (printed
@@ -26,7 +26,7 @@ func (a *app) restoreInPlace(ctx context.Context, r *snapshot.Repo, m *snapshot.
 	if err != nil {
 		return &usageError{err.Error()}
 	}
-	o := restore.Options{Target: f.target, Scope: scope, KeepExtra: f.keepExtra, Special: f.special, Log: a.stderr, Hook: crashHook(), Fault: faultHook()}
+	o := restore.Options{Target: f.target, Scope: scope, KeepExtra: f.keepExtra, Special: f.special, NoSmoke: f.noSmoke, Log: a.stderr, Hook: crashHook(), Fault: faultHook()}
 	if prof != nil {
 		o.Hooks = prof.Hooks
 		if o.Target == "" {
@@ -39,7 +39,7 @@ func (a *app) restoreInPlace(ctx context.Context, r *snapshot.Repo, m *snapshot.
 		if err != nil {
 			return err
 		}
-		plan.Warnings = append(warns, plan.Warnings...)
+		plan.Warnings = append(append([]restore.Problem{}, warns...), plan.Warnings...)
 		if a.json {
 			a.printJSON(plan)
 		} else {
@@ -53,7 +53,7 @@ func (a *app) restoreInPlace(ctx context.Context, r *snapshot.Repo, m *snapshot.
 	res, err := restore.Run(ctx, r, m, o)
 	stop()
 	if res != nil && res.Plan != nil {
-		res.Warnings = append(warns, res.Warnings...)
+		res.Warnings = append(append([]restore.Problem{}, warns...), res.Warnings...)
 	}
 	if a.json && res != nil {
 		a.printJSON(res)

@@ -148,6 +148,7 @@ func (a *app) exitCode(c *command, err error) int {
 	var ie *integrityError
 	var rie *restore.IntegrityError
 	var rb *restore.RolledBackError
+	var ab *restore.AbandonedError
 	switch {
 	case errors.As(err, &ue):
 		fmt.Fprintf(a.stderr, "snapforge %s: %v\nusage: snapforge %s %s\n", c.name, err, c.name, c.usage)
@@ -155,7 +156,7 @@ func (a *app) exitCode(c *command, err error) int {
 	case errors.As(err, &pe):
 		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
 		return exitPartial
-	case errors.As(err, &rb):
+	case errors.As(err, &rb), errors.As(err, &ab) && !errors.As(err, &rie):
 		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
 		return exitError
 	case errors.As(err, &ie), errors.As(err, &rie), isIntegrity(err):
