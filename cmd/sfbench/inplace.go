@@ -94,7 +94,8 @@ const (
 	ipPlain   = "plain_restore"
 	ipMutated = "inplace_mutated"
 	ipEmpty   = "inplace_empty"
-	ipCopy    = "cp_a_sync" // raw baseline: the mutated tree copied cold, then synced
+	ipOwn     = "inplace_own" // over the live root the snapshot was taken of
+	ipCopy    = "cp_a_sync"   // raw baseline: the mutated tree copied cold, then synced
 )
 
 // Measures of a phase.
@@ -119,6 +120,7 @@ var inplacePhases = []struct {
 	{ipPlain, "plain restore: `restore ID --target EMPTYDIR`", nil},
 	{ipMutated, "in-place full, live root = mutated dataset (~1 % changed)", &Target{Text: "≤ 1.5× plain", Kind: tkMaxPlain, Value: 1.5}},
 	{ipEmpty, "in-place full, empty live root (everything staged)", &Target{Text: "≤ 1.5× plain", Kind: tkMaxPlain, Value: 1.5}},
+	{ipOwn, "in-place full, over the root it was taken of, ~1 % changed since", &Target{Text: "≤ 1.5× plain", Kind: tkMaxPlain, Value: 1.5}},
 	{ipCopy, "raw: `cp -a` of the mutated dataset, cold, then `sync`", nil},
 }
 
@@ -126,6 +128,7 @@ var inplacePhases = []struct {
 var inplaceCases = []struct{ key, head string }{
 	{ipMutated, "mutated live"},
 	{ipEmpty, "empty root"},
+	{ipOwn, "own root"},
 }
 
 // InplaceReport is the outcome of `sfbench inplace`; the table and the JSON
@@ -288,8 +291,9 @@ func runInplace(ctx context.Context, o inplaceOptions, stdout, stderr io.Writer)
 		return fmt.Errorf("setup: %w (output in %s)", err, ib.log.Name())
 	}
 	for run := 1; run <= o.Runs; run++ {
-		for k := range 3 { // rotate the order so no phase always goes first
-			phase := []string{ipPlain, ipMutated, ipEmpty}[(k+run-1)%3]
+		phases := []string{ipPlain, ipMutated, ipEmpty, ipOwn}
+		for k := range phases { // rotate the order so no phase always goes first
+			phase := phases[(k+run-1)%len(phases)]
 			if err := ib.runPhase(ctx, run, phase); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -369,23 +373,11 @@ func (ib *inplaceBench) setup(ctx context.Context) error {
 	if err := ib.sf(ctx, "init").Run(); err != nil {
 		return fmt.Errorf("snapforge init: %w", err)
 	}
-	cmd := ib.sf(ctx, "--json", "backup", ib.ds.Dir)
-	var out bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&out, ib.log)
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("snapforge backup %s: %w", ib.ds.Dir, err)
+	id, err := ib.backup(ctx, ib.ds.Dir)
+	if err != nil {
+		return err
 	}
-	var bk struct {
-		BackupID string `json:"backup_id"`
-		Partial  bool   `json:"partial"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &bk); err != nil || bk.BackupID == "" {
-		return fmt.Errorf("snapforge backup --json: no backup_id in %q (%v)", out.String(), err)
-	}
-	if bk.Partial {
-		return fmt.Errorf("snapshot %s of %s is partial", bk.BackupID, ib.ds.Dir)
-	}
-	ib.id = bk.BackupID
+	ib.id = id
 	if err := ib.cpTree(ctx, ib.repo, ib.pristine).Run(); err != nil {
 		return fmt.Errorf("copy the repository: %w", err)
 	}
@@ -406,6 +398,27 @@ func (ib *inplaceBench) setup(ctx context.Context) error {
 		return errors.New("the mutation changed nothing: the in-place restore would have nothing to do")
 	}
 	return nil
+}
+
+// backup takes a snapshot of dir and returns its id.
+func (ib *inplaceBench) backup(ctx context.Context, dir string) (string, error) {
+	cmd := ib.sf(ctx, "--json", "backup", dir)
+	var out bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&out, ib.log)
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("snapforge backup %s: %w", dir, err)
+	}
+	var bk struct {
+		BackupID string `json:"backup_id"`
+		Partial  bool   `json:"partial"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &bk); err != nil || bk.BackupID == "" {
+		return "", fmt.Errorf("snapforge backup --json: no backup_id in %q (%v)", out.String(), err)
+	}
+	if bk.Partial {
+		return "", fmt.Errorf("snapshot %s of %s is partial", bk.BackupID, dir)
+	}
+	return bk.BackupID, nil
 }
 
 // resetRepo puts the repository back as the setup left it, when an
@@ -475,13 +488,37 @@ func (ib *inplaceBench) runPhase(ctx context.Context, run int, phase string) err
 		ib.b.record(imWall, ipCopy, raw)
 		ib.b.progress(run, "raw", "cp -a cold, then sync", raw, "s")
 	}
+	id := ib.id
+	if phase == ipOwn {
+		// The everyday case: yesterday's snapshot of this very root, restored
+		// over it after today's ~1 % change. Untimed: copy the dataset to
+		// the root, back the root up, mutate it.
+		target, before = filepath.Join(ib.dir, "own"), ib.mutated
+		if err := os.RemoveAll(target); err != nil {
+			return err
+		}
+		if err := ib.cpTree(ctx, ib.ds.Dir, target).Run(); err != nil {
+			return fmt.Errorf("copy the dataset: %w", err)
+		}
+		var err error
+		if id, err = ib.backup(ctx, target); err != nil {
+			return err
+		}
+		ib.dirty = true
+		if _, err := Mutate(ctx, target, ib.o.Seed); err != nil {
+			return err
+		}
+		if err := exec.CommandContext(ctx, "sync").Run(); err != nil {
+			return err
+		}
+	}
 	if !ib.o.Keep {
 		defer os.RemoveAll(target)
 	}
 
-	args := []string{"restore", ib.id, "--target", target}
+	args := []string{"restore", id, "--target", target}
 	if phase != ipPlain {
-		args = []string{"--json", "restore", ib.id, "--in-place", "--target", target, "--scope", "full"}
+		args = []string{"--json", "restore", id, "--in-place", "--target", target, "--scope", "full"}
 	}
 	cmd := ib.sf(ctx, args...)
 	var out bytes.Buffer
@@ -619,6 +656,7 @@ func (ib *inplaceBench) report() *InplaceReport {
 	*n = append(*n,
 		"snapforge only: restic, borg and kopia have no in-place restore (recovery plan, safety snapshot, staged and verified swap, rollback) to compare with; their plain restores are measured by `sfbench run`",
 		fmt.Sprintf("snapshot %s: a backup of the pristine dataset as PATH, the only snapshot in a repository without a profile, so --scope full is the whole root; in-place: `snapforge --repo R --json restore %s --in-place --target ROOT --scope full`; plain: `snapforge --repo R restore %s --target EMPTYDIR`", ib.id, ib.id, ib.id),
+		"own root: each run copies the dataset to a root, backs that root up and applies `sfbench mutate` (untimed), then restores that snapshot over it: the everyday case, where files unchanged since the snapshot are known by inode, size, mtime and ctime and not read again",
 		"mutated live root: a fresh `cp -a` (before each run, untimed except as the raw row) of the dataset after `sfbench mutate`: "+ib.mutation,
 		"each in-place restore takes a pinned safety snapshot (a backup) into the repository; the repository is put back from an untimed copy before the next phase, so every phase starts from the same repository; phases rotate their order per run",
 		"× plain: the phase's median wall time / the plain restore's; target (issue 5, item 8): an in-place full restore takes at most 1.5× a plain restore of the same snapshot",
@@ -631,7 +669,7 @@ func (ib *inplaceBench) report() *InplaceReport {
 	default:
 		*n = append(*n, "page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed phase and before the raw copy")
 	}
-	for _, c := range []struct{ key, name string }{{ipPlain, "plain restore"}, {ipMutated, "in-place, mutated live"}, {ipEmpty, "in-place, empty root"}} {
+	for _, c := range []struct{ key, name string }{{ipPlain, "plain restore"}, {ipMutated, "in-place, mutated live"}, {ipEmpty, "in-place, empty root"}, {ipOwn, "in-place, own root"}} {
 		if ch := ib.checks[c.key]; len(ch) > 0 {
 			*n = append(*n, fmt.Sprintf("check (the target's tree against the dataset's), %s: %s", c.name, strings.Join(compact(ch), "; ")))
 		}
