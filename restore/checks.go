@@ -130,6 +130,15 @@ func (ru *runner) checkEntries(ctx context.Context, root int, es []fileCheck, li
 			}
 		}()
 	}
+	var total, totalBytes int64
+	for _, e := range es {
+		if e.n.Type == snapshot.TypeFile || e.n.Type == snapshot.TypeHardlink {
+			total++
+			totalBytes += e.n.Size
+		}
+	}
+	ru.o.Live.FilesTotal.Store(total)
+	ru.o.Live.BytesTotal.Store(totalBytes)
 	ru.o.Live.FilesDone.Store(0)
 	ru.o.Live.BytesDone.Store(0)
 	for _, e := range es {

@@ -351,6 +351,9 @@ func (p *planner) dir(ctx context.Context, rel string, tree *snapshot.Tree, fd i
 // entry compares one in-scope entry.
 func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snapshot.Node, lst unix.Stat_t, lexists bool) error {
 	crel := joinRel(rel, name)
+	if sn != nil && (sn.Type == snapshot.TypeFile || sn.Type == snapshot.TypeHardlink) {
+		p.o.Live.FilesDone.Add(1)
+	}
 	switch {
 	case sn == nil && !lexists:
 		return nil
@@ -573,6 +576,7 @@ func (p *planner) hash(fd int, name, rel string, lst unix.Stat_t) (snapshot.ID, 
 		return sum, err
 	}
 	p.hashes[rel] = hashed{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: st.Ino, sum: sum}
+	p.o.Live.BytesDone.Add(st.Size)
 	return sum, nil
 }
 

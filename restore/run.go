@@ -151,7 +151,9 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 	}
 
 	ru := &runner{r: r, m: m, o: o, res: res, p: &planner{r: r, m: m, o: o, scope: o.Scope, hashes: map[string]hashed{}, verified: map[uint64]hashed{}}}
-	o.Live.Start("plan")
+	ru.id = newRestoreID()
+	res.RestoreID = ru.id
+	o.Live.WalkDone.Store(true)
 	if err := ru.stage("plan", func() (string, error) {
 		var err error
 		ru.plan, err = ru.p.build(ctx)
@@ -170,8 +172,6 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 		return res, nil
 	}
 
-	ru.id = newRestoreID()
-	res.RestoreID = ru.id
 	if err := ru.begin(); err != nil {
 		ru.cleanup()
 		return res, err
@@ -217,7 +217,12 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 
 // stage runs one protocol stage: progress, timing, the audit event.
 func (ru *runner) stage(name string, fn func() (string, error)) error {
-	ru.o.Live.Start(name)
+	l := ru.o.Live
+	l.FilesDone.Store(0)
+	l.BytesDone.Store(0)
+	l.FilesTotal.Store(ru.m.Stats.Files) // stages that know better set their own
+	l.BytesTotal.Store(ru.m.Stats.Bytes)
+	l.Start(name)
 	fmt.Fprintf(ru.o.Log, "restore: %s\n", name)
 	start := time.Now()
 	detail, err := fn()
