@@ -95,19 +95,20 @@ func (e *IntegrityError) Error() string { return e.Msg }
 
 // runner carries one in-place restore through the protocol.
 type runner struct {
-	r       *snapshot.Repo
-	m       *snapshot.Manifest
-	o       Options
-	p       *planner
-	plan    *Plan
-	res     *Result
-	id      string
-	staging string // <target>/.snapforge-restore/<id>
-	j       *journal
-	stopped bool // the stop hook ran and no start since
-	started bool
-	swapped bool  // the first swap step was announced
-	after   *Plan // the plan of the live tree right after the swap (empty)
+	r        *snapshot.Repo
+	m        *snapshot.Manifest
+	o        Options
+	p        *planner
+	plan     *Plan
+	res      *Result
+	id       string
+	staging  string // <target>/.snapforge-restore/<id>
+	j        *journal
+	stopped  bool // the stop hook ran and no start since
+	started  bool
+	swapped  bool      // the first swap step was announced
+	after    *Plan     // the plan of the live tree right after the swap (empty)
+	madeDirs []madeDir // parents the swap created, in creation order
 }
 
 // Run restores snapshot m into the live system in place, in this order: a

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -41,18 +43,23 @@ func (ru *runner) swap(ctx context.Context) error {
 		live := ru.o.Live
 		live.FilesTotal.Store(int64(len(ru.plan.Actions)))
 		live.FilesDone.Store(0)
-		for i, a := range ru.plan.Actions {
+		for k, i := range swapOrder(ru.plan.Actions) {
+			a := ru.plan.Actions[i]
 			if err := ctx.Err(); err != nil {
 				return "", err
 			}
-			ru.o.Hook("restore-swap-" + strconv.Itoa(i))
-			if err := ru.o.Fault("swap-" + strconv.Itoa(i)); err != nil {
+			ru.o.Hook("restore-swap-" + strconv.Itoa(k))
+			if err := ru.o.Fault("swap-" + strconv.Itoa(k)); err != nil {
 				return "", fmt.Errorf("%s %s: %w", a.Op, a.Path, err)
 			}
 			if err := ru.step(root, stg, i, a); err != nil {
 				return "", fmt.Errorf("%s %s: %w", a.Op, a.Path, err)
 			}
 			live.FilesDone.Add(1)
+		}
+		for i := len(ru.madeDirs) - 1; i >= 0; i-- { // deepest first
+			d := ru.madeDirs[i]
+			setMeta(root, d.rel, false, true, ru.o.modeOf(d.n), d.n.UID, d.n.GID, d.n.MTime, d.n.MTime)
 		}
 		ru.o.Hook("restore-swap-" + strconv.Itoa(len(ru.plan.Actions)))
 		if err := unix.Syncfs(root); err != nil {
@@ -64,6 +71,26 @@ func (ru *runner) swap(ctx context.Context) error {
 		ru.o.Hook("restore-swapped")
 		return fmt.Sprintf("%d steps", len(ru.plan.Actions)), nil
 	})
+}
+
+// swapOrder returns the order of the swap steps: the plan's path order (a
+// parent before its children), except that metadata updates of
+// directories come last, deepest first — a directory that becomes
+// read-only must not stop the entries below it from being swapped, nor
+// (undone first) from being put back by a rollback.
+func swapOrder(as []Action) []int {
+	var order, dirs []int
+	for i, a := range as {
+		if a.Op == "update" && a.Type == "dir" {
+			dirs = append(dirs, i)
+			continue
+		}
+		order = append(order, i)
+	}
+	sort.SliceStable(dirs, func(x, y int) bool {
+		return strings.Count(as[dirs[x]].raw, "/") > strings.Count(as[dirs[y]].raw, "/")
+	})
+	return append(order, dirs...)
 }
 
 func (ru *runner) step(root, stg, i int, a Action) error {
@@ -178,8 +205,10 @@ func (ru *runner) ensureDir(root int, rel string) error {
 				return err
 			}
 			if sn, err := ru.r.FindNode(context.Background(), ru.m, cur); err == nil && sn != nil && sn.Type == snapshot.TypeDir {
+				// Writable by its owner until every step is done; the
+				// snapshot's mode and mtime are set after the last one.
 				setMeta(fd, name, false, true, ru.o.modeOf(sn)|0o700, sn.UID, sn.GID, sn.MTime, sn.MTime)
-				defer setMeta(root, cur, false, true, ru.o.modeOf(sn), sn.UID, sn.GID, sn.MTime, sn.MTime)
+				ru.madeDirs = append(ru.madeDirs, madeDir{cur, sn})
 			}
 			next, err = unix.Openat(fd, name, dirFlags, 0)
 		}
@@ -191,6 +220,12 @@ func (ru *runner) ensureDir(root int, rel string) error {
 	}
 	unix.Close(fd)
 	return nil
+}
+
+// madeDir is a directory the swap created as a missing parent.
+type madeDir struct {
+	rel string
+	n   *snapshot.Node
 }
 
 func splitAll(rel string) []string {
