@@ -90,14 +90,29 @@ func createJournal(dir string) (*journal, error) {
 	return &journal{f: f}, nil
 }
 
-// openJournal reopens an existing journal for appending (recovery).
-func openJournal(dir string, seq int) (*journal, error) {
+// openJournal reopens an existing journal for appending (recovery), cut
+// to its valid length first so a torn last line never ends up in the middle.
+func openJournal(dir string, seq int, valid int64) (*journal, error) {
 	f, err := os.OpenFile(filepath.Join(dir, journalName), os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open restore journal: %w", err)
 	}
+	if fi, err := f.Stat(); err == nil && fi.Size() > valid {
+		if err := f.Truncate(valid); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("cut the torn end of the restore journal: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("sync restore journal: %w", err)
+		}
+	}
 	return &journal{f: f, seq: seq}, nil
 }
+
+// errNoHeader is a journal without its begin record: the restore was killed
+// before it changed anything.
+var errNoHeader = errors.New("restore journal has no header")
 
 // add appends rec and makes it durable before returning.
 func (j *journal) add(rec record) error {
@@ -127,13 +142,14 @@ func (j *journal) close() error {
 	return err
 }
 
-// readJournal returns the records of the journal in dir. A last line that
-// does not parse is a torn write and is dropped; a bad line before the end
-// is damage, reported as an error.
-func readJournal(dir string) ([]record, error) {
+// readJournal returns the records of the journal in dir and the length of
+// the valid ones. A last line that does not parse is a torn write: it is
+// dropped (its step never started) and the length says where it starts. A
+// bad line before the end is damage, reported as an error.
+func readJournal(dir string) ([]record, int64, error) {
 	b, err := os.ReadFile(filepath.Join(dir, journalName))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var recs []record
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -143,32 +159,38 @@ func readJournal(dir string) ([]record, error) {
 		lines = append(lines, append([]byte(nil), sc.Bytes()...))
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read restore journal %s: %w", dir, err)
+		return nil, 0, fmt.Errorf("read restore journal %s: %w", dir, err)
 	}
+	var valid int64
 	for i, l := range lines {
 		var rec record
 		if err := json.Unmarshal(l, &rec); err != nil || rec.Seq != len(recs)+1 {
 			if i == len(lines)-1 && !bytes.HasSuffix(b, []byte("\n")) {
 				break // torn tail: its step never started
 			}
-			return nil, fmt.Errorf("restore journal %s is damaged at line %d", dir, i+1)
+			return nil, 0, fmt.Errorf("restore journal %s is damaged at line %d", dir, i+1)
 		}
 		recs = append(recs, rec)
+		valid += int64(len(l)) + 1
 	}
 	if len(recs) == 0 || recs[0].T != recBegin {
-		return nil, fmt.Errorf("restore journal %s has no header", dir)
+		if len(recs) == 0 {
+			return nil, 0, errNoHeader
+		}
+		return nil, 0, fmt.Errorf("restore journal %s has no header", dir)
 	}
-	return recs, nil
+	return recs, valid, nil
 }
 
 // pointer is <repo>/restores/<id>.json: where an unfinished restore is.
 type pointer struct {
-	RestoreID string `json:"restore_id"`
-	BackupID  string `json:"backup_id"`
-	Target    string `json:"target"`
-	Staging   string `json:"staging"`
-	Started   string `json:"started_utc"`
-	PID       int    `json:"pid"`
+	RestoreID string          `json:"restore_id"`
+	BackupID  string          `json:"backup_id"`
+	Target    string          `json:"target"`
+	Staging   string          `json:"staging"`
+	Started   string          `json:"started_utc"`
+	PID       int             `json:"pid"`
+	Hooks     *snapshot.Hooks `json:"hooks,omitempty"` // run by recovery (never the journal's: it lives in the live root)
 }
 
 func pointerDir(repo string) string { return filepath.Join(repo, "restores") }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -140,8 +141,10 @@ type planner struct {
 	// of the swapped scope knows them without reading them a third time.
 	verified map[uint64]hashed
 	links    []linkPair
-	touched  map[string]bool // paths created or replaced (subtrees included)
-	blocked  []string        // live directories in the way, outside the scope
+	links1   map[string]uint32 // the snapshot's hard-link groups: names per first name (HardLinks)
+	repoRel  string            // the repository's path inside the target, "" when outside
+	touched  map[string]bool   // paths created or replaced (subtrees included)
+	blocked  []string          // live directories in the way, outside the scope
 }
 
 type hashed struct {
@@ -202,6 +205,12 @@ func (p *planner) build(ctx context.Context) (*Plan, error) {
 	p.rootDev = st.Dev
 	if unix.Stat(p.r.Path(), &st) == nil {
 		p.repoDev, p.repoIno = st.Dev, st.Ino
+	}
+	p.repoRel = ""
+	if rt, err := filepath.EvalSymlinks(o.Target); err == nil {
+		if rr, err := filepath.EvalSymlinks(p.r.Path()); err == nil && strings.HasPrefix(rr, rt+"/") {
+			p.repoRel = filepath.ToSlash(rr[len(rt)+1:])
+		}
 	}
 	if p.m.Source.Root != "" && p.m.Source.Root != o.Target {
 		p.warn("", fmt.Sprintf("the snapshot was taken of %s; restoring it into %s", p.m.Source.Root, o.Target))
@@ -299,6 +308,31 @@ func (p *planner) dir(ctx context.Context, rel string, tree *snapshot.Tree, fd i
 			}
 			continue
 		}
+		if lexists && lst.Mode&unix.S_IFMT == unix.S_IFDIR && p.holdsRepo(crel) {
+			// The repository lives below: never removed nor replaced; the
+			// walk goes in to restore the rest.
+			var sub *snapshot.Tree
+			switch {
+			case sn != nil && sn.Type == snapshot.TypeDir:
+				var err error
+				if sub, err = p.r.LoadTree(ctx, sn.Subtree); err != nil {
+					return fmt.Errorf("restore: read snapshot %s at %s: %w", p.m.BackupID, snapshot.DisplayName(crel), err)
+				}
+			case sn != nil:
+				p.fail(crel, "holds the repository, but the snapshot has a "+sn.Type.String()+" here; restore elsewhere with --target DIR")
+				continue
+			}
+			cfd, err := unix.Openat(fd, name, dirFlags, 0)
+			if err != nil {
+				return fmt.Errorf("restore: open live directory %s: %w", p.abs(crel), err)
+			}
+			err = p.dir(ctx, crel, sub, cfd, csel)
+			unix.Close(cfd)
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if !csel {
 			// Only an ancestor of the scope: it must be a directory to go in.
 			var sub *snapshot.Tree
@@ -365,6 +399,17 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 			p.warn(crel, "not in the snapshot; kept (--keep-extra)")
 			return nil
 		}
+		if lst.Mode&unix.S_IFMT == unix.S_IFDIR && p.holdsExcluded(fd, name, crel) {
+			// Files the profile excludes live below: keep the directory and
+			// remove only the rest.
+			cfd, err := unix.Openat(fd, name, dirFlags, 0)
+			if err != nil {
+				return fmt.Errorf("restore: open live directory %s: %w", p.abs(crel), err)
+			}
+			defer unix.Close(cfd)
+			p.warn(crel, "not in the snapshot, but holds files the profile excludes; kept with them")
+			return p.dir(ctx, crel, nil, cfd, true)
+		}
 		p.add(Action{Op: "remove", raw: crel, Type: typeOf(lst.Mode), Reason: "not in the snapshot"}, fd, name, lst, true)
 		return nil
 	case sn.Type == snapshot.TypeDevice && !p.o.special():
@@ -382,6 +427,10 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 	if ltype == "symlink" && sn.Type != snapshot.TypeSymlink {
 		t, _ := readlinkAt(fd, name)
 		p.warn(crel, "is a symlink now (to "+snapshot.DisplayName(t)+"); it is replaced, never followed")
+	}
+	if ltype == "dir" && sn.Type != snapshot.TypeDir && p.holdsExcluded(fd, name, crel) {
+		p.fail(crel, "a directory holding files the profile excludes, a "+sn.Type.String()+" in the snapshot; move those files away first")
+		return nil
 	}
 	switch sn.Type {
 	case snapshot.TypeDir:
@@ -409,8 +458,11 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 		if lst.Size != sn.Size {
 			return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, "content differs (size)")
 		}
-		if sn.Type == snapshot.TypeHardlink && !p.sameInode(sn.Target, lst) {
+		if sn.Type == snapshot.TypeHardlink && p.scope.contains(sn.Target) && !p.sameInode(sn.Target, lst) {
 			return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, "no longer a hard link of "+snapshot.DisplayName(sn.Target))
+		}
+		if sn.Type == snapshot.TypeFile && lst.Nlink > 1 && p.linkCount(crel) < int(lst.Nlink) {
+			return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, "hard-linked in the live system beyond the snapshot's links")
 		}
 		sum := sn.Hash
 		if !p.unchangedSinceBackup(sn, lst) {
@@ -544,8 +596,8 @@ func (p *planner) add(a Action, fd int, name string, lst unix.Stat_t, lexists bo
 // (owners only as root, who alone can set them).
 func (p *planner) metaDiffers(sn *snapshot.Node, lst unix.Stat_t) string {
 	var d []string
-	if lst.Mode&0o7777 != p.o.modeOf(sn) {
-		d = append(d, "mode")
+	if m := lst.Mode & 0o7777; m != sn.Mode&0o7777 && m != p.o.modeOf(sn) {
+		d = append(d, "mode") // a live setuid bit the snapshot has too is left alone
 	}
 	if os.Geteuid() == 0 && (lst.Uid != sn.UID || lst.Gid != sn.GID) {
 		d = append(d, "owner")
@@ -588,6 +640,50 @@ func (p *planner) hash(fd int, name, rel string, lst unix.Stat_t) (snapshot.ID, 
 func (p *planner) unchangedSinceBackup(sn *snapshot.Node, lst unix.Stat_t) bool {
 	return p.m.Source.Root == p.o.Target && sn.Flags&(snapshot.FlagNoCache|snapshot.FlagSQLite|snapshot.FlagChanged) == 0 &&
 		sn.Type == snapshot.TypeFile && sn.Inode == lst.Ino && sn.Size == lst.Size && sn.MTime == lst.Mtim.Nano() && sn.CTime == lst.Ctim.Nano()
+}
+
+// holdsRepo reports whether the repository lies inside live path rel.
+func (p *planner) holdsRepo(rel string) bool {
+	return p.repoRel != "" && strings.HasPrefix(p.repoRel+"/", rel+"/")
+}
+
+// holdsExcluded reports whether live directory name (at rel) holds an
+// entry the profile excludes.
+func (p *planner) holdsExcluded(dir int, name, rel string) bool {
+	if len(p.scope.Exclude) == 0 {
+		return false
+	}
+	fd, err := unix.Openat(dir, name, dirFlags, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	names, _ := readNames(fd)
+	for _, n := range names {
+		crel := joinRel(rel, n)
+		if p.scope.excluded(crel) {
+			return true
+		}
+		if st, err := lstatAt(fd, n); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Dev == p.rootDev && p.holdsExcluded(fd, n, crel) {
+			return true
+		}
+	}
+	return false
+}
+
+// linkCount returns how many names the snapshot gives the file at rel (1
+// when it is not hard-linked).
+func (p *planner) linkCount(rel string) int {
+	if p.links1 == nil {
+		p.links1, _ = p.r.HardLinks(p.m.BackupID)
+		if p.links1 == nil {
+			p.links1 = map[string]uint32{}
+		}
+	}
+	if n := p.links1[rel]; n > 0 {
+		return int(n)
+	}
+	return 1
 }
 
 // sameInode reports whether live path rel is the inode lst describes.

@@ -30,6 +30,11 @@ type Recovered struct {
 // other is rolled back to the state before it began (stopping the
 // application first if the journal says it runs, and starting it again
 // after). It is safe to call at every start, and again after it failed.
+//
+// Only restores the repository recorded (restores/<id>.json, written before
+// anything else) are acted on, with the target and hooks recorded there: a
+// journal found in a live root is never trusted by itself, since whoever
+// can write the live root could have planted it.
 func Recover(ctx context.Context, r *snapshot.Repo, o Options) ([]Recovered, error) {
 	ptrs, err := readPointers(r.Path())
 	if err != nil || len(ptrs) == 0 {
@@ -37,20 +42,15 @@ func Recover(ctx context.Context, r *snapshot.Repo, o Options) ([]Recovered, err
 	}
 	var out []Recovered
 	for _, p := range ptrs {
-		if _, err := os.Stat(filepath.Join(p.Staging, journalName)); errors.Is(err, fs.ErrNotExist) {
-			// Finished (only the pointer was left), or killed before its
-			// journal began: nothing was swapped either way.
-			if filepath.Base(filepath.Dir(p.Staging)) == snapshot.StagingDir {
-				removeStaging(p.Staging)
-			}
-			removePointer(r.Path(), p.RestoreID)
-			continue
+		lockPath := p.Target
+		if real, err := filepath.EvalSymlinks(p.Target); err == nil {
+			lockPath = real
 		}
-		unlock, err := lockTarget(p.Target)
+		unlock, err := lockTarget(lockPath)
 		if err != nil {
 			return out, err
 		}
-		rec, err := finishOne(ctx, r, p.Staging, o)
+		rec, err := finishOne(ctx, r, p, o)
 		unlock()
 		if rec != nil {
 			out = append(out, *rec)
@@ -62,25 +62,19 @@ func Recover(ctx context.Context, r *snapshot.Repo, o Options) ([]Recovered, err
 	return out, nil
 }
 
-// recoverTarget finishes restores left in target's staging area, also
-// those whose repository pointer is gone. The caller holds the target lock.
+// recoverTarget finishes the repository's unfinished restores into target.
+// The caller holds the target lock.
 func recoverTarget(ctx context.Context, r *snapshot.Repo, target string, o Options) ([]Recovered, error) {
-	dir := filepath.Join(target, snapshot.StagingDir)
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	ptrs, err := readPointers(r.Path())
 	if err != nil {
-		return nil, fmt.Errorf("restore: read staging area %s: %w", dir, err)
+		return nil, err
 	}
 	var out []Recovered
-	for _, e := range ents {
-		staging := filepath.Join(dir, e.Name())
-		if _, err := os.Stat(filepath.Join(staging, journalName)); err != nil {
-			removeStaging(staging) // never began: nothing was swapped
+	for _, p := range ptrs {
+		if p.Target != target {
 			continue
 		}
-		rec, err := finishOne(ctx, r, staging, o)
+		rec, err := finishOne(ctx, r, p, o)
 		if rec != nil {
 			out = append(out, *rec)
 		}
@@ -91,20 +85,42 @@ func recoverTarget(ctx context.Context, r *snapshot.Repo, target string, o Optio
 	return out, nil
 }
 
-// finishOne ends the restore whose staging area is staging.
-func finishOne(ctx context.Context, r *snapshot.Repo, staging string, o Options) (*Recovered, error) {
+// finishOne ends the restore that pointer p records.
+func finishOne(ctx context.Context, r *snapshot.Repo, p pointer, o Options) (*Recovered, error) {
 	o.Hook = orNoop(o.Hook)
 	if o.Fault == nil {
 		o.Fault = func(string) error { return nil }
 	}
-	recs, err := readJournal(staging)
+	staging := filepath.Join(p.Target, snapshot.StagingDir, p.RestoreID)
+	done := func() {
+		removeStaging(staging)
+		removePointer(r.Path(), p.RestoreID)
+	}
+	if sfd, err := stagingDirFd(p.Target); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			removePointer(r.Path(), p.RestoreID) // finished; only the pointer was left
+			return nil, nil
+		}
+		return nil, fmt.Errorf("restore: unfinished restore %s into %s: %w", p.RestoreID, p.Target, err)
+	} else {
+		unix.Close(sfd)
+	}
+	recs, valid, err := readJournal(staging)
+	if errors.Is(err, errNoHeader) || errors.Is(err, fs.ErrNotExist) {
+		// Killed before the journal's first record: nothing was changed.
+		done()
+		return &Recovered{RestoreID: p.RestoreID, BackupID: p.BackupID, Target: p.Target, Outcome: "abandoned before it began"}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w; the live system may be mixed: inspect %s by hand", err, staging)
 	}
 	h := recs[0]
-	rec := &Recovered{RestoreID: h.RestoreID, BackupID: h.BackupID, Target: h.Target}
-	f := &fixer{r: r, o: o, staging: staging, recs: recs}
-	f.o.Target, f.o.Hooks = h.Target, h.Hooks
+	if h.RestoreID != p.RestoreID || h.Target != p.Target {
+		return nil, fmt.Errorf("restore: the journal in %s does not belong to restore %s into %s (the repository's record); inspect it by hand", staging, p.RestoreID, p.Target)
+	}
+	rec := &Recovered{RestoreID: p.RestoreID, BackupID: p.BackupID, Target: p.Target}
+	f := &fixer{r: r, o: o, staging: staging, recs: recs, valid: valid}
+	f.o.Target, f.o.Hooks = p.Target, p.Hooks
 	f.o.Scope.Name = h.Scope
 	n, err := f.finish(ctx)
 	rec.Steps = n
@@ -112,14 +128,13 @@ func finishOne(ctx context.Context, r *snapshot.Repo, staging string, o Options)
 	if f.committed {
 		rec.Outcome = "finished"
 	}
-	params := map[string]any{"restore_id": h.RestoreID, "backup_id": h.BackupID, "target": audit.Escape([]byte(h.Target)), "steps": n, "outcome": rec.Outcome}
+	params := map[string]any{"restore_id": p.RestoreID, "backup_id": p.BackupID, "target": audit.Escape([]byte(p.Target)), "steps": n, "outcome": rec.Outcome}
 	if err != nil {
 		r.Audit("restore_recover", params, "failed: "+err.Error())
-		return rec, &CriticalError{RestoreID: h.RestoreID, Journal: filepath.Join(staging, journalName), Safety: f.safety(), Cause: err}
+		return rec, &CriticalError{RestoreID: p.RestoreID, Journal: filepath.Join(staging, journalName), Safety: f.safety(), Cause: err}
 	}
 	r.Audit("restore_recover", params, "ok")
-	removeStaging(staging)
-	removePointer(r.Path(), h.RestoreID)
+	done()
 	return rec, nil
 }
 
@@ -136,6 +151,7 @@ type fixer struct {
 	o         Options
 	staging   string
 	recs      []record
+	valid     int64 // length of the journal's valid records
 	j         *journal
 	hooks     []HookRun
 	committed bool
@@ -155,9 +171,11 @@ func (f *fixer) safety() []string {
 // steps undone.
 func (f *fixer) finish(ctx context.Context) (int, error) {
 	state := "" // the application: "", "stopped" or "started"
-	everStopped := false
+	everStopped, undone := false, false
 	for _, rec := range f.recs {
 		switch rec.T {
+		case recRolledBack:
+			undone = true // every step is undone; the application may have run since
 		case recCommit:
 			f.committed = true
 		case recStopped:
@@ -169,13 +187,27 @@ func (f *fixer) finish(ctx context.Context) (int, error) {
 	if f.committed {
 		return 0, nil
 	}
-	j, err := openJournal(f.staging, len(f.recs))
+	j, err := openJournal(f.staging, len(f.recs), f.valid)
 	if err != nil {
 		return 0, err
 	}
 	f.j = j
 	defer j.close()
 	hooks := f.o.Hooks
+	if undone {
+		// Killed after the rollback finished: only the start hook may be
+		// missing. Undoing again could take files the application wrote.
+		if state == "stopped" && hooks != nil && hooks.Start != "" {
+			run, err := runHook(ctx, "start", hooks.Start, time.Duration(f.o.hookTimeoutS())*time.Second, f.o.Target, f.recs[0].BackupID, f.o.Scope.Name, f.o.logw())
+			f.hooks = append(f.hooks, run)
+			if err != nil {
+				fmt.Fprintf(f.o.logw(), "restore: WARNING: the files are rolled back, but the start hook failed: %v\n", err)
+			} else if err := j.add(record{T: recStarted}); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}
 	// Stop the application first when it may run: after the start hook, or
 	// when a kill may have cut the start hook short. Stop hooks are
 	// expected to be idempotent (like `systemctl stop`).
@@ -226,7 +258,7 @@ func (discard) Write(b []byte) (int, error) { return len(b), nil }
 // the live path's inode to tell whether the step happened, so running undo
 // again (after a kill during rollback) is harmless.
 func (f *fixer) undo(ctx context.Context) (int, error) {
-	root, err := openRoot(f.recs[0].Target)
+	root, err := openRoot(f.o.Target)
 	if err != nil {
 		return 0, err
 	}
@@ -285,10 +317,22 @@ func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {
 		}
 		return err
 	case recCreate:
-		if !here(rec.NewIno) {
-			return nil // the rename never happened
+		if here(rec.NewIno) {
+			return f.putBack(ldir, stg, name, string(rec.Staged), rec.Seq)
 		}
-		return f.putBack(ldir, stg, name, string(rec.Staged), rec.Seq)
+		sdir, sname, serr := f.stagedAt(stg, string(rec.Staged))
+		if serr == nil {
+			defer unix.Close(sdir)
+			if f.inoAt(sdir, sname) == rec.NewIno {
+				return nil // the rename never happened
+			}
+		}
+		if lerr == nil {
+			// Created, then replaced by the application (it started): the
+			// path was absent before the restore, so it goes to the trash.
+			return f.toTrash(ldir, stg, name, rec.Seq)
+		}
+		return nil
 	case recExchange:
 		sdir, sname, serr := f.stagedAt(stg, string(rec.Staged))
 		if serr == nil {
@@ -308,6 +352,8 @@ func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {
 				}
 			}
 			return unix.Renameat2(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
+		case lerr == nil && !here(rec.NewIno) && serr == nil && f.inoAt(sdir, sname) == rec.NewIno:
+			return nil // the exchange never happened; the path holds someone's entry
 		default:
 			// The old entry is not in the staging area: from the safety snapshot.
 			if lerr == nil {

@@ -141,7 +141,11 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 	if fi, err := os.Stat(o.Target); err != nil || !fi.IsDir() {
 		return res, fmt.Errorf("restore: the live root %s does not exist or is not a directory; restore into a new directory with --target DIR (without --in-place)", o.Target)
 	}
-	unlock, err := lockTarget(o.Target)
+	lockPath := o.Target
+	if real, err := filepath.EvalSymlinks(o.Target); err == nil {
+		lockPath = real // the same directory under any name (FAULTS E16)
+	}
+	unlock, err := lockTarget(lockPath)
 	if err != nil {
 		return res, err
 	}
@@ -251,20 +255,24 @@ func (ru *runner) stage(name string, fn func() (string, error)) error {
 // to them, before anything else is written.
 func (ru *runner) begin() error {
 	ru.staging = filepath.Join(ru.o.Target, snapshot.StagingDir, ru.id)
-	if err := mkdirNoFollow(ru.o.Target, snapshot.StagingDir); err != nil {
+	// The repository's record first: whatever exists of the staging area
+	// after a kill is found from it (and nothing else is ever trusted).
+	if err := writePointer(ru.r.Path(), pointer{RestoreID: ru.id, BackupID: ru.m.BackupID, Target: ru.o.Target, Staging: ru.staging,
+		Started: time.Now().UTC().Format(time.RFC3339), PID: os.Getpid(), Hooks: ru.o.Hooks}); err != nil {
+		return err
+	}
+	if err := ensureStagingDir(ru.o.Target); err != nil {
 		return fmt.Errorf("restore: create staging area in %s: %w", ru.o.Target, err)
 	}
-	if err := os.Mkdir(ru.staging, 0o700); err != nil {
-		return fmt.Errorf("restore: create staging area: %w", err)
+	sfd, err := stagingDirFd(ru.o.Target)
+	if err != nil {
+		return fmt.Errorf("restore: create staging area in %s: %w", ru.o.Target, err)
 	}
-	for _, d := range []string{"old", "trash"} {
-		if err := os.Mkdir(filepath.Join(ru.staging, d), 0o700); err != nil {
-			return fmt.Errorf("restore: create staging area: %w", err)
+	defer unix.Close(sfd)
+	for _, d := range []string{ru.id, ru.id + "/old", ru.id + "/trash"} {
+		if err := unix.Mkdirat(sfd, d, 0o700); err != nil {
+			return fmt.Errorf("restore: create staging area %s: %w", ru.staging, err)
 		}
-	}
-	if err := writePointer(ru.r.Path(), pointer{RestoreID: ru.id, BackupID: ru.m.BackupID, Target: ru.o.Target, Staging: ru.staging,
-		Started: time.Now().UTC().Format(time.RFC3339), PID: os.Getpid()}); err != nil {
-		return err
 	}
 	j, err := createJournal(ru.staging)
 	if err != nil {
@@ -507,14 +515,28 @@ func (ru *runner) cleanup() {
 	}
 }
 
-// removeStaging deletes a restore's staging area and, when it was the last,
-// the staging directory itself. It never follows a symlink nor enters
-// another filesystem.
+// removeStaging deletes a restore's staging area (<target>/<StagingDir>/<id>)
+// and, when it was the last, the staging directory itself. It works through
+// descriptors: it never follows a symlink nor enters another filesystem, and
+// it touches the staging directory only when it is ours (stagingDirFd).
 func removeStaging(staging string) error {
-	err := removeTree(staging)
-	parent := filepath.Dir(staging)
-	os.Remove(parent) // only when empty
-	syncPath(filepath.Dir(parent))
+	target, id := filepath.Dir(filepath.Dir(staging)), filepath.Base(staging)
+	sfd, err := stagingDirFd(target)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	var st unix.Stat_t
+	unix.Fstat(sfd, &st)
+	err = removeAt(sfd, id, st.Dev, staging)
+	unix.Close(sfd)
+	if root, rerr := openRoot(target); rerr == nil {
+		unix.Unlinkat(root, snapshot.StagingDir, unix.AT_REMOVEDIR) // only when empty
+		unix.Fsync(root)
+		unix.Close(root)
+	}
 	return err
 }
 
@@ -524,25 +546,51 @@ func newRestoreID() string {
 	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
-// mkdirNoFollow makes directory name in dir unless it exists as a
-// directory; a symlink or file of that name is an error.
-func mkdirNoFollow(dir, name string) error {
-	fd, err := openRoot(dir)
+// ensureStagingDir makes <target>/<StagingDir> unless it exists, and
+// checks it is ours (stagingDirFd).
+func ensureStagingDir(target string) error {
+	fd, err := openRoot(target)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Mkdirat(fd, name, 0o700); err != nil && err != unix.EEXIST {
+	if err := unix.Mkdirat(fd, snapshot.StagingDir, 0o700); err != nil && err != unix.EEXIST {
 		return err
 	}
-	st, err := lstatAt(fd, name)
+	sfd, err := stagingDirFd(target)
 	if err != nil {
 		return err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return fmt.Errorf("%s exists and is not a directory; move it away", filepath.Join(dir, name))
+	return unix.Close(sfd)
+}
+
+// stagingDirFd opens <target>/<StagingDir> without following a symlink and
+// only when it is a directory this user owns that nobody else may write: a
+// staging directory planted in the live root (a symlink out of it, or one
+// another user controls) is refused, never used nor cleaned.
+func stagingDirFd(target string) (int, error) {
+	root, err := openRoot(target)
+	if err != nil {
+		return -1, err
 	}
-	return nil
+	defer unix.Close(root)
+	fd, err := unix.Openat(root, snapshot.StagingDir, dirFlags, 0)
+	if err != nil {
+		if err == unix.ELOOP || err == unix.ENOTDIR {
+			return -1, fmt.Errorf("%s is not a directory (a symlink?); it is not snapforge's: move it away", filepath.Join(target, snapshot.StagingDir))
+		}
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s belongs to uid %d with mode %04o; snapforge's staging directory is its own and writable only by it: move it away", filepath.Join(target, snapshot.StagingDir), st.Uid, st.Mode&0o7777)
+	}
+	return fd, nil
 }
 
 // lockTarget takes an exclusive lock on the target directory and shared

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -102,7 +103,7 @@ func ResolveScope(prof *snapshot.Profile, m *snapshot.Manifest, names, include [
 		for _, u := range s.Units {
 			unit := prof.Units[u]
 			for _, p := range unit.Paths {
-				p = strings.Trim(filepath.ToSlash(p), "/")
+				p = strings.Trim(path.Clean("/"+filepath.ToSlash(p)), "/")
 				s.Paths = append(s.Paths, p)
 				if unit.SQLite {
 					s.SQLite = append(s.SQLite, p)

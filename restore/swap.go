@@ -280,12 +280,12 @@ func (ru *runner) rollback(ctx context.Context, stage string, cause error) error
 		if err := ru.j.add(record{T: recRollback, Reason: ru.res.Failure}); err != nil {
 			return "", err
 		}
-		recs, err := readJournal(ru.staging)
+		recs, valid, err := readJournal(ru.staging)
 		if err != nil {
 			return "", err
 		}
 		ru.j.close()
-		f := &fixer{r: ru.r, o: ru.o, staging: ru.staging, recs: recs}
+		f := &fixer{r: ru.r, o: ru.o, staging: ru.staging, recs: recs, valid: valid}
 		n, err := f.finish(ctx)
 		ru.res.Hooks = append(ru.res.Hooks, f.hooks...)
 		return fmt.Sprintf("%d steps undone", n), err
