@@ -302,3 +302,50 @@ func treeSize(dir int, name string, dev uint64, rel string) (files, bytes int64,
 	}
 	return files, bytes, ""
 }
+
+// renameAt is renameat2. A user other than root may be refused (EACCES) by
+// a directory it owns but made read-only (a snapshot's mode 0555): then it
+// lends itself write permission on the two parents and on a directory being
+// moved (whose ".." changes), renames, and puts the modes back at once.
+func renameAt(odir int, oname string, ndir int, nname string, flags uint) error {
+	err := unix.Renameat2(odir, oname, ndir, nname, flags)
+	if err != unix.EACCES || os.Geteuid() == 0 {
+		return err
+	}
+	var fds []int
+	for _, e := range []struct {
+		dir  int
+		name string
+	}{{odir, oname}, {ndir, nname}} {
+		if st, err := lstatAt(e.dir, e.name); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if fd, err := unix.Openat(e.dir, e.name, dirFlags, 0); err == nil {
+				defer unix.Close(fd)
+				fds = append(fds, fd)
+			}
+		}
+	}
+	return asOwner(func() error { return unix.Renameat2(odir, oname, ndir, nname, flags) }, append([]int{odir, ndir}, fds...)...)
+}
+
+// asOwner runs fn with owner write and search permission on directories
+// dirs (those this user owns and lacks it on), then puts their modes back.
+func asOwner(fn func() error, dirs ...int) error {
+	type saved struct {
+		fd   int
+		mode uint32
+	}
+	var put []saved
+	for _, fd := range dirs {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && int(st.Uid) == os.Geteuid() && st.Mode&0o300 != 0o300 {
+			if unix.Fchmod(fd, st.Mode&0o7777|0o300) == nil {
+				put = append(put, saved{fd, st.Mode & 0o7777})
+			}
+		}
+	}
+	err := fn()
+	for i := len(put) - 1; i >= 0; i-- {
+		unix.Fchmod(put[i].fd, put[i].mode)
+	}
+	return err
+}

@@ -306,7 +306,7 @@ func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {
 	here := func(ino uint64) bool { return lerr == nil && lst.Ino == ino }
 	switch rec.T {
 	case recMkdir:
-		err := unix.Unlinkat(ldir, name, unix.AT_REMOVEDIR)
+		err := asOwner(func() error { return unix.Unlinkat(ldir, name, unix.AT_REMOVEDIR) }, ldir)
 		if err == nil || err == unix.ENOENT {
 			return nil
 		}
@@ -342,7 +342,7 @@ func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {
 		case here(rec.OldIno):
 			return nil // never exchanged, or already undone
 		case here(rec.NewIno) && serr == nil && f.inoAt(sdir, sname) == rec.OldIno:
-			return unix.Renameat2(sdir, sname, ldir, name, unix.RENAME_EXCHANGE)
+			return renameAt(sdir, sname, ldir, name, unix.RENAME_EXCHANGE)
 		case serr == nil && f.inoAt(sdir, sname) == rec.OldIno:
 			// Something else took the path after the swap: it goes to the
 			// trash and the old entry comes back.
@@ -351,7 +351,7 @@ func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {
 					return err
 				}
 			}
-			return unix.Renameat2(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
+			return renameAt(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
 		case lerr == nil && !here(rec.NewIno) && serr == nil && f.inoAt(sdir, sname) == rec.NewIno:
 			return nil // the exchange never happened; the path holds someone's entry
 		default:
@@ -378,7 +378,7 @@ func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {
 					return err
 				}
 			}
-			return unix.Renameat2(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
+			return renameAt(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
 		case lerr == nil:
 			// Neither here nor staged, and something else holds the path:
 			// the move never happened to this entry; leave it.
@@ -414,7 +414,7 @@ func (f *fixer) putBack(ldir, stg int, name, staged string, seq int) error {
 	sdir, sname, err := f.stagedAt(stg, staged)
 	if err == nil {
 		defer unix.Close(sdir)
-		if err := unix.Renameat2(ldir, name, sdir, sname, unix.RENAME_NOREPLACE); err == nil {
+		if err := renameAt(ldir, name, sdir, sname, unix.RENAME_NOREPLACE); err == nil {
 			return nil
 		}
 	}
@@ -424,7 +424,7 @@ func (f *fixer) putBack(ldir, stg int, name, staged string, seq int) error {
 // toTrash moves a live entry into the staging area's trash.
 func (f *fixer) toTrash(ldir, stg int, name string, seq int) error {
 	unix.Mkdirat(stg, "trash", 0o700)
-	return unix.Renameat2(ldir, name, stg, "trash/"+strconv.Itoa(seq)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36), unix.RENAME_NOREPLACE)
+	return renameAt(ldir, name, stg, "trash/"+strconv.Itoa(seq)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36), unix.RENAME_NOREPLACE)
 }
 
 // fromSafety restores rel from the newest safety snapshot that holds it,
@@ -450,7 +450,7 @@ func (f *fixer) fromSafety(ctx context.Context, stg, ldir int, name, rel string,
 			return err
 		}
 		defer unix.Close(sdir)
-		return unix.Renameat2(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
+		return renameAt(sdir, sname, ldir, name, unix.RENAME_NOREPLACE)
 	}
 	return fmt.Errorf("the old entry is neither in the staging area nor in a safety snapshot (%v)", ids)
 }

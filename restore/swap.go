@@ -123,7 +123,7 @@ func (ru *runner) step(root, stg, i int, a Action) error {
 			if err := ru.j.add(record{T: recExchange, Path: []byte(a.raw), Staged: staged, Dev: sst.Dev, NewIno: sst.Ino, OldIno: lst.Ino}); err != nil {
 				return err
 			}
-			err := unix.Renameat2(sdir, name, ldir, name, unix.RENAME_EXCHANGE)
+			err := renameAt(sdir, name, ldir, name, unix.RENAME_EXCHANGE)
 			if err == nil {
 				return nil
 			}
@@ -141,7 +141,7 @@ func (ru *runner) step(root, stg, i int, a Action) error {
 		if err := ru.j.add(record{T: recCreate, Path: []byte(a.raw), Staged: staged, Dev: sst.Dev, NewIno: sst.Ino}); err != nil {
 			return err
 		}
-		return unix.Renameat2(sdir, name, ldir, name, unix.RENAME_NOREPLACE)
+		return renameAt(sdir, name, ldir, name, unix.RENAME_NOREPLACE)
 	case "remove":
 		lst, err := lstatAt(ldir, name)
 		if err == unix.ENOENT {
@@ -177,7 +177,7 @@ func (ru *runner) moveOut(ldir, stg, i int, rel, name string, ino uint64) error 
 	if err := ru.j.add(record{T: recMove, Path: []byte(rel), Staged: []byte(old), OldIno: ino}); err != nil {
 		return err
 	}
-	return unix.Renameat2(ldir, name, stg, old, unix.RENAME_NOREPLACE)
+	return renameAt(ldir, name, stg, old, unix.RENAME_NOREPLACE)
 }
 
 // ensureDir creates the missing directories of rel in the live tree, each
@@ -200,7 +200,7 @@ func (ru *runner) ensureDir(root int, rel string) error {
 				unix.Close(fd)
 				return err
 			}
-			if err := unix.Mkdirat(fd, name, 0o700); err != nil && err != unix.EEXIST {
+			if err := asOwner(func() error { return unix.Mkdirat(fd, name, 0o700) }, fd); err != nil && err != unix.EEXIST {
 				unix.Close(fd)
 				return err
 			}
