@@ -25,7 +25,7 @@ func (ru *runner) verifyStaged(ctx context.Context) (string, error) {
 	if err := ru.o.Fault("verify"); err != nil {
 		return "", err
 	}
-	stg, err := openRoot(filepath.Join(ru.staging, "stage"))
+	stg, err := openRoot(filepath.Join(ru.work, "stage"))
 	if err != nil {
 		if len(ru.plan.staged()) == 0 {
 			return "nothing staged", nil
@@ -61,7 +61,7 @@ func (ru *runner) verifyStaged(ctx context.Context) (string, error) {
 		if !ru.plan.stagedHas(d) {
 			continue
 		}
-		if err := checkDB(ctx, filepath.Join(ru.staging, "stage", d)); err != nil {
+		if err := checkDB(ctx, filepath.Join(ru.work, "stage", d)); err != nil {
 			return "", &IntegrityError{Msg: fmt.Sprintf("restore: the snapshot's copy of database %s fails its integrity check: %v; nothing was changed in the live system", snapshot.DisplayName(d), err)}
 		}
 		dbs++

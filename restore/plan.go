@@ -481,6 +481,11 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 			p.warn(crel, "setuid/setgid bits not restored (only as root and when special files are asked for)")
 		}
 		if reason := p.metaDiffers(sn, lst); reason != "" {
+			if lst.Nlink > 1 {
+				// Metadata lives in the inode: changing it in place would
+				// change the other names too, maybe outside the scope.
+				return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, reason+" on a hard-linked inode; replaced, its other names untouched")
+			}
 			p.add(Action{Op: "update", raw: crel, Type: sn.Type.String(), Reason: reason}, fd, name, lst, true)
 			return nil
 		}
@@ -497,6 +502,11 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 			return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, "a "+ltype+" in the live system, a "+sn.Type.String()+" in the snapshot")
 		}
 		if reason := p.metaDiffers(sn, lst); reason != "" {
+			if lst.Nlink > 1 {
+				// Metadata lives in the inode: changing it in place would
+				// change the other names too, maybe outside the scope.
+				return p.stage(ctx, "replace", crel, sn, fd, name, lst, true, reason+" on a hard-linked inode; replaced, its other names untouched")
+			}
 			p.add(Action{Op: "update", raw: crel, Type: sn.Type.String(), Reason: reason}, fd, name, lst, true)
 			return nil
 		}

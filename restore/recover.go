@@ -42,6 +42,11 @@ func Recover(ctx context.Context, r *snapshot.Repo, o Options) ([]Recovered, err
 	}
 	var out []Recovered
 	for _, p := range ptrs {
+		if _, err := os.Stat(p.Target); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, Recovered{RestoreID: p.RestoreID, BackupID: p.BackupID, Target: p.Target,
+				Outcome: "left alone: its live root is gone (" + filepath.Join(pointerDir(r.Path()), p.RestoreID+".json") + " is kept; remove it once the root is not coming back)"})
+			continue
+		}
 		lockPath := p.Target
 		if real, err := filepath.EvalSymlinks(p.Target); err == nil {
 			lockPath = real
@@ -91,21 +96,26 @@ func finishOne(ctx context.Context, r *snapshot.Repo, p pointer, o Options) (*Re
 	if o.Fault == nil {
 		o.Fault = func(string) error { return nil }
 	}
-	staging := filepath.Join(p.Target, snapshot.StagingDir, p.RestoreID)
-	done := func() {
-		removeStaging(staging)
-		removePointer(r.Path(), p.RestoreID)
+	staging := filepath.Join(p.Target, snapshot.StagingDir, p.RestoreID) // for messages
+	if _, err := os.Stat(p.Target); errors.Is(err, fs.ErrNotExist) {
+		return &Recovered{RestoreID: p.RestoreID, BackupID: p.BackupID, Target: p.Target,
+			Outcome: "left alone: its live root is gone (" + filepath.Join(pointerDir(r.Path()), p.RestoreID+".json") + " is kept; remove it once the root is not coming back)"}, nil
 	}
-	if sfd, err := stagingDirFd(p.Target); err != nil {
+	sfd, err := stagingDirFd(p.Target)
+	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			removePointer(r.Path(), p.RestoreID) // finished; only the pointer was left
 			return nil, nil
 		}
 		return nil, fmt.Errorf("restore: unfinished restore %s into %s: %w", p.RestoreID, p.Target, err)
-	} else {
-		unix.Close(sfd)
 	}
-	recs, valid, err := readJournal(staging)
+	defer unix.Close(sfd)
+	work := stagingWork(sfd, p.RestoreID)
+	done := func() {
+		removeStaging(sfd, p.Target, p.RestoreID)
+		removePointer(r.Path(), p.RestoreID)
+	}
+	recs, valid, err := readJournal(work)
 	if errors.Is(err, errNoHeader) || errors.Is(err, fs.ErrNotExist) {
 		// Killed before the journal's first record: nothing was changed.
 		done()
@@ -119,7 +129,7 @@ func finishOne(ctx context.Context, r *snapshot.Repo, p pointer, o Options) (*Re
 		return nil, fmt.Errorf("restore: the journal in %s does not belong to restore %s into %s (the repository's record); inspect it by hand", staging, p.RestoreID, p.Target)
 	}
 	rec := &Recovered{RestoreID: p.RestoreID, BackupID: p.BackupID, Target: p.Target}
-	f := &fixer{r: r, o: o, staging: staging, recs: recs, valid: valid}
+	f := &fixer{r: r, o: o, staging: work, recs: recs, valid: valid}
 	f.o.Target, f.o.Hooks = p.Target, p.Hooks
 	f.o.Scope.Name = h.Scope
 	n, err := f.finish(ctx)
@@ -390,7 +400,10 @@ func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {
 		if lerr != nil {
 			return nil
 		}
-		return setMeta(ldir, name, lst.Mode&unix.S_IFMT == unix.S_IFLNK, lst.Mode&unix.S_IFMT == unix.S_IFDIR, rec.Mode, rec.UID, rec.GID, rec.MTime, rec.ATime)
+		if lst.Ino != rec.OldIno {
+			return nil // another entry holds the name now; the changed one is not here
+		}
+		return setMeta(ldir, name, rec.OldIno, rec.Mode, rec.UID, rec.GID, rec.MTime, rec.ATime)
 	}
 	return nil
 }

@@ -103,6 +103,8 @@ type runner struct {
 	res      *Result
 	id       string
 	staging  string // <target>/.snapforge-restore/<id>
+	sfd      int    // <target>/.snapforge-restore, opened once (stagingDirFd) and held
+	work     string // the staging area as /proc/self/fd/<sfd>/<id>: every use goes through sfd, so renaming or replacing .snapforge-restore meanwhile redirects nothing
 	j        *journal
 	stopped  bool // the stop hook ran and no start since
 	started  bool
@@ -177,6 +179,12 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 		return res, nil
 	}
 
+	defer func() { // whatever happens, the held descriptor goes (cleanup closes it sooner)
+		if ru.work != "" {
+			unix.Close(ru.sfd)
+			ru.work = ""
+		}
+	}()
 	if err := ru.begin(); err != nil {
 		ru.cleanup()
 		return res, err
@@ -268,18 +276,21 @@ func (ru *runner) begin() error {
 	if err != nil {
 		return fmt.Errorf("restore: create staging area in %s: %w", ru.o.Target, err)
 	}
-	defer unix.Close(sfd)
+	ru.sfd, ru.work = sfd, stagingWork(sfd, ru.id)
 	for _, d := range []string{ru.id, ru.id + "/old", ru.id + "/trash"} {
 		if err := unix.Mkdirat(sfd, d, 0o700); err != nil {
 			return fmt.Errorf("restore: create staging area %s: %w", ru.staging, err)
 		}
 	}
-	j, err := createJournal(ru.staging)
+	j, err := createJournal(ru.work)
 	if err != nil {
 		return err
 	}
 	ru.j = j
-	if err := syncPath(filepath.Dir(ru.staging)); err != nil {
+	if err := syncPath(ru.work); err != nil {
+		return err
+	}
+	if err := unix.Fsync(sfd); err != nil {
 		return err
 	}
 	return j.add(record{T: recBegin, RestoreID: ru.id, BackupID: ru.m.BackupID, Target: ru.o.Target, Scope: ru.o.Scope.Name, Hooks: ru.o.Hooks})
@@ -474,7 +485,7 @@ func (ru *runner) stageFiles(ctx context.Context) (string, error) {
 	live.FilesDone.Store(0)
 	live.BytesDone.Store(0)
 	live.WalkDone.Store(true)
-	rr, err := ru.r.Restore(ctx, ru.m, snapshot.RestoreOptions{Target: filepath.Join(ru.staging, "stage"), Paths: paths, Special: ru.o.Special, Live: live, Phase: "stage"})
+	rr, err := ru.r.Restore(ctx, ru.m, snapshot.RestoreOptions{Target: filepath.Join(ru.work, "stage"), Paths: paths, Special: ru.o.Special, Live: live, Phase: "stage"})
 	if err != nil {
 		var fe *snapshot.RestoreFailedError
 		if errors.As(err, &fe) {
@@ -507,43 +518,44 @@ func (ru *runner) abandon(ctx context.Context, cause error) {
 // repository's pointer; the restore is over.
 func (ru *runner) cleanup() {
 	ru.j.close()
-	if ru.staging != "" {
-		removeStaging(ru.staging)
+	if ru.work != "" {
+		removeStaging(ru.sfd, ru.o.Target, ru.id)
+		unix.Close(ru.sfd)
+		ru.work = ""
 	}
 	if ru.id != "" {
 		removePointer(ru.r.Path(), ru.id)
 	}
 }
 
-// removeStaging deletes a restore's staging area (<target>/<StagingDir>/<id>)
-// and, when it was the last, the staging directory itself. It works through
-// descriptors: it never follows a symlink nor enters another filesystem, and
-// it touches the staging directory only when it is ours (stagingDirFd).
-func removeStaging(staging string) error {
-	target, id := filepath.Dir(filepath.Dir(staging)), filepath.Base(staging)
-	sfd, err := stagingDirFd(target)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		return err
-	}
-	var st unix.Stat_t
-	unix.Fstat(sfd, &st)
-	err = removeAt(sfd, id, st.Dev, staging)
-	unix.Close(sfd)
-	if root, rerr := openRoot(target); rerr == nil {
-		unix.Unlinkat(root, snapshot.StagingDir, unix.AT_REMOVEDIR) // only when empty
-		unix.Fsync(root)
-		unix.Close(root)
-	}
-	return err
-}
-
 func newRestoreID() string {
 	var b [4]byte
 	rand.Read(b[:])
 	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// stagingWork names restore id's staging area through the held descriptor
+// of the staging directory.
+func stagingWork(sfd int, id string) string { return fmt.Sprintf("/proc/self/fd/%d/%s", sfd, id) }
+
+// removeStaging deletes restore id's staging area below the staging
+// directory sfd (stagingDirFd of target) and, when it was the last, the
+// staging directory itself. It works through descriptors: it never follows
+// a symlink nor enters another filesystem.
+func removeStaging(sfd int, target, id string) error {
+	var st unix.Stat_t
+	unix.Fstat(sfd, &st)
+	err := removeAt(sfd, id, st.Dev, filepath.Join(target, snapshot.StagingDir, id))
+	if root, rerr := openRoot(target); rerr == nil {
+		var cur unix.Stat_t
+		// Only when the name still leads to our directory, and it is empty.
+		if unix.Fstatat(root, snapshot.StagingDir, &cur, unix.AT_SYMLINK_NOFOLLOW) == nil && cur.Dev == st.Dev && cur.Ino == st.Ino {
+			unix.Unlinkat(root, snapshot.StagingDir, unix.AT_REMOVEDIR)
+			unix.Fsync(root)
+		}
+		unix.Close(root)
+	}
+	return err
 }
 
 // ensureStagingDir makes <target>/<StagingDir> unless it exists, and

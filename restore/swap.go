@@ -35,7 +35,7 @@ func (ru *runner) swap(ctx context.Context) error {
 			return "", err
 		}
 		defer unix.Close(root)
-		stg, err := openRoot(ru.staging)
+		stg, err := openRoot(ru.work)
 		if err != nil {
 			return "", err
 		}
@@ -59,7 +59,7 @@ func (ru *runner) swap(ctx context.Context) error {
 		}
 		for i := len(ru.madeDirs) - 1; i >= 0; i-- { // deepest first
 			d := ru.madeDirs[i]
-			setMeta(root, d.rel, false, true, ru.o.modeOf(d.n), d.n.UID, d.n.GID, d.n.MTime, d.n.MTime)
+			setMeta(root, d.rel, d.ino, ru.o.modeOf(d.n), d.n.UID, d.n.GID, d.n.MTime, d.n.MTime)
 		}
 		ru.o.Hook("restore-swap-" + strconv.Itoa(len(ru.plan.Actions)))
 		if err := unix.Syncfs(root); err != nil {
@@ -165,7 +165,13 @@ func (ru *runner) step(root, stg, i int, a Action) error {
 			MTime: lst.Mtim.Nano(), ATime: lst.Atim.Nano()}); err != nil {
 			return err
 		}
-		return setMeta(ldir, name, sn.Type == snapshot.TypeSymlink, sn.Type == snapshot.TypeDir, ru.o.modeOf(sn), sn.UID, sn.GID, sn.MTime, sn.MTime)
+		if planned := ru.plan.live[a.raw].st; planned.Ino != lst.Ino || planned.Mode&unix.S_IFMT != lst.Mode&unix.S_IFMT {
+			return fmt.Errorf("changed since it was planned (another entry is there now)")
+		}
+		// A setuid/setgid bit both live and in the snapshot stays, also
+		// without --special: only bits the snapshot lacks are dropped.
+		mode := ru.o.modeOf(sn) | (lst.Mode & sn.Mode & 0o6000)
+		return setMeta(ldir, name, lst.Ino, mode, sn.UID, sn.GID, sn.MTime, sn.MTime)
 	}
 	return fmt.Errorf("unknown action %q", a.Op)
 }
@@ -207,8 +213,10 @@ func (ru *runner) ensureDir(root int, rel string) error {
 			if sn, err := ru.r.FindNode(context.Background(), ru.m, cur); err == nil && sn != nil && sn.Type == snapshot.TypeDir {
 				// Writable by its owner until every step is done; the
 				// snapshot's mode and mtime are set after the last one.
-				setMeta(fd, name, false, true, ru.o.modeOf(sn)|0o700, sn.UID, sn.GID, sn.MTime, sn.MTime)
-				ru.madeDirs = append(ru.madeDirs, madeDir{cur, sn})
+				if st, err := lstatAt(fd, name); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+					setMeta(fd, name, st.Ino, ru.o.modeOf(sn)|0o700, sn.UID, sn.GID, sn.MTime, sn.MTime)
+					ru.madeDirs = append(ru.madeDirs, madeDir{cur, sn, st.Ino})
+				}
 			}
 			next, err = unix.Openat(fd, name, dirFlags, 0)
 		}
@@ -226,6 +234,7 @@ func (ru *runner) ensureDir(root int, rel string) error {
 type madeDir struct {
 	rel string
 	n   *snapshot.Node
+	ino uint64
 }
 
 func splitAll(rel string) []string {
@@ -238,31 +247,53 @@ func splitAll(rel string) []string {
 	return out
 }
 
-// setMeta sets owner (as root), mode (not on symlinks) and times of name in
-// dir, never following a symlink. rel may hold slashes relative to dir.
-func setMeta(dir int, rel string, symlink, isDir bool, mode, uid, gid uint32, mtime, atime int64) error {
+// setMeta sets owner (as root), mode (not on symlinks) and times of the
+// entry rel below dir — only when it is still inode ino (0: any). The entry
+// is opened with O_PATH|O_NOFOLLOW and changed through that descriptor
+// (/proc/self/fd), so a symlink swapped in at its name is never followed
+// and nothing outside the target is touched.
+func setMeta(dir int, rel string, ino uint64, mode, uid, gid uint32, mtime, atime int64) error {
 	d, name := splitRel(rel)
-	fd := dir
+	pfd := dir
 	if d != "" {
 		var err error
-		if fd, err = openDirAt(dir, d); err != nil {
+		if pfd, err = openDirAt(dir, d); err != nil {
 			return err
 		}
-		defer unix.Close(fd)
+		defer unix.Close(pfd)
 	}
+	fd, err := unix.Openat(pfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if ino != 0 && st.Ino != ino {
+		return fmt.Errorf("%s changed since it was planned (another entry is there now); not touched", snapshot.DisplayName(rel))
+	}
+	symlink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+	self := fmt.Sprintf("/proc/self/fd/%d", fd)
 	var firstErr error
 	if os.Geteuid() == 0 {
-		if err := unix.Fchownat(fd, name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fchownat(fd, "", int(uid), int(gid), unix.AT_EMPTY_PATH); err != nil {
 			firstErr = err
 		}
 	}
 	if !symlink {
-		if err := unix.Fchmodat(fd, name, mode, 0); err != nil && firstErr == nil {
+		if err := unix.Chmod(self, mode); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}
-	if err := unix.UtimesNanoAt(fd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil && firstErr == nil {
+	if symlink {
+		err = unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW) // the symlink itself; its inode was checked
+	} else {
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, self, ts, 0)
+	}
+	if err != nil && firstErr == nil {
 		firstErr = err
 	}
 	return firstErr
@@ -280,12 +311,12 @@ func (ru *runner) rollback(ctx context.Context, stage string, cause error) error
 		if err := ru.j.add(record{T: recRollback, Reason: ru.res.Failure}); err != nil {
 			return "", err
 		}
-		recs, valid, err := readJournal(ru.staging)
+		recs, valid, err := readJournal(ru.work)
 		if err != nil {
 			return "", err
 		}
 		ru.j.close()
-		f := &fixer{r: ru.r, o: ru.o, staging: ru.staging, recs: recs, valid: valid}
+		f := &fixer{r: ru.r, o: ru.o, staging: ru.work, recs: recs, valid: valid}
 		n, err := f.finish(ctx)
 		ru.res.Hooks = append(ru.res.Hooks, f.hooks...)
 		return fmt.Sprintf("%d steps undone", n), err
