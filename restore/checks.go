@@ -183,18 +183,33 @@ func (ru *runner) checkEntries(ctx context.Context, root int, es []fileCheck, li
 // it created behind (a staged WAL database would otherwise carry an empty
 // -wal and -shm into the live tree).
 func checkDB(ctx context.Context, path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("is a %s, not the database file", fi.Mode().Type())
+	}
 	had := map[string]bool{}
 	for _, s := range []string{"-wal", "-shm"} {
 		if _, err := os.Lstat(path + s); err == nil {
 			had[s] = true
 		}
 	}
-	err := sqlitecap.Check(ctx, path)
+	err = sqlitecap.Check(ctx, path)
+	var made []string
 	for _, s := range []string{"-wal", "-shm"} {
 		if !had[s] {
-			if fi, e := os.Lstat(path + s); e == nil && (s == "-shm" || fi.Size() == 0) {
-				os.Remove(path + s)
+			if fi, e := os.Lstat(path + s); e == nil && fi.Mode().IsRegular() && (s == "-shm" || fi.Size() == 0) {
+				made = append(made, path+s)
 			}
+		}
+	}
+	// Removed only while no process holds the database: an application
+	// that opened it meanwhile keeps its WAL index.
+	if len(made) > 0 && !heldOpen(append([]string{path}, made...)) {
+		for _, m := range made {
+			os.Remove(m)
 		}
 	}
 	return err

@@ -162,6 +162,34 @@ func openBy(root int, rels []string) map[string][]holder {
 	return out
 }
 
+// heldOpen reports whether a process other than this one holds one of
+// paths open.
+func heldOpen(paths []string) bool {
+	type key struct{ dev, ino uint64 }
+	want := map[key]bool{}
+	for _, p := range paths {
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) == nil {
+			want[key{st.Dev, st.Ino}] = true
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	self := strconv.Itoa(os.Getpid())
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil || p.Name() == self {
+			continue
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "fd"))
+		for _, f := range fds {
+			var st unix.Stat_t
+			if unix.Stat(filepath.Join("/proc", p.Name(), "fd", f.Name()), &st) == nil && want[key{st.Dev, st.Ino}] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func describeHolders(hs []holder) string {
 	sort.Slice(hs, func(i, j int) bool { return hs[i].PID < hs[j].PID })
 	var parts []string

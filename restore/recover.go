@@ -76,7 +76,7 @@ func recoverTarget(ctx context.Context, r *snapshot.Repo, target string, o Optio
 	}
 	var out []Recovered
 	for _, p := range ptrs {
-		if p.Target != target {
+		if p.Target != target && !sameDir(p.Target, target) {
 			continue
 		}
 		rec, err := finishOne(ctx, r, p, o)
@@ -146,6 +146,12 @@ func finishOne(ctx context.Context, r *snapshot.Repo, p pointer, o Options) (*Re
 	r.Audit("restore_recover", params, "ok")
 	done()
 	return rec, nil
+}
+
+// sameDir reports whether two paths name the same existing directory.
+func sameDir(a, b string) bool {
+	var x, y unix.Stat_t
+	return unix.Stat(a, &x) == nil && unix.Stat(b, &y) == nil && x.Dev == y.Dev && x.Ino == y.Ino
 }
 
 func orNoop(f func(string)) func(string) {
@@ -228,7 +234,7 @@ func (f *fixer) finish(ctx context.Context) (int, error) {
 			fmt.Fprintf(f.o.logw(), "restore: rollback: %v (rolling back anyway)\n", err)
 		}
 		if err := j.add(record{T: recStopped}); err != nil {
-			return 0, err
+			fmt.Fprintf(f.o.logw(), "restore: rollback: %v (rolling back anyway)\n", err)
 		}
 	}
 	n, err := f.undo(ctx)
@@ -236,7 +242,9 @@ func (f *fixer) finish(ctx context.Context) (int, error) {
 		return n, err
 	}
 	if err := j.add(record{T: recRolledBack}); err != nil {
-		return n, err
+		// Undone all the same; without the record a later recovery undoes
+		// again, which finds every step already undone.
+		fmt.Fprintf(f.o.logw(), "restore: rollback done, but not recorded: %v\n", err)
 	}
 	f.o.Hook("restore-rolled-back")
 	if everStopped && hooks != nil && hooks.Start != "" {
@@ -316,6 +324,11 @@ func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {
 	here := func(ino uint64) bool { return lerr == nil && lst.Ino == ino }
 	switch rec.T {
 	case recMkdir:
+		if lerr == nil && lst.Mode&unix.S_IFMT != unix.S_IFDIR {
+			// The application put something else there after the swap; the
+			// path was absent before the restore.
+			return f.toTrash(ldir, stg, name, rec.Seq)
+		}
 		err := asOwner(func() error { return unix.Unlinkat(ldir, name, unix.AT_REMOVEDIR) }, ldir)
 		if err == nil || err == unix.ENOENT {
 			return nil

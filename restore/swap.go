@@ -309,7 +309,8 @@ func (ru *runner) rollback(ctx context.Context, stage string, cause error) error
 	fmt.Fprintf(ru.o.Log, "restore: %s failed: %v; rolling back\n", stage, cause)
 	err := ru.stage("rollback", func() (string, error) {
 		if err := ru.j.add(record{T: recRollback, Reason: ru.res.Failure}); err != nil {
-			return "", err
+			// The undo is renames and needs no journal space; it goes on.
+			fmt.Fprintf(ru.o.Log, "restore: rollback: %v (rolling back anyway)\n", err)
 		}
 		recs, valid, err := readJournal(ru.work)
 		if err != nil {
