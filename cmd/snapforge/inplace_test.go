@@ -40,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"snapforge/index/indextest"
+	"snapforge/restore/restoretest"
 )
 
 // ---- the live state ----
@@ -59,58 +60,35 @@ func (e ipEntry) String() string {
 	return fmt.Sprintf("%s mode=%o size=%d mtime=%d blake3=%.16s link=%q ino=%d", e.Type, e.Mode, e.Size, e.MTime, e.Blake3, e.Link, e.Ino)
 }
 
-// ipState walks root without following symlinks and records every path
-// below it.
+// ipState records every path below root (restoretest.Walk: symlinks not
+// followed, the staging directory left out), inode numbers included.
 func ipState(t testing.TB, root string) map[string]ipEntry {
 	t.Helper()
 	out := map[string]ipEntry{}
-	var walk func(abs, rel string)
-	walk = func(abs, rel string) {
-		f, err := os.Open(abs)
-		if err != nil {
-			t.Fatalf("state of %s: %v", abs, err)
-		}
-		names, err := f.Readdirnames(-1)
-		f.Close()
-		if err != nil {
-			t.Fatalf("state of %s: %v", abs, err)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			crel := name
-			if rel != "" {
-				crel = rel + "/" + name
+	restoretest.Walk(t, root, func(rel, abs string, st *unix.Stat_t) {
+		e := ipEntry{Mode: st.Mode & 0o7777, Ino: st.Ino, MTime: st.Mtim.Nano()}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			e.Type, e.MTime = "dir", 0
+		case unix.S_IFREG:
+			e.Type, e.Size = "file", st.Size
+			b, err := os.ReadFile(abs)
+			if err != nil {
+				t.Fatalf("state read %s: %v", abs, err)
 			}
-			cabs := filepath.Join(abs, name)
-			var st unix.Stat_t
-			if err := unix.Lstat(cabs, &st); err != nil {
-				t.Fatalf("state lstat %s: %v", cabs, err)
+			sum := blake3.Sum256(b)
+			e.Blake3 = hex.EncodeToString(sum[:])
+		case unix.S_IFLNK:
+			var err error
+			e.Type, e.Mode = "symlink", 0
+			if e.Link, err = os.Readlink(abs); err != nil {
+				t.Fatal(err)
 			}
-			e := ipEntry{Mode: st.Mode & 0o7777, Ino: st.Ino, MTime: st.Mtim.Nano()}
-			switch st.Mode & unix.S_IFMT {
-			case unix.S_IFDIR:
-				e.Type, e.MTime = "dir", 0
-				walk(cabs, crel)
-			case unix.S_IFREG:
-				e.Type, e.Size = "file", st.Size
-				b, err := os.ReadFile(cabs)
-				if err != nil {
-					t.Fatalf("state read %s: %v", cabs, err)
-				}
-				sum := blake3.Sum256(b)
-				e.Blake3 = hex.EncodeToString(sum[:])
-			case unix.S_IFLNK:
-				e.Type, e.Mode = "symlink", 0
-				if e.Link, err = os.Readlink(cabs); err != nil {
-					t.Fatal(err)
-				}
-			default:
-				e.Type = fmt.Sprintf("other(%o)", st.Mode&unix.S_IFMT)
-			}
-			out[crel] = e
+		default:
+			e.Type = fmt.Sprintf("other(%o)", st.Mode&unix.S_IFMT)
 		}
-	}
-	walk(root, "")
+		out[rel] = e
+	})
 	return out
 }
 

@@ -414,6 +414,43 @@ func copyFile(t testing.TB, src, dst string) {
 func State(t testing.TB, root string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
+	Walk(t, root, func(rel, abs string, st *unix.Stat_t) {
+		perm := fmt.Sprintf("mode=%04o owner=%d:%d", st.Mode&0o7777, st.Uid, st.Gid)
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			out[rel] = "dir " + perm
+		case unix.S_IFREG:
+			if strings.HasSuffix(rel, "-shm") {
+				out[rel] = fmt.Sprintf("file %s size=%d (SQLite shared-memory index)", perm, st.Size)
+				return
+			}
+			out[rel] = fmt.Sprintf("file %s size=%d blake3=%s mtime=%d nlink=%d", perm, st.Size, fileBLAKE3(t, abs), st.Mtim.Nano(), st.Nlink)
+		case unix.S_IFLNK:
+			target, err := os.Readlink(abs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[rel] = fmt.Sprintf("symlink -> %q mtime=%d", target, st.Mtim.Nano())
+		case unix.S_IFIFO:
+			out[rel] = "fifo " + perm
+		case unix.S_IFCHR:
+			out[rel] = fmt.Sprintf("chardev %s rdev=%d:%d", perm, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		case unix.S_IFBLK:
+			out[rel] = fmt.Sprintf("blockdev %s rdev=%d:%d", perm, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		case unix.S_IFSOCK:
+			out[rel] = "socket " + perm
+		default:
+			out[rel] = fmt.Sprintf("unknown(%o)", st.Mode&unix.S_IFMT)
+		}
+	})
+	return out
+}
+
+// Walk calls fn for every entry below root in name order, parents first,
+// without following symlinks, except the in-place restore's staging
+// directory at the top.
+func Walk(t testing.TB, root string, fn func(rel, abs string, st *unix.Stat_t)) {
+	t.Helper()
 	var walk func(abs, rel string)
 	walk = func(abs, rel string) {
 		f, err := os.Open(abs)
@@ -439,38 +476,13 @@ func State(t testing.TB, root string) map[string]string {
 			if err := unix.Lstat(cabs, &st); err != nil {
 				t.Fatalf("state: lstat %q: %v", cabs, err)
 			}
-			perm := fmt.Sprintf("mode=%04o owner=%d:%d", st.Mode&0o7777, st.Uid, st.Gid)
-			switch st.Mode & unix.S_IFMT {
-			case unix.S_IFDIR:
-				out[crel] = "dir " + perm
+			fn(crel, cabs, &st)
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				walk(cabs, crel)
-			case unix.S_IFREG:
-				if strings.HasSuffix(name, "-shm") {
-					out[crel] = fmt.Sprintf("file %s size=%d (SQLite shared-memory index)", perm, st.Size)
-					continue
-				}
-				out[crel] = fmt.Sprintf("file %s size=%d blake3=%s mtime=%d nlink=%d", perm, st.Size, fileBLAKE3(t, cabs), st.Mtim.Nano(), st.Nlink)
-			case unix.S_IFLNK:
-				target, err := os.Readlink(cabs)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out[crel] = fmt.Sprintf("symlink -> %q mtime=%d", target, st.Mtim.Nano())
-			case unix.S_IFIFO:
-				out[crel] = "fifo " + perm
-			case unix.S_IFCHR:
-				out[crel] = fmt.Sprintf("chardev %s rdev=%d:%d", perm, unix.Major(st.Rdev), unix.Minor(st.Rdev))
-			case unix.S_IFBLK:
-				out[crel] = fmt.Sprintf("blockdev %s rdev=%d:%d", perm, unix.Major(st.Rdev), unix.Minor(st.Rdev))
-			case unix.S_IFSOCK:
-				out[crel] = "socket " + perm
-			default:
-				out[crel] = fmt.Sprintf("unknown(%o)", st.Mode&unix.S_IFMT)
 			}
 		}
 	}
 	walk(root, "")
-	return out
 }
 
 func fileBLAKE3(t testing.TB, p string) string {
