@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -204,29 +203,9 @@ const (
 	fsAppendFL    = 0x20
 )
 
-// fsyncDir makes renames in directory fd durable.
-func fsyncDir(fd int) error { return unix.Fsync(fd) }
-
-// removeTree removes path and everything below it, never following a
-// symlink and never entering another filesystem: a directory with a
+// removeAt removes name in dir and everything below it, never following a
+// symlink and never entering another filesystem (dev): a directory with a
 // filesystem mounted inside is left in place and reported.
-func removeTree(path string) error {
-	dir, name := filepath.Split(filepath.Clean(path))
-	pfd, err := unix.Open(dir, dirFlags&^unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(pfd)
-	st, err := lstatAt(pfd, name)
-	if err == unix.ENOENT {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return removeAt(pfd, name, st.Dev, path)
-}
-
 func removeAt(dir int, name string, dev uint64, display string) error {
 	st, err := lstatAt(dir, name)
 	if err == unix.ENOENT {

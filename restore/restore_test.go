@@ -464,7 +464,7 @@ func TestDryRunPlan(t *testing.T) {
 // rtFailRun runs a full restore of the mutated sample system that must
 // roll back, and checks that the live system is exactly as before,
 // replaced files keep their inode numbers, and nothing is left behind.
-func rtFailRun(t *testing.T, s *restoretest.System, r *snapshot.Repo, repo string, m *snapshot.Manifest, o restore.Options) (*restore.Result, error, uint64) {
+func rtFailRun(t *testing.T, s *restoretest.System, r *snapshot.Repo, repo string, m *snapshot.Manifest, o restore.Options) (*restore.Result, uint64, error) {
 	t.Helper()
 	inos := map[string]uint64{}
 	for _, p := range []string{"config/app.json", "config/extra.conf", "data/config.json", "data/app.db", "data/app.db-wal", "logs/app.log", "models/new.bin", "config/nginx.conf"} {
@@ -483,7 +483,7 @@ func rtFailRun(t *testing.T, s *restoretest.System, r *snapshot.Repo, repo strin
 			t.Errorf("%s: inode %d after rollback, %d before", p, got, ino)
 		}
 	}
-	return res, err, seq
+	return res, seq, err
 }
 
 // TestSmokeFailureRollsBack: FAULTS E13. The smoke command fails, or hangs
@@ -508,7 +508,7 @@ func TestSmokeFailureRollsBack(t *testing.T) {
 			o.Hooks.Smoke = fmt.Sprintf(c.smoke, strconv.Quote(s.HookLog))
 			o.Hooks.TimeoutS = c.timeout
 			start := time.Now()
-			res, err, seq := rtFailRun(t, s, r, repo, m, o)
+			res, seq, err := rtFailRun(t, s, r, repo, m, o)
 			if d := time.Since(start); d > 20*time.Second {
 				t.Errorf("the restore took %v", d)
 			}

@@ -53,12 +53,6 @@ func rvKilledRun(t *testing.T, r *snapshot.Repo, m *snapshot.Manifest, o restore
 	return killed, err
 }
 
-// rvPointers lists the unfinished-restore pointers of the repository.
-func rvPointers(t *testing.T, repo string) []string {
-	t.Helper()
-	return indextest.Names(t, filepath.Join(repo, "restores"))
-}
-
 // rvJournal returns the path of the only journal in the target's staging area.
 func rvJournal(t *testing.T, root string) string {
 	t.Helper()
