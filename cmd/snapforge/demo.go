@@ -142,6 +142,8 @@ func runDemo(ctx context.Context, a *app, dir string) error {
 	say("  go run ./cmd/snapforge manifest latest")
 	say("  go run ./cmd/snapforge restore latest --target %s", shellQuote(filepath.Join(dir, "restored")))
 	say("  b3sum %s   # same value as the manifest's blake3 for config/app.json", shellQuote(filepath.Join(dir, "restored", "config", "app.json")))
+	say("  go run ./cmd/snapforge restore %s --in-place --scope config,db --dry-run   # the recovery plan: what goes back to the first backup", m1.BackupID)
+	say("  go run ./cmd/snapforge restore %s --in-place --scope config,db             # safety snapshot, staged and verified swap, checks; rolled back on any failure", m1.BackupID)
 	say("  go run ./cmd/snapforge audit verify")
 	say("  mkdir -p %s && go run ./cmd/snapforge mount %s   # browse every snapshot in a file manager; Ctrl-C unmounts",
 		shellQuote(filepath.Join(dir, "browse")), shellQuote(filepath.Join(dir, "browse")))
