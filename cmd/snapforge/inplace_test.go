@@ -30,7 +30,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,23 +103,7 @@ func noIno(s map[string]ipEntry) map[string]ipEntry {
 
 // stateDiff lists the differences between want and got ("" when equal).
 func stateDiff(want, got map[string]ipEntry) string {
-	var d []string
-	for p, w := range want {
-		g, ok := got[p]
-		switch {
-		case !ok:
-			d = append(d, fmt.Sprintf("missing %s (want %v)", p, w))
-		case g != w:
-			d = append(d, fmt.Sprintf("%s:\n    want %v\n    got  %v", p, w, g))
-		}
-	}
-	for p, g := range got {
-		if _, ok := want[p]; !ok {
-			d = append(d, fmt.Sprintf("unexpected %s (%v)", p, g))
-		}
-	}
-	sort.Strings(d)
-	return strings.Join(d, "\n  ")
+	return strings.Join(restoretest.Diff(want, got), "\n  ")
 }
 
 func expectState(t testing.TB, what string, want, got map[string]ipEntry) {

@@ -526,21 +526,22 @@ func Under(paths ...string) func(rel string) bool {
 // Not negates a predicate.
 func Not(f func(string) bool) func(string) bool { return func(rel string) bool { return !f(rel) } }
 
-// Diff lists every difference between want and got, sorted.
-func Diff(want, got map[string]string) []string {
+// Diff lists every difference between want and got, sorted. The values
+// are State's lines or any comparable record with a String form.
+func Diff[V comparable](want, got map[string]V) []string {
 	var diffs []string
 	for p, w := range want {
 		g, ok := got[p]
 		switch {
 		case !ok:
-			diffs = append(diffs, fmt.Sprintf("missing %q (want %s)", p, w))
+			diffs = append(diffs, fmt.Sprintf("missing %q (want %v)", p, w))
 		case g != w:
-			diffs = append(diffs, fmt.Sprintf("%q:\n    want %s\n    got  %s", p, w, g))
+			diffs = append(diffs, fmt.Sprintf("%q:\n    want %v\n    got  %v", p, w, g))
 		}
 	}
 	for p, g := range got {
 		if _, ok := want[p]; !ok {
-			diffs = append(diffs, fmt.Sprintf("unexpected %q (%s)", p, g))
+			diffs = append(diffs, fmt.Sprintf("unexpected %q (%v)", p, g))
 		}
 	}
 	sort.Strings(diffs)
