@@ -710,3 +710,52 @@ func TestSpecialFiles(t *testing.T) {
 		rtNoLeftovers(t, root, repo)
 	})
 }
+
+// TestParentSwappedDuringSwap: while the swap runs, the live config/
+// directory is moved away and a symlink to a victim directory outside the
+// root takes its name. Every later step reaches config/ through no-follow
+// descriptors, so the restore fails (and its rollback stops at the same
+// wall) without writing into the victim. Once the directory is put back,
+// Recover finishes the rollback: the live system is exactly as before.
+// FAULTS E6
+func TestParentSwappedDuringSwap(t *testing.T) {
+	s, r, repo, m := rtSetup(t)
+	s.Mutate(t)
+	before := restoretest.State(t, s.Root)
+	victim := filepath.Join(t.TempDir(), "victim")
+	restoretest.WriteFile(t, filepath.Join(victim, "app.json"), []byte("victim's own\n"))
+	vbefore := restoretest.State(t, victim)
+	cfg, moved := s.Path("config"), s.Path("config.moved")
+	o := rtOptions(s, rtScope(t, s, m, nil))
+	o.Hook = func(p string) {
+		if p == "restore-swap-1" {
+			if err := os.Rename(cfg, moved); err != nil {
+				t.Errorf("move config away: %v", err)
+			}
+			if err := os.Symlink(victim, cfg); err != nil {
+				t.Errorf("plant the symlink: %v", err)
+			}
+		}
+	}
+	_, err := restore.Run(t.Context(), r, m, o)
+	var rb *restore.RolledBackError
+	var ce *restore.CriticalError
+	if !errors.As(err, &rb) && !errors.As(err, &ce) {
+		t.Fatalf("restore with config/ swapped for a symlink mid-swap: %v; want it to fail and roll back (or stop, critical)", err)
+	}
+	t.Logf("the restore: %v", err)
+	restoretest.Equal(t, "the victim directory", vbefore, restoretest.State(t, victim))
+	// The administrator puts the directory back; the next start finishes.
+	if err := os.Remove(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(moved, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.Recover(t.Context(), r, restore.Options{}); err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	restoretest.Equal(t, "the live root after recovery", before, restoretest.State(t, s.Root))
+	restoretest.Equal(t, "the victim directory", vbefore, restoretest.State(t, victim))
+	rtNoLeftovers(t, s.Root, repo)
+}
