@@ -43,10 +43,9 @@ type Plan struct {
 
 	// Not in JSON: what the protocol needs about the live tree.
 	live     map[string]liveInfo // by action path: the entry as the plan saw it
-	scopeSet func(rel string) bool
-	sqlite   []string        // in-scope database paths of the snapshot
-	sidecars map[string]bool // their -wal, -shm, -journal present when planned
-	jsons    []string        // in-scope .json files of the snapshot
+	sqlite   []string            // in-scope database paths of the snapshot
+	sidecars map[string]bool     // their -wal, -shm, -journal present when planned
+	jsons    []string            // in-scope .json files of the snapshot
 	nodes    map[string]*snapshot.Node
 }
 
@@ -144,7 +143,6 @@ type planner struct {
 	links1   map[string]uint32 // the snapshot's hard-link groups: names per first name (HardLinks)
 	repoRel  string            // the repository's path inside the target, "" when outside
 	touched  map[string]bool   // paths created or replaced (subtrees included)
-	blocked  []string          // live directories in the way, outside the scope
 }
 
 type hashed struct {
@@ -169,7 +167,7 @@ func NewPlan(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Opti
 
 func (p *planner) build(ctx context.Context) (*Plan, error) {
 	o := p.o
-	p.links, p.touched, p.blocked = nil, map[string]bool{}, nil
+	p.links, p.touched = nil, map[string]bool{}
 	p.plan = &Plan{
 		Version:         PlanVersion,
 		CreatedUTC:      time.Now().UTC().Format(time.RFC3339),
@@ -188,7 +186,6 @@ func (p *planner) build(ctx context.Context) (*Plan, error) {
 		live:            map[string]liveInfo{},
 		nodes:           map[string]*snapshot.Node{},
 	}
-	p.plan.scopeSet = o.Scope.contains
 	if err := checkTarget(o.Target, p.r.Path()); err != nil {
 		return nil, err
 	}
@@ -349,7 +346,6 @@ func (p *planner) dir(ctx context.Context, rel string, tree *snapshot.Tree, fd i
 			if lexists {
 				if lst.Mode&unix.S_IFMT != unix.S_IFDIR {
 					if sub != nil && len(sub.Nodes) > 0 {
-						p.blocked = append(p.blocked, crel)
 						what := typeOf(lst.Mode)
 						if what == "symlink" {
 							if t, err := readlinkAt(fd, name); err == nil {
@@ -933,9 +929,6 @@ func (p *planner) preflight(ctx context.Context) {
 		default:
 			p.warn(rel, "in use by "+who+"; it is replaced by a rename, so that process keeps the old file until it reopens it")
 		}
-	}
-	for _, rel := range p.blocked {
-		_ = rel // reported where found
 	}
 }
 

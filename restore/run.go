@@ -108,7 +108,6 @@ type runner struct {
 	j        *journal
 	stopped  bool // the stop hook ran and no start since
 	started  bool
-	swapped  bool      // the first swap step was announced
 	after    *Plan     // the plan of the live tree right after the swap (empty)
 	madeDirs []madeDir // parents the swap created, in creation order
 }

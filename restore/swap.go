@@ -119,7 +119,6 @@ func (ru *runner) step(root, stg, i int, a Action) error {
 		staged := []byte(joinRel("stage", a.raw))
 		lst, lerr := lstatAt(ldir, name)
 		if lerr == nil {
-			ru.swapped = true
 			if err := ru.j.add(record{T: recExchange, Path: []byte(a.raw), Staged: staged, Dev: sst.Dev, NewIno: sst.Ino, OldIno: lst.Ino}); err != nil {
 				return err
 			}
@@ -137,7 +136,6 @@ func (ru *runner) step(root, stg, i int, a Action) error {
 		} else if lerr != unix.ENOENT {
 			return lerr
 		}
-		ru.swapped = true
 		if err := ru.j.add(record{T: recCreate, Path: []byte(a.raw), Staged: staged, Dev: sst.Dev, NewIno: sst.Ino}); err != nil {
 			return err
 		}
@@ -160,7 +158,6 @@ func (ru *runner) step(root, stg, i int, a Action) error {
 		if err != nil {
 			return err
 		}
-		ru.swapped = true
 		if err := ru.j.add(record{T: recMeta, Path: []byte(a.raw), Dev: lst.Dev, OldIno: lst.Ino, Mode: lst.Mode & 0o7777, UID: lst.Uid, GID: lst.Gid,
 			MTime: lst.Mtim.Nano(), ATime: lst.Atim.Nano()}); err != nil {
 			return err
@@ -179,7 +176,6 @@ func (ru *runner) step(root, stg, i int, a Action) error {
 // moveOut renames live entry name (in ldir) into the staging area.
 func (ru *runner) moveOut(ldir, stg, i int, rel, name string, ino uint64) error {
 	old := "old/" + strconv.Itoa(i)
-	ru.swapped = true
 	if err := ru.j.add(record{T: recMove, Path: []byte(rel), Staged: []byte(old), OldIno: ino}); err != nil {
 		return err
 	}
@@ -201,7 +197,6 @@ func (ru *runner) ensureDir(root int, rel string) error {
 		cur = joinRel(cur, name)
 		next, err := unix.Openat(fd, name, dirFlags, 0)
 		if err == unix.ENOENT {
-			ru.swapped = true
 			if err := ru.j.add(record{T: recMkdir, Path: []byte(cur)}); err != nil {
 				unix.Close(fd)
 				return err
