@@ -52,7 +52,7 @@ func (ru *runner) verifyStaged(ctx context.Context) (string, error) {
 			}
 		}
 	}
-	bad, n, bytes := ru.checkEntries(ctx, stg, files, false)
+	bad, n, bytes := ru.checkStaged(ctx, stg, files)
 	if len(bad) > 0 {
 		return "", &IntegrityError{Msg: fmt.Sprintf("restore: %d staged entr(ies) do not match snapshot %s (first: %s); nothing was changed in the live system", len(bad), ru.m.BackupID, bad[0])}
 	}
@@ -84,10 +84,11 @@ type fileCheck struct {
 	n   *snapshot.Node
 }
 
-// checkEntries compares entries under root with their snapshot nodes, the
-// files' content by BLAKE3 in parallel. It returns the problems found, the
+// checkStaged compares staged entries under root with their snapshot
+// nodes, the files' content by BLAKE3 in parallel, and remembers the files
+// it read by inode (planner.verified). It returns the problems found, the
 // files and bytes hashed.
-func (ru *runner) checkEntries(ctx context.Context, root int, es []fileCheck, live bool) ([]string, int64, int64) {
+func (ru *runner) checkStaged(ctx context.Context, root int, es []fileCheck) ([]string, int64, int64) {
 	var mu sync.Mutex
 	var bad []string
 	var files, bytes int64
@@ -120,9 +121,7 @@ func (ru *runner) checkEntries(ctx context.Context, root int, es []fileCheck, li
 					mu.Lock()
 					files++
 					bytes += st.Size
-					if !live {
-						ru.p.verified[st.Ino] = hashed{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: st.Ino, dev: st.Dev, sum: sum}
-					}
+					ru.p.verified[st.Ino] = hashed{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: st.Ino, dev: st.Dev, sum: sum}
 					mu.Unlock()
 					ru.o.Live.BytesDone.Add(st.Size)
 					ru.o.Live.FilesDone.Add(1)

@@ -121,8 +121,7 @@ type holder struct {
 // openBy finds the processes (other than this one) that hold open one of
 // rels (paths below the directory fd root), by scanning /proc/*/fd.
 func openBy(root int, rels []string) map[string][]holder {
-	type key struct{ dev, ino uint64 }
-	want := map[key]string{}
+	want := map[fileKey]string{}
 	for _, rel := range rels {
 		dir, name := splitRel(rel)
 		fd, err := openDirAt(root, dir)
@@ -130,10 +129,32 @@ func openBy(root int, rels []string) map[string][]holder {
 			continue
 		}
 		if st, err := lstatAt(fd, name); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
-			want[key{st.Dev, st.Ino}] = rel
+			want[fileKey{st.Dev, st.Ino}] = rel
 		}
 		unix.Close(fd)
 	}
+	return holders(want, false)
+}
+
+// heldOpen reports whether a process other than this one holds one of
+// paths open.
+func heldOpen(paths []string) bool {
+	want := map[fileKey]string{}
+	for _, p := range paths {
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) == nil {
+			want[fileKey{st.Dev, st.Ino}] = p
+		}
+	}
+	return len(holders(want, true)) > 0
+}
+
+// fileKey names an inode.
+type fileKey struct{ dev, ino uint64 }
+
+// holders scans /proc/*/fd for processes other than this one holding the
+// inodes of want open, by want's name; first stops at the first one found.
+func holders(want map[fileKey]string, first bool) map[string][]holder {
 	out := map[string][]holder{}
 	if len(want) == 0 {
 		return out
@@ -152,42 +173,17 @@ func openBy(root int, rels []string) map[string][]holder {
 			if unix.Stat(filepath.Join("/proc", p.Name(), "fd", f.Name()), &st) != nil {
 				continue
 			}
-			if rel, ok := want[key{st.Dev, st.Ino}]; ok && !seen[rel] {
-				seen[rel] = true
+			if name, ok := want[fileKey{st.Dev, st.Ino}]; ok && !seen[name] {
+				seen[name] = true
 				comm, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "comm"))
-				out[rel] = append(out[rel], holder{PID: pid, Comm: strings.TrimSpace(string(comm))})
+				out[name] = append(out[name], holder{PID: pid, Comm: strings.TrimSpace(string(comm))})
+				if first {
+					return out
+				}
 			}
 		}
 	}
 	return out
-}
-
-// heldOpen reports whether a process other than this one holds one of
-// paths open.
-func heldOpen(paths []string) bool {
-	type key struct{ dev, ino uint64 }
-	want := map[key]bool{}
-	for _, p := range paths {
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) == nil {
-			want[key{st.Dev, st.Ino}] = true
-		}
-	}
-	procs, _ := os.ReadDir("/proc")
-	self := strconv.Itoa(os.Getpid())
-	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil || p.Name() == self {
-			continue
-		}
-		fds, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "fd"))
-		for _, f := range fds {
-			var st unix.Stat_t
-			if unix.Stat(filepath.Join("/proc", p.Name(), "fd", f.Name()), &st) == nil && want[key{st.Dev, st.Ino}] {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func describeHolders(hs []holder) string {

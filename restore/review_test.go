@@ -903,21 +903,7 @@ func TestReviewUnchangedSetuidFileKept(t *testing.T) {
 		t.Fatalf("the snapshot's bin/tool: %+v; want setuid", n)
 	}
 	restoretest.WriteFile(t, filepath.Join(root, "etc/tool.conf"), []byte("v2\n"))
-	sc, _, _ := restore.ResolveScope(nil, m, nil, nil)
-	res, err := restore.Run(t.Context(), r, m, restore.Options{Target: root, Scope: sc})
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	for _, a := range res.Plan.Actions {
-		t.Logf("action %s %s (%s)", a.Op, a.Path, a.Reason)
-	}
-	var st unix.Stat_t
-	if err := unix.Lstat(filepath.Join(root, "bin/tool"), &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode&0o7777 != 0o4755 {
-		t.Errorf("bin/tool (unchanged, setuid in the snapshot and live) has mode %04o after the restore, want 4755", st.Mode&0o7777)
-	}
+	rvRestoreKeepsSetuid(t, r, m, root, "unchanged, setuid in the snapshot and live")
 }
 
 // TestReviewLiveHardLinkNotInSnapshot: in the snapshot config/a.conf and
@@ -1184,7 +1170,7 @@ func TestReviewMetadataUpdateThroughHardLink(t *testing.T) {
 // swap accepts it (metaDiffers takes the stripped mode as equal). The
 // result is neither the snapshot (4755) nor the state before (4755).
 //
-// BUG: fix: in the update step (and for madeDirs), keep the live entry's
+// Was a BUG (fixed after the review, pinned here): fix: in the update step (and for madeDirs), keep the live entry's
 // setuid/setgid bits when the snapshot has them too: mode = modeOf(sn) |
 // (lst.Mode & sn.Mode & 0o6000).
 func TestReviewSetuidKeptOnMetadataUpdate(t *testing.T) {
@@ -1198,6 +1184,13 @@ func TestReviewSetuidKeptOnMetadataUpdate(t *testing.T) {
 	if err := unix.UtimesNano(filepath.Join(root, "bin/tool"), ts); err != nil {
 		t.Fatal(err)
 	}
+	rvRestoreKeepsSetuid(t, r, m, root, "setuid in the snapshot and live, only its mtime differed")
+}
+
+// rvRestoreKeepsSetuid restores m over root in full, without Special, and
+// fails unless bin/tool still has mode 4755.
+func rvRestoreKeepsSetuid(t *testing.T, r *snapshot.Repo, m *snapshot.Manifest, root, what string) {
+	t.Helper()
 	sc, _, _ := restore.ResolveScope(nil, m, nil, nil)
 	res, err := restore.Run(t.Context(), r, m, restore.Options{Target: root, Scope: sc})
 	if err != nil {
@@ -1211,7 +1204,7 @@ func TestReviewSetuidKeptOnMetadataUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Mode&0o7777 != 0o4755 {
-		t.Errorf("bin/tool (setuid in the snapshot and live, only its mtime differed) has mode %04o after the restore, want 4755", st.Mode&0o7777)
+		t.Errorf("bin/tool (%s) has mode %04o after the restore, want 4755", what, st.Mode&0o7777)
 	}
 }
 
@@ -1222,7 +1215,7 @@ func TestReviewSetuidKeptOnMetadataUpdate(t *testing.T) {
 // lockTarget) and fails with "open <target>: no such file or directory",
 // at every command, without saying what to do; the pointer stays forever.
 //
-// BUG: fix: in Recover, when the target does not exist (ENOENT on the
+// Was a BUG (fixed after the review, pinned here): fix: in Recover, when the target does not exist (ENOENT on the
 // target itself), treat it like a missing staging area: audit it, remove
 // the pointer and report it, or return an error that names the pointer
 // file to remove.
@@ -1291,7 +1284,7 @@ func TestReviewOddScopes(t *testing.T) {
 // covers only TypeFile nodes, and the scope check added for TypeHardlink
 // nodes skips the inode comparison altogether.
 //
-// BUG: fix: never update metadata in place on an inode with st.Nlink > 1
+// Was a BUG (fixed after the review, pinned here): fix: never update metadata in place on an inode with st.Nlink > 1
 // unless every one of its names is in the scope; otherwise replace (a
 // staged copy) — or leave the metadata and warn.
 func TestReviewMetadataUpdateThroughCrossScopeLink(t *testing.T) {
@@ -1337,7 +1330,7 @@ func TestReviewMetadataUpdateThroughCrossScopeLink(t *testing.T) {
 // attacker's directory. Without the flip-back the rollback would read the
 // attacker's journal.
 //
-// BUG: fix: open the staging directory once, with stagingDirFd, right
+// Was a BUG (fixed after the review, pinned here): fix: open the staging directory once, with stagingDirFd, right
 // after creating it, and use that descriptor (openat relative to it) in
 // every later stage: staging restore (an os.Root on the fd), verify, swap,
 // journal (createJournal via openat), rollback and cleanup; never resolve
@@ -1413,7 +1406,7 @@ func TestReviewStagingSwappedDuringRestore(t *testing.T) {
 // (0600 → 0644 here; as root that could make /etc/shadow world-readable).
 // madeDirs (swap.go:210 and the final loop) have the same hole.
 //
-// BUG: fix: in the update step, compare the lstat'ed entry with the plan
+// Was a BUG (fixed after the review, pinned here): fix: in the update step, compare the lstat'ed entry with the plan
 // (same type, and the inode the plan saw: plan.live[a.raw].st.Ino) and
 // refuse otherwise; in setMeta never follow: open the entry with
 // O_RDONLY|O_NOFOLLOW|O_NONBLOCK (or O_PATH) and use fchmod/fchown/
