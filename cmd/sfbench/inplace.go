@@ -244,22 +244,14 @@ type inplaceBench struct {
 }
 
 func runInplace(ctx context.Context, o inplaceOptions, stdout, stderr io.Writer) error {
-	if o.Runs < 1 {
-		return &usageError{"--runs must be at least 1"}
+	if err := checkRunsScale(o.Runs, o.Scale); err != nil {
+		return err
 	}
-	if o.Scale <= 0 {
-		return &usageError{"--scale must be positive"}
-	}
-	work, err := filepath.Abs(o.Work)
+	work, err := workDir(o.Work, "logs", "datasets")
 	if err != nil {
 		return err
 	}
 	o.Work = work
-	for _, d := range []string{"logs", "datasets"} {
-		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
-			return err
-		}
-	}
 	ib := &inplaceBench{o: o, dir: filepath.Join(work, "inplace"), plans: map[string]PlanSummary{}, checks: map[string][]string{},
 		b: &bench{o: runOptions{Work: work}, out: stderr, samples: map[string]map[string][]float64{}}}
 	ib.repo, ib.pristine = filepath.Join(ib.dir, "repo"), filepath.Join(ib.dir, "repo.pristine")

@@ -75,6 +75,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -212,3 +213,28 @@ func splitList(s string) []string {
 
 // mb formats bytes as decimal megabytes, the unit of the report.
 func mb(n int64) string { return formatValue(float64(n)/1e6, true) + " MB" }
+
+// checkRunsScale refuses --runs below 1 and a --scale that is not positive.
+func checkRunsScale(runs int, scale float64) error {
+	if runs < 1 {
+		return &usageError{"--runs must be at least 1"}
+	}
+	if scale <= 0 {
+		return &usageError{"--scale must be positive"}
+	}
+	return nil
+}
+
+// workDir returns work as an absolute path, with subdirs made inside it.
+func workDir(work string, subdirs ...string) (string, error) {
+	work, err := filepath.Abs(work)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range subdirs {
+		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	return work, nil
+}

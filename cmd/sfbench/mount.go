@@ -452,11 +452,8 @@ type mounter struct {
 }
 
 func runMount(ctx context.Context, o mountOptions, stdout, stderr io.Writer) error {
-	if o.Runs < 1 {
-		return &usageError{"--runs must be at least 1"}
-	}
-	if o.Scale <= 0 {
-		return &usageError{"--scale must be positive"}
+	if err := checkRunsScale(o.Runs, o.Scale); err != nil {
+		return err
 	}
 	if o.Entries < 0 {
 		return &usageError{"--entries must not be negative"}
@@ -482,16 +479,11 @@ func runMount(ctx context.Context, o mountOptions, stdout, stderr io.Writer) err
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return fmt.Errorf("mount benchmarks need FUSE: %w (load the fuse module, or run where /dev/fuse exists)", err)
 	}
-	work, err := filepath.Abs(o.Work)
+	work, err := workDir(o.Work, "logs", "datasets", "repos", "mnt")
 	if err != nil {
 		return err
 	}
 	o.Work = work
-	for _, d := range []string{"logs", "datasets", "repos", "mnt"} {
-		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
-			return err
-		}
-	}
 	ds, err := mountDataset(ctx, o, stderr)
 	if err != nil {
 		return err

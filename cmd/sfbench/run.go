@@ -91,14 +91,11 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 	if o.Runs < 1 {
 		return &usageError{"--runs must be at least 1"}
 	}
-	work, err := filepath.Abs(o.Work)
+	work, err := workDir(o.Work, "logs")
 	if err != nil {
 		return err
 	}
 	o.Work = work
-	if err := os.MkdirAll(filepath.Join(work, "logs"), 0o755); err != nil {
-		return err
-	}
 	named := o.Dir == "" // the name records the parameters
 	if named {
 		o.Dir = filepath.Join(work, fmt.Sprintf("dataset-s%g-f%g-seed%d", o.Scale, o.FilesScale, o.Seed))

@@ -204,22 +204,14 @@ type scaler struct {
 }
 
 func runScale(ctx context.Context, o scaleOptions, stdout, stderr io.Writer) error {
-	if o.Runs < 1 {
-		return &usageError{"--runs must be at least 1"}
+	if err := checkRunsScale(o.Runs, o.Scale); err != nil {
+		return err
 	}
-	if o.Scale <= 0 {
-		return &usageError{"--scale must be positive"}
-	}
-	work, err := filepath.Abs(o.Work)
+	work, err := workDir(o.Work, "logs", "datasets", "repos")
 	if err != nil {
 		return err
 	}
 	o.Work = work
-	for _, d := range []string{"logs", "datasets", "repos"} {
-		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
-			return err
-		}
-	}
 	pts := scalePoints(o.Files, o.Bytes)
 	for i := range pts {
 		p := &pts[i]
