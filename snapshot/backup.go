@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -1149,39 +1150,44 @@ func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, 
 	}
 }
 
-// saveSQLite stores a consistent copy made by SQLite's online backup
-// (FAULTS D19).
+// saveSQLite stores one read snapshot of a live database, streamed page by
+// page from SQLite without a scratch copy, after integrity_check of that same
+// snapshot passed (FAULTS D19). A database that fails the check is left out
+// with a warning; chunks of it already stored stay unreferenced.
 func (b *backup) saveSQLite(ctx context.Context, ch *chunkers, j *fileJob) error {
-	tmp, err := os.CreateTemp(b.r.dir("tmp"), "sqlite-*.db")
-	if err != nil {
-		return &repoError{fmt.Errorf("sqlite capture of %s: %w", DisplayName(j.rel), err)}
-	}
-	name := tmp.Name()
-	tmp.Close()
-	os.Remove(name)
-	defer os.Remove(name)
-	// Before the copy starts (see reuseSQLite); j.st is the walk's lstat.
+	// Before the snapshot starts (see reuseSQLite); j.st is the walk's lstat.
 	fp, newest, fpOK := sqliteState(j.abs, &j.st)
-	if err := sqlitecap.Capture(ctx, j.abs, name, sqlitecap.Options{}); err != nil {
+	failed := func(err error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		b.skip(j.node)
 		b.warn(j.rel, "live SQLite capture failed, database not in this snapshot: "+errText(err), true)
+		b.o.Live.FilesDone.Add(1)
 		return nil
 	}
-	f, err := os.Open(name)
+	snap, err := sqlitecap.Open(ctx, j.abs, sqlitecap.Options{})
 	if err != nil {
-		return &repoError{err}
+		return failed(err)
 	}
-	defer f.Close()
-	size, err := b.chunkStream(ctx, b.chunkerFor(ch, f), f, j.node, 1<<62)
+	defer snap.Close()
+	size, err := b.chunkStream(ctx, b.chunkerFor(ch, bytes.NewReader(snap.Header())), snap, j.node, snap.Size())
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("store sqlite copy of %s: %w", DisplayName(j.rel), err)
+		if isRepoError(err) {
+			return err
+		}
+		return failed(err) // FAULTS C7: the database could not be read
 	}
+	if size != snap.Size() {
+		return failed(fmt.Errorf("read %d bytes of a %d-byte snapshot", size, snap.Size()))
+	}
+	if err := snap.Check(ctx); err != nil {
+		return failed(err)
+	}
+	snap.Close() // the application's writers need not wait for the tree
 	j.node.Size = size
 	j.node.CTime = fp
 	j.node.Flags |= FlagSQLite

@@ -524,3 +524,102 @@ func TestDBChunkUnitRecentNotReused(t *testing.T) {
 		}
 	}
 }
+
+// A database captured through a sqlite unit is stored as the file its read
+// snapshot sees, page by page: an idle database, in rollback-journal mode or
+// checkpointed WAL, comes back byte for byte (the node's hash is BLAKE3 of
+// the source file, so b3sum of the source matches the manifest), and a
+// commit still only in the -wal of an open connection is in the image while
+// no -wal is stored. FAULTS D19.
+func TestDBChunkUnitImageExact(t *testing.T) {
+	for _, journal := range []string{"delete", "wal"} {
+		t.Run(journal, func(t *testing.T) {
+			r, _ := indextest.NewRepo(t, dbLaterClock)
+			src := t.TempDir()
+			db := filepath.Join(src, "data", "app.db")
+			dbCreate(t, db, journal, 4096)
+			want, err := os.ReadFile(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := dbBackup(t, r, src, "data")
+			n := dbNode(t, r, m, "data/app.db")
+			if n.Hash != snapshot.Hash(want) || n.Size != int64(len(want)) {
+				t.Fatalf("node hash/size %s/%d, want BLAKE3 of the idle source %s/%d", n.Hash.Short(), n.Size, snapshot.Hash(want).Short(), len(want))
+			}
+			checkChunks(t, n, want, fixedSizes(len(want), 16<<10))
+			_, got := dbRestoreFile(t, r, m, "data/app.db")
+			if !bytes.Equal(got, want) {
+				t.Fatalf("restored database differs from the idle source")
+			}
+			if journal != "wal" {
+				return
+			}
+			app := dbUpdate(t, db, 3, 1, false) // committed, only in the -wal
+			defer app.Close()
+			if fi, err := os.Stat(db + "-wal"); err != nil || fi.Size() == 0 {
+				t.Fatalf("-wal after the commit: %v, %v", fi, err)
+			}
+			m = dbBackup(t, r, src, "data")
+			for _, it := range m.Items {
+				if it.Type == "file" && it.Path != "data/app.db" {
+					t.Fatalf("side file %s stored", it.Path)
+				}
+			}
+			p, _ := dbRestoreFile(t, r, m, "data/app.db")
+			if v := dbRow(t, p, 3); !bytes.Equal(v, dbPayload(3, 1)) {
+				t.Fatalf("restored row 3 is not the commit that was in the -wal")
+			}
+		})
+	}
+}
+
+// A database of a sqlite unit that fails integrity_check is left out of the
+// snapshot with a warning naming it; the backup is partial, every other file
+// is stored, and nothing of the database is presented as complete. FAULTS C7,
+// D19.
+func TestDBChunkUnitCorruptLeftOut(t *testing.T) {
+	r, _ := indextest.NewRepo(t, dbLaterClock)
+	src := t.TempDir()
+	db := filepath.Join(src, "data", "app.db")
+	dbCreate(t, db, "delete", 4096)
+	if err := os.WriteFile(filepath.Join(src, "data", "notes.txt"), []byte("kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Scribble over the cell pointers of every b-tree page after page 2.
+	for off := 2 * 4096; off+4096 <= len(b); off += 4096 {
+		if b[off] == 0x0d || b[off] == 0x05 {
+			copy(b[off+8:off+40], bytes.Repeat([]byte{0xff}, 32))
+		}
+	}
+	if err := os.WriteFile(db, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src, SQLite: []string{"data"}})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if !m.Partial {
+		t.Fatal("backup of a corrupt database not marked partial")
+	}
+	found := false
+	for _, w := range m.Warnings {
+		if strings.Contains(fmt.Sprint(w), "app.db") && strings.Contains(fmt.Sprint(w), "integrity check") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no warning names app.db and the failed integrity check: %+v", m.Warnings)
+	}
+	if _, err := r.FindNode(context.Background(), m, "data/app.db"); err == nil {
+		t.Fatal("the corrupt database is in the snapshot")
+	}
+	_, got := dbRestoreFile(t, r, m, "data/notes.txt")
+	if string(got) != "kept\n" {
+		t.Fatalf("notes.txt restored as %q", got)
+	}
+}

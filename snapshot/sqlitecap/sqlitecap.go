@@ -1,6 +1,7 @@
 package sqlitecap
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -21,11 +22,6 @@ import (
 
 // header is the first 16 bytes of every SQLite 3 database file.
 const header = "SQLite format 3\x00"
-
-// stepPages is how many pages one backup step copies: 1024 pages are 4 MiB
-// at the default page size, so cancellation is noticed within tens of
-// milliseconds; copying the whole file in one step measured no faster.
-const stepPages = 1024
 
 // busyPoll is the mean interval between two tries to take a read lock.
 const busyPoll = time.Millisecond
@@ -98,23 +94,22 @@ func IsSQLite(path string) (bool, error) {
 }
 
 // Capture writes a transactionally consistent copy of the live database src
-// to dst and checks it with PRAGMA integrity_check. Neither dst nor its side
-// files (dst-journal, dst-wal, dst-shm) may exist; put dst in a scratch
-// directory, not beside src.
+// to dst: the image a Snapshot reads, written to a new file, after its
+// integrity_check passed. Neither dst nor its side files (dst-journal,
+// dst-wal, dst-shm) may exist; put dst in a scratch directory, not beside src.
 //
 // The copy is one complete SQLite file: it includes the transactions that
 // sit in src's -wal and are not yet checkpointed, and it needs no -wal,
 // -shm or -journal beside it. Its header keeps src's journal mode, so a
 // restored WAL database opens in WAL mode again. dst is created with mode
 // 0600; on any error, including cancellation of ctx and a failed integrity
-// check (*IntegrityError), dst and its side files are removed. When ctx is
-// done, the error is ctx.Err().
+// check (*IntegrityError), dst is removed. When ctx is done, the error is
+// ctx.Err().
 //
 // src is opened read-only and is never written, checkpointed or switched to
 // another journal mode; see the package documentation for the locks held
 // and the side files SQLite may create. Capture is safe for concurrent use.
 func Capture(ctx context.Context, src, dst string, opts Options) error {
-	opts = opts.withDefaults()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -125,30 +120,210 @@ func Capture(ctx context.Context, src, dst string, opts Options) error {
 	if !ok {
 		return fmt.Errorf("capture %s: %w", src, ErrNotSQLite)
 	}
-	// A stale dst-journal would be rolled back into the new dst.
+	// A stale dst-journal would be rolled back into dst by whoever opens it.
 	for _, s := range sideFiles {
 		if _, err := os.Lstat(dst + s); !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("capture %s: %s: %w", src, dst+s, cmp.Or(err, fs.ErrExist))
 		}
 	}
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600) // claims dst; SQLite treats an empty file as an empty database
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("capture %s: %w", src, err)
 	}
-	err = f.Close()
-	if err == nil {
-		err = backup(ctx, src, dst, opts)
-	}
-	if err == nil {
-		// rw, not ro: a copy of a WAL database is flagged WAL, and only a
-		// read-write connection removes the -wal and -shm it creates on close.
-		err = check(ctx, dst, "rw", opts)
+	err = copySnapshot(ctx, src, f, opts)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		removeDB(dst) // ours since O_EXCL succeeded
-		return fmt.Errorf("capture %s: %w", src, preferCtx(ctx, err))
+		os.Remove(dst) // ours since O_EXCL succeeded
+		return preferCtx(ctx, err)
 	}
-	removeSideFiles(dst) // normally none are left; make sure
+	return nil
+}
+
+// copySnapshot writes the image of one snapshot of src to w and checks it.
+func copySnapshot(ctx context.Context, src string, w io.Writer, opts Options) error {
+	s, err := Open(ctx, src, opts)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := io.Copy(w, s); err != nil {
+		return fmt.Errorf("capture %s: %w", src, err)
+	}
+	return s.Check(ctx)
+}
+
+// Snapshot is one read transaction on a live database, presented as the
+// database file that transaction sees: Read returns its pages in order, as
+// SQLite's pager presents them (in WAL mode with the committed frames of the
+// -wal applied), so the image is a complete database file of Size bytes that
+// needs no -wal, -shm or -journal. Check runs integrity_check on the very
+// same snapshot. Nothing is written anywhere.
+//
+// Until Close, the application's writers see our read transaction as the
+// package documentation describes: in WAL mode not at all (its -wal may grow),
+// in rollback-journal mode as a SHARED lock that their commits wait for. Read
+// the image promptly and Close as soon as it is stored.
+//
+// A Snapshot is not safe for concurrent use.
+type Snapshot struct {
+	path     string
+	r        *reader
+	rows     *sql.Rows
+	pageSize int
+	pages    int64
+	header   []byte // the first 100 bytes of page 1
+	next     int64  // the number of the next page to fetch, from 1
+	pending  []byte // the unread rest of the current page
+	buf      []byte // holds pending between two calls of Read
+	ctx      context.Context
+	err      error // sticky
+}
+
+// Open starts a read transaction on the live database at path and returns
+// the image of the snapshot it sees. It waits for a read lock at most
+// opts.BusyTimeout (ErrBusy). A file that does not start with SQLite's
+// header is ErrNotSQLite. Close the Snapshot to end the transaction.
+func Open(ctx context.Context, path string, opts Options) (*Snapshot, error) {
+	opts = opts.withDefaults()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ok, err := IsSQLite(path)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("snapshot of %s: %w", path, ErrNotSQLite)
+	}
+	r, err := openReader(ctx, path, "ro", opts)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", path, preferCtx(ctx, err))
+	}
+	s := &Snapshot{path: path, r: r, next: 1, ctx: ctx}
+	var pageSize, pages int64
+	err = r.conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize)
+	if err == nil {
+		err = r.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages)
+	}
+	if err == nil && (pageSize < 512 || pageSize > 65536 || pageSize&(pageSize-1) != 0 || pages < 1) {
+		err = fmt.Errorf("%w: page size %d, %d pages", ErrCorrupt, pageSize, pages)
+	}
+	if err == nil {
+		s.pageSize, s.pages = int(pageSize), pages
+		// sqlite_dbpage walks pages in order, from the pager of this
+		// connection, inside our read transaction.
+		s.rows, err = r.conn.QueryContext(ctx, "SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
+	}
+	if err == nil {
+		s.buf = make([]byte, 0, s.pageSize)
+		err = s.fetch()
+	}
+	if err == nil {
+		s.header = bytes.Clone(s.pending[:min(len(s.pending), 100)])
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("snapshot of %s: %w", path, preferCtx(ctx, translate(err)))
+	}
+	return s, nil
+}
+
+// Size is the length of the image in bytes: page count × page size.
+func (s *Snapshot) Size() int64 { return s.pages * int64(s.pageSize) }
+
+// PageSize is the database's page size in bytes.
+func (s *Snapshot) PageSize() int { return s.pageSize }
+
+// Header returns the first 100 bytes of the image, the database header. The
+// caller must not modify it.
+func (s *Snapshot) Header() []byte { return s.header }
+
+// fetch loads the next page into pending, checking that pages come in order
+// and whole.
+func (s *Snapshot) fetch() error {
+	if !s.rows.Next() {
+		if err := s.rows.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: the snapshot ended at page %d of %d", ErrCorrupt, s.next-1, s.pages)
+	}
+	var pgno int64
+	var data sql.RawBytes
+	if err := s.rows.Scan(&pgno, &data); err != nil {
+		return err
+	}
+	if pgno != s.next || len(data) != s.pageSize {
+		return fmt.Errorf("%w: page %d of %d bytes where page %d of %d bytes was due",
+			ErrCorrupt, pgno, len(data), s.next, s.pageSize)
+	}
+	s.next++
+	s.buf = append(s.buf[:0], data...) // data is valid only until the next row
+	s.pending = s.buf
+	return nil
+}
+
+// Read reads the image. It returns io.EOF after the last page.
+func (s *Snapshot) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n := 0
+	for n < len(p) {
+		if len(s.pending) == 0 {
+			if s.next > s.pages {
+				s.err = io.EOF
+				break
+			}
+			if s.next%256 == 0 {
+				if err := s.ctx.Err(); err != nil {
+					s.err = err
+					break
+				}
+			}
+			if err := s.fetch(); err != nil {
+				s.err = fmt.Errorf("snapshot of %s: %w", s.path, preferCtx(s.ctx, translate(err)))
+				break
+			}
+		}
+		c := copy(p[n:], s.pending)
+		s.pending = s.pending[c:]
+		n += c
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return 0, s.err
+}
+
+// Check runs PRAGMA integrity_check on the snapshot, in the same read
+// transaction as the image, and returns an *IntegrityError (ErrCorrupt)
+// unless it says "ok". After Check, Read returns an error.
+func (s *Snapshot) Check(ctx context.Context) error {
+	if s.rows != nil {
+		s.rows.Close()
+		s.rows = nil
+	}
+	if s.err == nil {
+		s.err = errors.New("sqlitecap: snapshot read after its check")
+	}
+	if err := s.r.integrity(ctx, s.path); err != nil {
+		return fmt.Errorf("check %s: %w", s.path, preferCtx(ctx, err))
+	}
+	return nil
+}
+
+// Close ends the read transaction and releases the database.
+func (s *Snapshot) Close() error {
+	if s.rows != nil {
+		s.rows.Close()
+		s.rows = nil
+	}
+	if s.r != nil {
+		s.r.close()
+		s.r = nil
+	}
 	return nil
 }
 
@@ -220,54 +395,6 @@ func (r *reader) close() {
 	r.db.Close()
 }
 
-// copyTo copies the snapshot into the empty database dst with the online
-// backup API, step pages at a time, checking ctx between steps.
-// sqlite3_backup_step opens a read transaction of its own only when the
-// source connection has none; ours is open, so every step reads the same
-// snapshot and the copy never restarts.
-func (r *reader) copyTo(ctx context.Context, dst string, step int32) error {
-	// synchronous=off: dst is a scratch file that is read back at once; after
-	// a crash it is deleted, never trusted.
-	dstDSN := dsn(dst, "rw") + "&_pragma=synchronous(off)"
-	return r.conn.Raw(func(dc any) error {
-		b, ok := dc.(interface {
-			NewBackup(string) (*sqlite.Backup, error)
-		})
-		if !ok {
-			return fmt.Errorf("driver connection %T has no backup API", dc)
-		}
-		bk, err := b.NewBackup(dstDSN)
-		if err != nil {
-			return fmt.Errorf("start backup: %w", translate(err))
-		}
-		for more := true; more; {
-			if err := ctx.Err(); err != nil {
-				bk.Finish() // rolls back dst's write transaction
-				return err
-			}
-			if more, err = bk.Step(step); err != nil {
-				bk.Finish()
-				return fmt.Errorf("copy pages: %w", translate(err))
-			}
-		}
-		if err := bk.Finish(); err != nil {
-			return fmt.Errorf("finish backup: %w", translate(err))
-		}
-		return nil
-	})
-}
-
-// backup copies the current snapshot of src into the empty database dst and
-// releases src before returning.
-func backup(ctx context.Context, src, dst string, opts Options) error {
-	r, err := openReader(ctx, src, "ro", opts)
-	if err != nil {
-		return err
-	}
-	defer r.close()
-	return r.copyTo(ctx, dst, stepPages)
-}
-
 // Check runs PRAGMA integrity_check on the database at path, read-only,
 // waiting at most the default busy timeout (10 s) for a read lock. It returns
 // an *IntegrityError quoting the first problems unless the check says "ok".
@@ -296,6 +423,11 @@ func check(ctx context.Context, path, mode string, opts Options) error {
 		return err
 	}
 	defer r.close()
+	return r.integrity(ctx, path)
+}
+
+// integrity runs PRAGMA integrity_check in r's read transaction.
+func (r *reader) integrity(ctx context.Context, path string) error {
 	rows, err := r.conn.QueryContext(ctx, "PRAGMA integrity_check")
 	if err != nil {
 		return integrityFailed(path, nil, err)
