@@ -1082,17 +1082,25 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, r io.Reader, n
 		}
 		if first {
 			b.r.opts.Hook("chunking")
-			first = false
 		}
-		if fileHash != nil {
+		var id ID
+		switch {
+		case fileHash != nil:
 			fileHash <- data
-		} else {
-			h.Write(data)
-		}
-		id := b.chunkID(data)
-		if fileHash != nil {
+			id = b.chunkID(data)
 			<-hashed
+		case first:
+			// A small file: its first chunk's id is the whole-file hash so
+			// far, so its bytes are hashed once. Both are plain BLAKE3-256
+			// (chunkID is unkeyed: this format has no encrypted mode); a
+			// keyed id would need its own hash here.
+			h.Write(data)
+			copy(id[:], h.Sum(nil))
+		default:
+			h.Write(data)
+			id = b.chunkID(data)
 		}
+		first = false
 		refs = append(refs, ChunkRef{ID: id, Size: uint32(len(data))})
 		size += int64(len(data))
 		b.o.Live.BytesDone.Add(int64(len(data)))
