@@ -39,7 +39,7 @@ type toolSpec struct {
 	snapforge bool     // a snapforge variant: the numerators of the ratios
 	version   string   // what the binary says, one line
 	settings  string   // how it is configured, for the notes
-	sqlite    []string // files restored as online-backup copies: compared by rows
+	sqlite    []string // files restored from SQLite read snapshots: compared by rows
 	bind      func(toolPaths) tool
 }
 
@@ -77,7 +77,7 @@ func resolveTools(ctx context.Context, names []string, snapforgeBin, borgEncrypt
 					return &snapforgeTool{cli: cli{bin: bin, log: p.log}, p: p, profile: profile}
 				}}
 			if profile {
-				s.settings = "unencrypted; profile.json with data/app.db in a `sqlite` unit (online backup + integrity_check), every other top-level directory a default unit; `backup` without PATH"
+				s.settings = "unencrypted; profile.json with data/app.db in a `sqlite` unit (one read snapshot, page by page, + integrity_check), every other top-level directory a default unit; `backup` without PATH"
 				s.sqlite = []string{dbPath}
 			}
 		case "restic":

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -519,5 +520,71 @@ func TestCaptureHotJournal(t *testing.T) {
 	assertAbsent(t, dst)
 	if !bytes.Equal(main, mustRead(t, crashed)) || !bytes.Equal(journal, mustRead(t, crashed+"-journal")) {
 		t.Error("Capture changed the crashed database or its journal")
+	}
+}
+
+// A Snapshot checked before its image was read to the end still checks the
+// whole snapshot (the rest is read and discarded), Read fails after Check,
+// Close may come twice, and the reading goroutine is gone after Close, also
+// when the image was abandoned half way.
+func TestSnapshotCheckEarlyAndClose(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src.db")
+	db := openApp(t, src, "&_pragma=journal_mode(wal)")
+	mustExec(t, db, "CREATE TABLE t(v BLOB)")
+	mustExec(t, db, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 3000)
+		INSERT INTO t SELECT randomblob(1000) FROM n`) // about 800 pages, in the -wal
+	before := runtime.NumGoroutine()
+
+	s, err := Open(t.Context(), src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, 3*s.PageSize())); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(t.Context()); err != nil {
+		t.Fatalf("Check = %v, want nil", err)
+	}
+	if n, err := s.Read(make([]byte, 10)); n != 0 || err == nil || err == io.EOF {
+		t.Fatalf("Read after Check = %d, %v; want an error", n, err)
+	}
+	s.Close()
+	s.Close()
+
+	// Abandoned after one page: Close stops the reader and frees the database.
+	s, err = Open(t.Context(), src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, s.PageSize())); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before Open", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The whole image, read to the end, is the database: same rows.
+	var img bytes.Buffer
+	s, err = Open(t.Context(), src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(&img, s); err != nil || n != s.Size() {
+		t.Fatalf("read %d of %d bytes: %v", n, s.Size(), err)
+	}
+	if err := s.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	out := filepath.Join(t.TempDir(), "img.db")
+	if err := os.WriteFile(out, img.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, openCopy(t, out), "SELECT count(*) FROM t"); n != 3000 {
+		t.Errorf("image has %d rows, want 3000", n)
 	}
 }
