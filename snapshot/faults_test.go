@@ -1038,3 +1038,70 @@ func TestFaultsA4DeletedTreePack(t *testing.T) {
 		t.Fatalf("snapshot %s: %+v, want its trees reported unreadable", s.BackupID, sc)
 	}
 }
+
+// FAULTS A1 for a file of many chunks. verify --read-data proves such a file
+// by its whole-file BLAKE3 alone (one hash pass, not two); a damaged chunk
+// must still be named with its pack, in every snapshot that holds the file,
+// other files stay sound, and after the damage is gone verify passes again.
+// The chunk is stored raw (random bytes), so only a hash can see the flip.
+func TestFaultsA1DamagedChunkOfLargeFile(t *testing.T) {
+	r, repo := indextest.NewRepo(t)
+	big := make([]byte, 12<<20)
+	rand.NewChaCha8([32]byte{7}).Read(big)
+	src1 := fltSource(t, map[string][]byte{"big.bin": big, "small.txt": fltText(1, 10<<10)})
+	src2 := fltSource(t, map[string][]byte{"renamed/big.bin": big, "other.txt": fltText(2, 10<<10)})
+	s1 := fltBackup(t, r, src1)
+	s2 := fltBackup(t, r, src2)
+	fltVerifyOK(t, r) // the fast path passes sound data
+
+	n, err := r.FindNode(t.Context(), s1, "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Chunks) < 4 {
+		t.Fatalf("big.bin has %d chunks, want at least 4", len(n.Chunks))
+	}
+	chunk := n.Chunks[2].ID
+	packPath, blob := fltLocate(t, repo, chunk)
+	if blob.Codec != pack.CodecRaw {
+		t.Fatalf("chunk stored with codec %d, want raw", blob.Codec)
+	}
+	packID := fltPackID(t, packPath)
+	flip := func() {
+		f, err := os.OpenFile(packPath, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		off := int64(blob.Offset) + int64(blob.Stored)/3
+		var b [1]byte
+		if _, err := f.ReadAt(b[:], off); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0x01
+		if _, err := f.WriteAt(b[:], off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flip()
+	r = fltReopen(t, r, repo)
+	rep := fltVerify(t, r, true)
+	for _, c := range []struct {
+		m    *snapshot.Manifest
+		path string
+	}{{s1, "big.bin"}, {s2, "renamed/big.bin"}} {
+		sc := fltCheck(t, rep, c.m.BackupID)
+		if sc.OK || len(sc.Problems) != 1 || sc.Problems[0].Path != c.path {
+			t.Fatalf("snapshot %s: %+v, want exactly one problem for %s", c.m.BackupID, sc, c.path)
+		}
+		msg := sc.Problems[0].Problem
+		for _, want := range []string{chunk.Short(), packID.Short(), "does not match its hash"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("snapshot %s problem %q does not name %q", c.m.BackupID, msg, want)
+			}
+		}
+	}
+	flip() // the byte back: sound again
+	r = fltReopen(t, r, repo)
+	fltVerifyOK(t, r, s1.BackupID, s2.BackupID)
+}

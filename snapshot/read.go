@@ -97,7 +97,7 @@ func (r *Repo) WriteContent(ctx context.Context, n *Node, w io.Writer) (int64, e
 	pr := r.newPackReader(8)
 	defer pr.Close()
 	var total int64
-	err := r.streamContent(ctx, pr, n, true, func(data []byte, _ int64) error {
+	err := r.streamContent(ctx, pr, n, checkChunksAndFile, func(data []byte, _ int64) error {
 		nw, err := w.Write(data)
 		total += int64(nw)
 		return err
@@ -152,19 +152,52 @@ const prefetch = 3
 // emptyHash is the BLAKE3 of no bytes, the hash of every empty file.
 var emptyHash = Hash(nil)
 
+// contentCheck says how streamContent proves the bytes it hands out.
+type contentCheck int
+
+const (
+	// checkChunks: every chunk against its BLAKE3 id before fn sees it; the
+	// file hash only where that is free (a file of one chunk or none, whose
+	// hash is the chunk's id). Restore.
+	checkChunks contentCheck = iota
+	// checkChunksAndFile: every chunk before fn sees it, and the whole-file
+	// BLAKE3 recomputed at the end, which proves the snapshot's chunk list
+	// agrees with the file hash recorded at backup. cat.
+	checkChunksAndFile
+	// checkFile: the whole-file BLAKE3 only, for a caller that keeps nothing
+	// fn sees until streamContent returned nil (verify). Bytes that hash to
+	// the file's recorded BLAKE3 are the bytes read at backup, so each chunk
+	// is the one its id names: one hash pass instead of two. On a mismatch
+	// the file is read again with every chunk checked, so the error names
+	// the damaged chunk and pack, as it would with checkChunksAndFile.
+	checkFile
+)
+
 // streamContent calls fn with each chunk of file node n in order, with its
-// offset. Chunks are loaded through pr and checked concurrently ahead of fn;
-// the slice passed to fn is only valid during the call.
-//
-// Every chunk is checked against its BLAKE3 id before fn sees it, and the
-// sizes must add up to the file's, so a caller gets a CorruptError rather than
-// a success for any damaged content. With whole set, the whole-file BLAKE3 is
-// recomputed too, which proves the snapshot's chunk list agrees with the file
-// hash recorded at backup (verify does this); without it the file hash is
-// compared only where that is free: a file of one chunk or none, whose hash
-// is the chunk's id. (Chunk ids are plain BLAKE3; a keyed id would need the
-// whole-file pass.)
-func (r *Repo) streamContent(ctx context.Context, pr *packReader, n *Node, whole bool, fn func(data []byte, off int64) error) error {
+// offset. Chunks are loaded through pr and checked concurrently ahead of fn
+// as mode says; the slice passed to fn is only valid during the call. The
+// sizes must add up to the file's, so a caller gets a CorruptError rather
+// than a success for any damaged content. (Chunk ids are plain BLAKE3; a
+// keyed id would need the whole-file pass for checkChunks and could not use
+// checkFile's shortcut from file to chunks as it stands.)
+func (r *Repo) streamContent(ctx context.Context, pr *packReader, n *Node, mode contentCheck, fn func(data []byte, off int64) error) error {
+	if mode != checkFile || len(n.Chunks) < 2 {
+		return r.streamChunks(ctx, pr, n, mode != checkChunks, true, fn)
+	}
+	err := r.streamChunks(ctx, pr, n, true, false, fn)
+	var ce *CorruptError
+	if errors.As(err, &ce) && ce.ID == n.Hash && ctx.Err() == nil {
+		// Which chunk? Read it all again, every chunk checked.
+		if cerr := r.streamChunks(ctx, pr, n, true, true, func([]byte, int64) error { return nil }); cerr != nil {
+			return cerr
+		}
+	}
+	return err
+}
+
+// streamChunks is streamContent: whole recomputes the file hash, chunks
+// checks every chunk against its id before fn sees it.
+func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, whole, chunks bool, fn func(data []byte, off int64) error) error {
 	if n.Type != TypeFile && n.Type != TypeHardlink {
 		return fmt.Errorf("%s is a %s, not a file", DisplayName(n.Name), n.Type)
 	}
@@ -205,7 +238,7 @@ func (r *Repo) streamContent(ctx context.Context, pr *packReader, n *Node, whole
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					buf, err := r.loadChunk(ctx, pr, c)
+					buf, err := r.loadChunk(ctx, pr, c, chunks)
 					results[i] <- loaded{buf, err}
 				}()
 			}
@@ -219,7 +252,7 @@ func (r *Repo) streamContent(ctx context.Context, pr *packReader, n *Node, whole
 	for i, c := range n.Chunks {
 		var l loaded
 		if len(n.Chunks) == 1 { // no goroutines for the common small file
-			l.buf, l.err = r.loadChunk(ctx, pr, c)
+			l.buf, l.err = r.loadChunk(ctx, pr, c, chunks)
 		} else {
 			select {
 			case l = <-results[i]:
@@ -257,10 +290,11 @@ func (r *Repo) streamContent(ctx context.Context, pr *packReader, n *Node, whole
 	return nil
 }
 
-// loadChunk loads and checks chunk c into a pooled buffer.
-func (r *Repo) loadChunk(ctx context.Context, pr *packReader, c ChunkRef) (*[]byte, error) {
+// loadChunk loads chunk c into a pooled buffer, checked against its id
+// when check is set.
+func (r *Repo) loadChunk(ctx context.Context, pr *packReader, c ChunkRef, check bool) (*[]byte, error) {
 	buf := getBuf(int(c.Size))
-	data, err := r.loadBlob(ctx, pr, c.ID, (*buf)[:0])
+	data, err := r.fetchBlob(ctx, pr, c.ID, (*buf)[:0], check)
 	if err == nil && len(data) != int(c.Size) {
 		err = &CorruptError{ID: c.ID, Detail: "chunk size differs from the tree"}
 	}

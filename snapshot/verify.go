@@ -311,7 +311,7 @@ func (v *verifier) checkFile(ctx context.Context, n *Node) string {
 		v.opts.Live.BytesDone.Add(n.Size)
 		return ""
 	}
-	err := v.r.streamContent(ctx, v.pr, n, true, func(data []byte, _ int64) error {
+	err := v.r.streamContent(ctx, v.pr, n, checkFile, func(data []byte, _ int64) error {
 		v.opts.Live.BytesDone.Add(int64(len(data)))
 		return nil
 	})
