@@ -3,6 +3,7 @@ package fusefs
 import (
 	"container/list"
 	"context"
+	"slices"
 	"sync"
 
 	"snapforge/snapshot"
@@ -82,7 +83,7 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, fu
 	// The load is not tied to one reader's context: others may be waiting
 	// for it, and a chunk half-loaded is worth finishing.
 	c.mu.Lock()
-	buf := c.takeLocked(min(int(ref.Size), maxPrealloc))
+	buf := c.takeLocked(min(int(ref.Size)+snapshot.DecodeSlack, maxPrealloc))
 	c.mu.Unlock()
 	var data []byte
 	err := errClosed
@@ -140,60 +141,102 @@ const maxPrealloc = 4<<20 + 64<<10
 // maxFree bounds the recycled buffers kept for the next loads.
 const maxFree = 8 << 20
 
-// takeLocked returns a buffer for n bytes: a recycled one that fits (not
-// more than twice as large), else one from the shared pools.
+// takeLocked returns a buffer for n bytes: the most recently recycled one
+// that fits (not more than twice as large), else one from the shared pools.
 func (c *chunkCache) takeLocked(n int) *[]byte {
-	for i, b := range c.free {
+	for i := len(c.free) - 1; i >= 0; i-- {
+		b := c.free[i]
 		if cp := cap(*b); cp >= n && cp <= 2*n+64<<10 {
-			c.free[i] = c.free[len(c.free)-1]
-			c.free = c.free[:len(c.free)-1]
-			c.freeBytes -= int64(cap(*b))
+			c.free = slices.Delete(c.free, i, i+1)
+			c.freeBytes -= int64(cp)
 			return b
 		}
 	}
 	return snapshot.GetBuffer(n)
 }
 
-// recycleLocked keeps b for a later load, or hands it back to the pools.
+// recycleLocked keeps b for a later load. The list keeps the buffers
+// released last: when it is full the oldest go back to the shared pools.
+// The sizes in use move with what is read (16 KiB database pages, then
+// 1 MiB model chunks); a list that kept its first buffers held small ones
+// while every large chunk was allocated anew, and the collector, held to
+// the mount's memory limit, ran all the time (issue 4: a quarter of the
+// mount's CPU when reading every file).
 func (c *chunkCache) recycleLocked(b *[]byte) {
-	if c.freeBytes+int64(cap(*b)) > maxFree {
+	if int64(cap(*b)) > maxFree {
 		snapshot.PutBuffer(b)
 		return
 	}
 	*b = (*b)[:0]
 	c.free = append(c.free, b)
 	c.freeBytes += int64(cap(*b))
+	for c.freeBytes > maxFree {
+		old := c.free[0]
+		c.free[0] = nil
+		c.free = c.free[1:]
+		c.freeBytes -= int64(cap(*old))
+		snapshot.PutBuffer(old)
+	}
 }
 
-// prefetch loads ref in the background if it is not cached and a slot is
-// free; a sequential reader then finds the next chunk decoded.
-func (c *chunkCache) prefetch(ref snapshot.ChunkRef) { c.background(ref, c.prefetchSlots) }
+// prefetch loads the chunks of run in order in one background goroutine,
+// skipping those cached or being loaded, if a slot is free; a sequential
+// reader then finds the next chunks decoded. It reports false when no slot
+// was free (the reader's next request tries again).
+func (c *chunkCache) prefetch(run []snapshot.ChunkRef) bool {
+	return c.background(run, c.prefetchSlots)
+}
 
-// prefetchSibling is prefetch for the next files of a directory.
-func (c *chunkCache) prefetchSibling(ref snapshot.ChunkRef) { c.background(ref, c.siblingSlots) }
+// prefetchSibling is prefetch of one chunk for the next files of a
+// directory.
+func (c *chunkCache) prefetchSibling(ref snapshot.ChunkRef) {
+	c.background([]snapshot.ChunkRef{ref}, c.siblingSlots)
+}
 
-func (c *chunkCache) background(ref snapshot.ChunkRef, slots chan struct{}) {
+func (c *chunkCache) background(run []snapshot.ChunkRef, slots chan struct{}) bool {
 	c.mu.Lock()
-	_, ok := c.m[ref.ID]
-	if ok || c.closed {
+	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
+	}
+	for len(run) > 0 {
+		if _, ok := c.m[run[0].ID]; !ok {
+			break
+		}
+		run = run[1:]
+	}
+	if len(run) == 0 {
+		c.mu.Unlock()
+		return true
 	}
 	select {
 	case slots <- struct{}{}:
 	default:
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.bgLoads.Add(1)
 	c.mu.Unlock()
 	go func() {
 		defer c.bgLoads.Done()
 		defer func() { <-slots }()
-		if _, release, err := c.get(context.Background(), ref); err == nil {
-			release()
+		for _, ref := range run {
+			c.mu.Lock()
+			_, ok := c.m[ref.ID]
+			closed := c.closed
+			c.mu.Unlock()
+			if closed {
+				return
+			}
+			if ok {
+				continue
+			}
+			if _, release, err := c.get(context.Background(), ref); err == nil {
+				release()
+			}
 		}
 	}()
+	return true
 }
 
 // close stops background loads and waits for those running, so nothing

@@ -12,8 +12,16 @@ import (
 	"snapforge/snapshot"
 )
 
-// readaheadChunks is how many chunks a sequential reader is kept ahead by.
-const readaheadChunks = 3
+// A sequential reader is kept ahead by at least readaheadChunks chunks and
+// readaheadBytes bytes, loaded in runs of up to runBytes: the 1 MiB chunks
+// of a large file each in a goroutine of its own, decoded in parallel; a
+// database's 16 KiB pages sixteen to a run, so the window reaches far enough
+// ahead without a goroutine for each.
+const (
+	readaheadChunks = 3
+	readaheadBytes  = 2 << 20
+	runBytes        = 256 << 10
+)
 
 // fileNode is a regular file of a snapshot (or a hard link's first name,
 // which all its names share).
@@ -180,11 +188,31 @@ func (fl *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 		return nil, syscall.EIO
 	}
 	if next := last + 1; next < len(chunks) && end-offs[last] >= int64(chunks[last].Size)/2 {
-		for k := next; k < min(next+readaheadChunks, len(chunks)); k++ {
-			fl.f.chunks.prefetch(chunks[k])
-		}
+		fl.f.readahead(chunks[next:])
 	}
 	return res, 0
+}
+
+// readahead starts loading the first chunks of ahead (the window described
+// at readaheadBytes) in runs, until the window is covered or no background
+// slot is free.
+func (f *FS) readahead(ahead []snapshot.ChunkRef) {
+	start, run, bytes := 0, 0, 0
+	k := 0
+	for ; k < len(ahead) && (k < readaheadChunks || bytes < readaheadBytes); k++ {
+		size := int(ahead[k].Size)
+		if k > start && run+size > runBytes {
+			if !f.chunks.prefetch(ahead[start:k]) {
+				return
+			}
+			start, run = k, 0
+		}
+		run += size
+		bytes += size
+	}
+	if start < k {
+		f.chunks.prefetch(ahead[start:k])
+	}
 }
 
 // chunkResult answers a read with slices of the cached chunks themselves:

@@ -427,3 +427,104 @@ func TestChunkCacheCraftedSize(t *testing.T) {
 		t.Errorf("loading a chunk that claims 4 GiB allocated %d MiB", grew>>20)
 	}
 }
+
+// TestChunkCacheRecyclesRecentSizes: the free list keeps the buffers
+// released last. Reading a database (16 KiB pages) fills it with small
+// buffers; the model file read next must then get its 1 MiB buffers back
+// from the list instead of allocating each anew (issue 4: with a list that
+// kept its first buffers, every large chunk was a new allocation and the
+// collector ran all the time).
+func TestChunkCacheRecyclesRecentSizes(t *testing.T) {
+	c := newChunkCache(nil, 16<<20)
+	for i := 0; i < maxFree/(16<<10)+8; i++ { // more small buffers than the list holds
+		c.mu.Lock()
+		c.recycleLocked(snapshot.GetBuffer(16 << 10))
+		c.mu.Unlock()
+	}
+	big := map[*[]byte]bool{}
+	for i := 0; i < 4; i++ {
+		b := snapshot.GetBuffer(1 << 20)
+		big[b] = true
+		c.mu.Lock()
+		c.recycleLocked(b)
+		c.mu.Unlock()
+	}
+	if c.freeBytes > maxFree {
+		t.Fatalf("free list holds %d bytes, over its bound %d", c.freeBytes, maxFree)
+	}
+	runtime.GC() // empties the shared pools: a buffer that went there is gone
+	runtime.GC()
+	for i := 0; i < 4; i++ {
+		c.mu.Lock()
+		b := c.takeLocked(1<<20 + snapshot.DecodeSlack)
+		c.mu.Unlock()
+		if !big[b] {
+			t.Fatalf("take %d of a 1 MiB buffer: a new buffer (cap %d), not one of the four just released", i, cap(*b))
+		}
+		delete(big, b)
+	}
+	c.mu.Lock()
+	b := c.takeLocked(16 << 10)
+	c.mu.Unlock()
+	if cap(*b) < 16<<10 || cap(*b) > 2*(16<<10)+64<<10 {
+		t.Fatalf("a 16 KiB take got a buffer of %d bytes", cap(*b))
+	}
+}
+
+// TestReadaheadRuns: a file of 16 KiB chunks (a database) is read ahead in
+// runs, each loaded in order by one goroutine: repeated calls (a reader's
+// next requests) keep about readaheadBytes decoded ahead, every chunk
+// checked and byte-exact, and not much more.
+func TestReadaheadRuns(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	content := indextest.RandomBytes(9, 8<<20)
+	copy(content, "SQLite format 3\x00")
+	content[16], content[17] = 0x10, 0x00 // 4 KiB pages: cut into fixed chunks
+	indextest.WriteFile(t, filepath.Join(src, "app.db"), content)
+	if _, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src}); err != nil {
+		t.Fatal(err)
+	}
+	f := newTestFS(t, r, Options{})
+	n, err := f.findNode(context.Background(), f.catalog().latest(), "app.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Chunks) < 256 || n.Chunks[1].Size > 64<<10 {
+		t.Fatalf("want a file of small fixed chunks, got %d chunks of %d bytes", len(n.Chunks), n.Chunks[1].Size)
+	}
+	ahead := n.Chunks[1:]
+	cached := func() (chunks, size int) {
+		f.chunks.mu.Lock()
+		defer f.chunks.mu.Unlock()
+		for _, ch := range ahead {
+			if _, ok := f.chunks.m[ch.ID]; ok {
+				chunks++
+				size += int(ch.Size)
+			}
+		}
+		return chunks, size
+	}
+	for i := 0; i < 32; i++ {
+		f.readahead(ahead)
+		f.chunks.bgLoads.Wait()
+	}
+	chunks, size := cached()
+	if size < readaheadBytes || size > readaheadBytes+runBytes {
+		t.Fatalf("%d chunks (%d bytes) read ahead, want about %d bytes", chunks, size, readaheadBytes)
+	}
+	for k := 0; k < chunks; k++ { // the window is the next chunks, in order
+		if _, ok := f.chunks.m[ahead[k].ID]; !ok {
+			t.Fatalf("chunk %d of the window was skipped", k)
+		}
+	}
+	off := int(n.Chunks[0].Size)
+	for k := 0; k < chunks; k++ {
+		data, release, err := f.chunks.get(context.Background(), ahead[k])
+		if err != nil || !bytes.Equal(data, content[off:off+int(ahead[k].Size)]) {
+			t.Fatalf("chunk %d read ahead: %v, or bytes differ from the source", k+1, err)
+		}
+		release()
+		off += int(ahead[k].Size)
+	}
+}

@@ -520,5 +520,10 @@ func (r *Repo) recoverAuditEvent() {
 // would otherwise allocate and collect a chunk-sized buffer per read.
 func GetBuffer(n int) *[]byte { return getBuf(n) }
 
+// DecodeSlack is the capacity to allow beyond a chunk's size in a buffer
+// passed to a load: with it the decoder uses its fast copies (see
+// pack.DecodeSlack).
+const DecodeSlack = pack.DecodeSlack
+
 // PutBuffer returns a buffer from GetBuffer for reuse; nil is ignored.
 func PutBuffer(p *[]byte) { putBuf(p) }

@@ -293,7 +293,7 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, whole,
 // loadChunk loads chunk c into a pooled buffer, checked against its id
 // when check is set.
 func (r *Repo) loadChunk(ctx context.Context, pr *packReader, c ChunkRef, check bool) (*[]byte, error) {
-	buf := getBuf(int(c.Size))
+	buf := getBuf(int(c.Size) + DecodeSlack)
 	data, err := r.fetchBlob(ctx, pr, c.ID, (*buf)[:0], check)
 	if err == nil && len(data) != int(c.Size) {
 		err = &CorruptError{ID: c.ID, Detail: "chunk size differs from the tree"}

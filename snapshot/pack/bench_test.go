@@ -66,20 +66,35 @@ func BenchmarkCompressParallel(b *testing.B) {
 	reportCPU(b, len(raw), start)
 }
 
+// BenchmarkDecode decodes a 1 MiB chunk and a 16 KiB database page into a
+// buffer of exactly the raw size (exact copies) and of raw+DecodeSlack (the
+// decoder's fast copies).
 func BenchmarkDecode(b *testing.B) {
-	for name, raw := range benchInputs() {
-		b.Run(name, func(b *testing.B) {
-			stored, codec := Compress(nil, raw)
-			dst := make([]byte, 0, len(raw))
-			b.SetBytes(int64(len(raw)))
-			start := cpuTime()
-			for b.Loop() {
-				if _, err := Decode(dst, stored, codec, uint32(len(raw))); err != nil {
-					b.Fatal(err)
+	rng := rand.New(rand.NewPCG(7, 7))
+	inputs := benchInputs()
+	inputs["page16k"] = textish(rng, 16<<10)
+	for name, raw := range inputs {
+		stored, codec := Compress(nil, raw)
+		for _, room := range []struct {
+			name  string
+			slack int
+		}{{"exact", 0}, {"slack", DecodeSlack}} {
+			b.Run(name+"/"+room.name, func(b *testing.B) {
+				dst := make([]byte, 0, len(raw)+room.slack)
+				b.SetBytes(int64(len(raw)))
+				start := cpuTime()
+				for b.Loop() {
+					out, err := Decode(dst, stored, codec, uint32(len(raw)))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if &out[0] != &dst[:1][0] {
+						b.Fatal("Decode allocated instead of using dst")
+					}
 				}
-			}
-			reportCPU(b, len(raw), start)
-		})
+				reportCPU(b, len(raw), start)
+			})
+		}
 	}
 }
 

@@ -127,6 +127,42 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// TestDecodeSlack: a dst with DecodeSlack bytes beyond raw is used as is
+// (the decoder's fast copies may write into the slack), one of exactly raw
+// bytes too (exact copies); either way the result is exactly raw bytes, and
+// a frame that produces more than raw, by less than the slack, is refused.
+func TestDecodeSlack(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, n := range []int{16 << 10, 1 << 20} {
+		raw := textish(rng, n)
+		stored, codec := Compress(nil, raw)
+		if codec != CodecZstd {
+			t.Fatal("text not compressed")
+		}
+		for _, room := range []int{0, DecodeSlack, 4 << 10} {
+			dst := make([]byte, 0, n+room)
+			got, err := Decode(dst, stored, codec, uint32(n))
+			if err != nil || !bytes.Equal(got, raw) {
+				t.Fatalf("%d bytes, %d of slack: %v, or bytes differ", n, room, err)
+			}
+			if &got[0] != &dst[:1][0] {
+				t.Fatalf("%d bytes, %d of slack: decoded into a new buffer", n, room)
+			}
+		}
+	}
+	const raw = 1000
+	for name, frame := range map[string][]byte{
+		"no size, raw+20 bytes":       rleFrame(0, 0, 1, raw+20),
+		"declares raw, makes raw+20":  rleFrame(raw, 2, 1, raw+20),
+		"declares raw+20, makes that": rleFrame(raw+20, 2, 1, raw+20),
+	} {
+		out, err := Decode(make([]byte, 0, raw+DecodeSlack), frame, CodecZstd, raw)
+		if !errors.Is(err, ErrCorrupt) || len(out) != 0 {
+			t.Fatalf("%s: err = %v with %d bytes, want ErrCorrupt and nothing", name, err, len(out))
+		}
+	}
+}
+
 // rleFrame hand-crafts a zstd frame: a 1 MiB window, an optional declared
 // content size (fcs > 0, 8-byte field) and n RLE blocks of size bytes each.
 func rleFrame(fcs uint64, fcsBytes, n, size int) []byte {
