@@ -56,6 +56,9 @@ type app struct {
 	// shared is set in the owner process for the commands it serves on a
 	// client's behalf: a.open lends them this repository (owner.go).
 	shared *snapshot.Repo
+	// mem is the mount's memory limit (memlimit.go), which the owner
+	// lifts while it runs commands; nil: none set.
+	mem *memLimit
 }
 
 type command struct {

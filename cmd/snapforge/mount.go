@@ -41,8 +41,10 @@ func init() {
 			// A mount lives long and mostly serves reads: keep its memory
 			// near what it uses (chunk cache, index, FUSE buffers) instead
 			// of letting garbage pile up to a multiple of it between
-			// collections (issue 4: the mount process under 100 MB).
-			debug.SetMemoryLimit(mountMemoryLimit)
+			// collections (issue 4: the mount process under 100 MB), but
+			// above the live heap when the kernel holds many nodes.
+			a.mem = startMemLimit(mountMemoryLimit)
+			defer a.mem.stop()
 		}
 		if _, err := os.Stat("/dev/fuse"); err != nil {
 			return fmt.Errorf("FUSE is not available on this machine (/dev/fuse: %v); install fuse3 or load the fuse module, or browse with `snapforge ls`/`cat` instead", err)

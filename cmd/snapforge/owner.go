@@ -247,6 +247,7 @@ type ownerServer struct {
 	ln   *net.UnixListener
 	sock string // the socket's real path
 	log  func(msg string, args ...any)
+	mem  *memLimit // the process's memory limit, lifted while commands run; nil: see idleMem
 
 	ctx    context.Context // parent of every command's context; ends at Close
 	cancel context.CancelFunc
@@ -306,7 +307,7 @@ func startOwner(ctx context.Context, a *app, r *snapshot.Repo) (*ownerServer, er
 		return nil, fmt.Errorf("serve the repository: %w", err)
 	}
 	logger := a.logger()
-	s := &ownerServer{repo: r, ln: ln, sock: sock, log: logger.Error,
+	s := &ownerServer{repo: r, ln: ln, sock: sock, log: logger.Error, mem: a.mem,
 		writer: make(chan struct{}, 1), conns: map[net.Conn]bool{}}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.stop = context.AfterFunc(s.ctx, s.stopListening)
@@ -484,6 +485,9 @@ func (s *ownerServer) run(ctx context.Context, a *app, c *command, args []string
 // for a client needs the same memory as when run on its own, without the
 // garbage collector working against a limit sized for browsing.
 func (s *ownerServer) busy() (done func()) {
+	if s.mem != nil {
+		return s.mem.lift()
+	}
 	s.mu.Lock()
 	if s.running == 0 {
 		s.idleMem = debug.SetMemoryLimit(math.MaxInt64)

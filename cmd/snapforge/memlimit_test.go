@@ -1,0 +1,88 @@
+package main
+
+import (
+	"math"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+// limitNow returns the process's soft memory limit.
+func limitNow() int64 { return debug.SetMemoryLimit(-1) }
+
+// waitLimit collects until the limit satisfies ok (the check runs after a
+// collection, in a cleanup goroutine), or fails after a few seconds.
+func waitLimit(t *testing.T, what string, ok func(int64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok(limitNow()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the limit is %d MiB", what, limitNow()>>20)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestMemLimitFollowsLiveHeap: the mount's limit is base while the live
+// heap is small, rises above a live heap that outgrows it (the kernel
+// holding 100,000 nodes) so the collector does not run back to back, comes
+// back to base when that heap is gone, and is off while the owner runs a
+// command (lift), whatever the collections find meanwhile.
+func TestMemLimitFollowsLiveHeap(t *testing.T) {
+	if old := limitNow(); old != math.MaxInt64 {
+		t.Skipf("GOMEMLIMIT is set (%d): the test changes the process's limit", old)
+	}
+	const base = 64 << 20
+	m := startMemLimit(base)
+	defer m.stop()
+	if got := limitNow(); got != base {
+		t.Fatalf("limit %d at start, want base %d", got, base)
+	}
+
+	held := make([][]byte, 0, 192) // 192 MiB of live heap
+	for range cap(held) {
+		b := make([]byte, 1<<20)
+		b[0] = 1
+		held = append(held, b)
+	}
+	waitLimit(t, "with 192 MiB live", func(l int64) bool { return l >= 192<<20+base/4 })
+	if l := limitNow(); l > 192<<20+base/4+64<<20 {
+		t.Fatalf("with 192 MiB live the limit is %d MiB: more headroom than the live heap needs", l>>20)
+	}
+
+	done := m.lift()
+	if l := limitNow(); l != math.MaxInt64 {
+		t.Fatalf("lifted: limit %d", l)
+	}
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond)
+	if l := limitNow(); l != math.MaxInt64 {
+		t.Fatalf("a collection while lifted set the limit to %d MiB", l>>20)
+	}
+	done2 := m.lift() // two commands at once
+	done()
+	done() // twice: no effect
+	if l := limitNow(); l != math.MaxInt64 {
+		t.Fatalf("limit %d MiB while a second command still runs", l>>20)
+	}
+	done2()
+	if l := limitNow(); l == math.MaxInt64 || l < base {
+		t.Fatalf("limit %d after the last command, want the one in force before", l)
+	}
+
+	clear(held) // the kernel forgets the nodes
+	waitLimit(t, "after the live heap is gone", func(l int64) bool { return l == base })
+
+	m.stop()
+	if l := limitNow(); l != math.MaxInt64 {
+		t.Fatalf("limit %d after stop, want none", l)
+	}
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond)
+	if l := limitNow(); l != math.MaxInt64 {
+		t.Fatalf("a collection after stop set the limit to %d", l)
+	}
+}
