@@ -83,7 +83,7 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, fu
 	// The load is not tied to one reader's context: others may be waiting
 	// for it, and a chunk half-loaded is worth finishing.
 	c.mu.Lock()
-	buf := c.takeLocked(min(int(ref.Size)+snapshot.DecodeSlack, maxPrealloc))
+	buf := c.takeLocked(min(snapshot.BufferSize(int(ref.Size)), maxPrealloc))
 	c.mu.Unlock()
 	var data []byte
 	err := errClosed

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
@@ -92,7 +94,7 @@ func (r *Repo) readBlob(pr *packReader, id ID, loc Location, buf []byte, check b
 		pr = r.newPackReader(1)
 		defer pr.Close()
 	}
-	f, release, err := pr.open(loc.Pack)
+	op, release, err := pr.open(loc.Pack, pr.direct && loc.Stored >= directMin)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is missing from the repository"}
 	}
@@ -109,8 +111,8 @@ func (r *Repo) readBlob(pr *packReader, id ID, loc Location, buf []byte, check b
 		if loc.Stored != loc.Raw {
 			return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: fmt.Sprintf("raw blob: %d stored bytes, want %d", loc.Stored, loc.Raw)}
 		}
-		out := slices.Grow(buf[:0], int(loc.Raw))[:loc.Raw]
-		if _, err := f.ReadAt(out, int64(loc.Offset)); err != nil {
+		out, err := op.readRaw(buf, int64(loc.Offset), int(loc.Raw))
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
 			}
@@ -121,10 +123,9 @@ func (r *Repo) readBlob(pr *packReader, id ID, loc Location, buf []byte, check b
 		}
 		return out, nil
 	}
-	sp := getBuf(int(loc.Stored))
-	defer putBuf(sp)
-	stored := (*sp)[:loc.Stored]
-	if _, err := f.ReadAt(stored, int64(loc.Offset)); err != nil {
+	stored, done, err := op.readStored(int64(loc.Offset), int(loc.Stored))
+	defer done()
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
 		}
@@ -190,25 +191,48 @@ func putBuf(p *[]byte) {
 // by their hash), so a descriptor stays valid for as long as it is open. It
 // is safe for concurrent use; at most max files are kept open while idle.
 type packReader struct {
-	r     *Repo
-	max   int
-	mu    sync.Mutex
-	files map[ID]*openPack
-	tick  uint64
+	r      *Repo
+	max    int
+	direct bool // read large blobs with O_DIRECT (see directMin)
+	mu     sync.Mutex
+	files  map[ID]*openPack
+	tick   uint64
 }
 
 type openPack struct {
-	f    *os.File
-	refs int
-	used uint64
+	f      *os.File
+	direct *os.File // the same pack opened with O_DIRECT, for large blobs; nil until the first
+	refs   int
+	used   uint64
 }
+
+// Blobs of at least directMin stored bytes are read with O_DIRECT where the
+// file system allows it: the disk fills our buffer by DMA, without the page
+// cache's copy and bookkeeping, which cost more CPU than hashing the bytes
+// (reading the packs of a 1.3 GB repository cold in 1 MiB requests: 0.60 to
+// 0.74 s of CPU buffered, 0.18 to 0.21 s direct, and no slower). Packs are
+// immutable, so nothing is lost by not caching them; the mount caches what
+// it decoded, in its own cache and the kernel's cache of the mounted files.
+// Smaller blobs (a database's pages, small files: many to a request) go
+// through the page cache, whose readahead serves their sequential reads.
+const (
+	directMin   = 128 << 10
+	directAlign = 4096 // offsets, lengths and buffer addresses of a direct read
+)
+
+// directReads switches O_DIRECT reads off for the whole process once a file
+// system refused one (EINVAL: not supported, or an alignment it rejects).
+var directReads atomic.Bool
+
+func init() { directReads.Store(true) }
 
 func (r *Repo) newPackReader(max int) *packReader {
 	return &packReader{r: r, max: max, files: map[ID]*openPack{}}
 }
 
-// open returns pack id's file and a function to call when done with it.
-func (pr *packReader) open(id ID) (*os.File, func(), error) {
+// open returns pack id, opened, and a function to call when done with it.
+// With direct it also opens the pack for direct reads (when possible).
+func (pr *packReader) open(id ID, direct bool) (*openPack, func(), error) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	pr.tick++
@@ -222,14 +246,128 @@ func (pr *packReader) open(id ID) (*os.File, func(), error) {
 		op = &openPack{f: f}
 		pr.files[id] = op
 	}
+	if direct && op.direct == nil && directReads.Load() {
+		d, err := os.OpenFile(pr.r.packPath(id), os.O_RDONLY|unix.O_DIRECT, 0)
+		switch {
+		case errors.Is(err, unix.EINVAL):
+			directReads.Store(false)
+		case err == nil:
+			op.direct = d
+		} // any other error: the buffered file serves
+	}
 	op.refs++ // before evicting: the pack being returned is never a victim
 	op.used = pr.tick
 	pr.evict()
-	return op.f, func() {
+	return op, func() {
 		pr.mu.Lock()
 		op.refs--
 		pr.mu.Unlock()
 	}, nil
+}
+
+// readRaw reads n bytes of the pack at off into buf (grown if needed) and
+// returns them; io.EOF when the pack ends first. A direct read goes into
+// buf itself when its capacity allows (BufferSize), the bytes then moved
+// to its start: no second buffer.
+func (op *openPack) readRaw(buf []byte, off int64, n int) ([]byte, error) {
+	if n >= directMin && op.direct != nil && directReads.Load() {
+		from, to := directRange(off, n)
+		b := buf[:cap(buf)]
+		shift := alignShift(b)
+		if len(b) < shift+int(to-from) { // no room: read into a buffer of its own
+			data, done, ok, err := op.readDirect(off, n)
+			if ok {
+				if err == nil {
+					buf = append(buf[:0], data...)
+				}
+				done()
+				return buf, err
+			}
+		} else {
+			got, err := op.direct.ReadAt(b[shift:shift+int(to-from)], from)
+			ok, err := directDone(got, err, int(off-from)+n)
+			if ok {
+				if err != nil {
+					return nil, err
+				}
+				start := shift + int(off-from)
+				return b[:copy(b, b[start:start+n])], nil
+			}
+		}
+	}
+	out := slices.Grow(buf[:0], n)[:n]
+	_, err := op.f.ReadAt(out, off)
+	return out, err
+}
+
+// readStored returns n bytes of the pack at off in a buffer of its own,
+// valid until done is called; io.EOF when the pack ends first.
+func (op *openPack) readStored(off int64, n int) (data []byte, done func(), err error) {
+	if n >= directMin {
+		if data, done, ok, err := op.readDirect(off, n); ok {
+			return data, done, err
+		}
+	}
+	bp := getBuf(n)
+	data = (*bp)[:n]
+	_, err = op.f.ReadAt(data, off)
+	return data, func() { putBuf(bp) }, err
+}
+
+// readDirect reads n bytes at off with O_DIRECT: the aligned range around
+// them into an aligned buffer of its own, valid until done is called. ok
+// is false when the pack is not open for direct reads or the file system
+// refused this one; the caller then reads through the page cache.
+func (op *openPack) readDirect(off int64, n int) (data []byte, done func(), ok bool, err error) {
+	if op.direct == nil || !directReads.Load() {
+		return nil, nil, false, nil
+	}
+	from, to := directRange(off, n)
+	bp := getBuf(int(to-from) + directAlign)
+	b := (*bp)[:cap(*bp)]
+	b = b[alignShift(b):][:to-from]
+	got, err := op.direct.ReadAt(b, from)
+	ok, err = directDone(got, err, int(off-from)+n)
+	if !ok || err != nil {
+		putBuf(bp)
+		return nil, func() {}, ok, err
+	}
+	skip := int(off - from)
+	return b[skip : skip+n], func() { putBuf(bp) }, true, nil
+}
+
+// directRange returns the aligned range of the pack around [off, off+n).
+func directRange(off int64, n int) (from, to int64) {
+	return off &^ (directAlign - 1), (off + int64(n) + directAlign - 1) &^ (directAlign - 1)
+}
+
+// alignShift returns how many bytes into b the first aligned address is.
+func alignShift(b []byte) int {
+	return -int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))) & (directAlign - 1)
+}
+
+// directDone judges a direct read that returned got bytes and err when
+// want were needed (the pack may end within the last aligned block). ok
+// false: the file system refused the read, direct reads are switched off
+// and the caller reads through the page cache.
+func directDone(got int, err error, want int) (ok bool, _ error) {
+	switch {
+	case got >= want:
+		return true, nil
+	case errors.Is(err, unix.EINVAL):
+		directReads.Store(false)
+		return false, nil
+	case err == nil:
+		return true, io.ErrUnexpectedEOF
+	}
+	return true, err
+}
+
+func (op *openPack) close() {
+	op.f.Close()
+	if op.direct != nil {
+		op.direct.Close()
+	}
 }
 
 // evict closes the least recently used idle packs beyond max.
@@ -245,7 +383,7 @@ func (pr *packReader) evict() {
 		if oldest == ^uint64(0) {
 			return // all in use
 		}
-		pr.files[victim].f.Close()
+		pr.files[victim].close()
 		delete(pr.files, victim)
 	}
 }
@@ -255,7 +393,7 @@ func (pr *packReader) Close() {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	for id, op := range pr.files {
-		op.f.Close()
+		op.close()
 		delete(pr.files, id)
 	}
 }
@@ -524,6 +662,16 @@ func GetBuffer(n int) *[]byte { return getBuf(n) }
 // passed to a load: with it the decoder uses its fast copies (see
 // pack.DecodeSlack).
 const DecodeSlack = pack.DecodeSlack
+
+// BufferSize is the capacity to give a buffer passed to a load of a chunk
+// of size bytes: DecodeSlack beyond it, and for a large chunk room for a
+// direct read of the aligned blocks around it, into the buffer itself.
+func BufferSize(size int) int {
+	if size >= directMin {
+		return size + 2*directAlign
+	}
+	return size + DecodeSlack
+}
 
 // PutBuffer returns a buffer from GetBuffer for reuse; nil is ignored.
 func PutBuffer(p *[]byte) { putBuf(p) }

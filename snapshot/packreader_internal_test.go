@@ -3,10 +3,14 @@ package snapshot
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestPackReaderKeepsWhatItReturns opens more packs than the reader keeps
@@ -43,11 +47,11 @@ func TestPackReaderKeepsWhatItReturns(t *testing.T) {
 	defer pr.Close()
 	for round := range 2 { // one at a time, released at once
 		for i, id := range ids {
-			f, release, err := pr.open(id)
+			op, release, err := pr.open(id, round == 1)
 			if err != nil {
 				t.Fatalf("round %d, pack %d: %v", round, i, err)
 			}
-			check(i, f)
+			check(i, op.f)
 			release()
 			if len(pr.files) > 2 {
 				t.Fatalf("%d packs open while idle, limit 2", len(pr.files))
@@ -57,11 +61,11 @@ func TestPackReaderKeepsWhatItReturns(t *testing.T) {
 	var releases []func()
 	var files []*os.File
 	for i, id := range ids { // all held at once: the limit cannot close any
-		f, release, err := pr.open(id)
+		op, release, err := pr.open(id, false)
 		if err != nil {
 			t.Fatalf("held pack %d: %v", i, err)
 		}
-		files, releases = append(files, f), append(releases, release)
+		files, releases = append(files, op.f), append(releases, release)
 		for j, f := range files {
 			check(j, f)
 		}
@@ -69,11 +73,11 @@ func TestPackReaderKeepsWhatItReturns(t *testing.T) {
 	for _, rel := range releases {
 		rel()
 	}
-	f, release, err := pr.open(ids[0])
+	op, release, err := pr.open(ids[0], false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(0, f)
+	check(0, op.f)
 	release()
 	if len(pr.files) > 2 {
 		t.Fatalf("%d packs open after the holders let go, limit 2", len(pr.files))
@@ -120,5 +124,50 @@ func TestEncodeManifestOneItemPerLine(t *testing.T) {
 				t.Errorf("%s: item %d is not on a line of its own:\n%s", name, i, got.Bytes())
 			}
 		}
+	}
+}
+
+// TestDirectReadRefused: a file system that refuses a direct read (EINVAL)
+// switches direct reads off for the process, and the read is done through
+// the page cache instead: the caller sees the bytes, not the refusal.
+func TestDirectReadRefused(t *testing.T) {
+	defer directReads.Store(true)
+	if ok, err := directDone(0, unix.EINVAL, 4096); ok || err != nil || directReads.Load() {
+		t.Fatalf("EINVAL: ok=%v err=%v direct=%v, want a fallback and direct reads off", ok, err, directReads.Load())
+	}
+	directReads.Store(true)
+	if ok, err := directDone(8192, io.EOF, 5000); !ok || err != nil {
+		t.Fatalf("a pack ending within the last block: ok=%v err=%v, want the bytes", ok, err)
+	}
+	if ok, err := directDone(4096, io.EOF, 5000); !ok || !errors.Is(err, io.EOF) {
+		t.Fatalf("a pack ending before the blob: ok=%v err=%v, want io.EOF", ok, err)
+	}
+
+	p := filepath.Join(t.TempDir(), "pack")
+	content := bytes.Repeat([]byte("0123456789abcdef"), 32<<10) // 512 KiB
+	if err := os.WriteFile(p, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.OpenFile(p, os.O_RDONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		t.Skipf("this file system does not open files with O_DIRECT: %v", err)
+	}
+	op := &openPack{f: f, direct: d}
+	defer op.close()
+	for _, direct := range []bool{false, true} { // refused earlier: the page cache serves; else the direct path
+		directReads.Store(direct)
+		got, err := op.readRaw(nil, 1000, 200<<10)
+		if err != nil || !bytes.Equal(got, content[1000:1000+200<<10]) {
+			t.Fatalf("readRaw, direct reads %v: %v, bytes equal %v", direct, err, bytes.Equal(got, content[1000:1000+200<<10]))
+		}
+		data, done, err := op.readStored(3000, 300<<10)
+		if err != nil || !bytes.Equal(data, content[3000:3000+300<<10]) {
+			t.Fatalf("readStored, direct reads %v: %v", direct, err)
+		}
+		done()
 	}
 }

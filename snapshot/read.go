@@ -114,9 +114,12 @@ type ChunkReader struct {
 }
 
 // NewChunkReader returns a ChunkReader keeping at most maxOpen packs open
-// while idle.
+// while idle. Large chunks are read with O_DIRECT (see directMin): what the
+// mount decodes it caches itself, and the kernel caches the files it serves.
 func (r *Repo) NewChunkReader(maxOpen int) *ChunkReader {
-	return &ChunkReader{r: r, pr: r.newPackReader(maxOpen)}
+	pr := r.newPackReader(maxOpen)
+	pr.direct = true
+	return &ChunkReader{r: r, pr: pr}
 }
 
 // Load returns chunk c's plaintext appended to buf[:0]. A chunk whose bytes
@@ -293,7 +296,7 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, whole,
 // loadChunk loads chunk c into a pooled buffer, checked against its id
 // when check is set.
 func (r *Repo) loadChunk(ctx context.Context, pr *packReader, c ChunkRef, check bool) (*[]byte, error) {
-	buf := getBuf(int(c.Size) + DecodeSlack)
+	buf := getBuf(BufferSize(int(c.Size)))
 	data, err := r.fetchBlob(ctx, pr, c.ID, (*buf)[:0], check)
 	if err == nil && len(data) != int(c.Size) {
 		err = &CorruptError{ID: c.ID, Detail: "chunk size differs from the tree"}

@@ -198,6 +198,7 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	}
 	defer rs.root.Close()
 	rs.pr = r.newPackReader(64)
+	rs.pr.direct = true // packs are read once: no page cache for them (see directMin)
 	defer rs.pr.Close()
 	if rs.resume {
 		rs.sweepTemps(".")
