@@ -47,6 +47,7 @@ type Mount struct {
 	Dir    string
 	fs     *FS
 	server *fuse.Server
+	raw    *dirlessFS
 	stop   chan struct{}
 	halt   sync.Once // closes stop
 	done   sync.WaitGroup
@@ -186,17 +187,23 @@ func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
 	// probes for .hidden, desktop.ini … in every folder). Lookups outside
 	// snapshot content set their own, short, answer.
 	negative := contentTimeout
-	server, err := fs.Mount(abs, f.root, &fs.Options{MountOptions: mo, RootStableAttr: &fs.StableAttr{Ino: 1}, NegativeTimeout: &negative})
+	raw := newDirlessFS(fs.NewNodeFS(f.root, &fs.Options{MountOptions: mo, RootStableAttr: &fs.StableAttr{Ino: 1}, NegativeTimeout: &negative}))
+	server, err := fuse.NewServer(raw, abs, &mo)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", abs, err)
 	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", abs, err) // the serve loop ends with the failed mount
+	}
+	raw.start(server.KernelSettings())
 	if root {
 		raiseReadahead(abs)
 	}
 	if k := server.KernelSettings(); k != nil && k.Flags&fuse.CAP_NO_OPEN_SUPPORT != 0 {
 		f.noOpen.Store(true)
 	}
-	m := &Mount{Dir: abs, fs: f, server: server, stop: make(chan struct{})}
+	m := &Mount{Dir: abs, fs: f, server: server, raw: raw, stop: make(chan struct{})}
 	m.done.Add(1)
 	go m.poll()
 	return m, nil
@@ -277,6 +284,15 @@ func (m *Mount) Wait() {
 
 // FS returns the mounted file system.
 func (m *Mount) FS() *FS { return m.fs }
+
+// DirHandles reports whether the kernel opens directories (false: it sends
+// no OPENDIR, see dirlessFS) and how many directory handles are kept
+// between the requests of unfinished listings.
+func (m *Mount) DirHandles() (opendir bool, kept int) {
+	m.raw.mu.Lock()
+	defer m.raw.mu.Unlock()
+	return !m.raw.on.Load(), len(m.raw.kept)
+}
 
 // Sources returns the distinct source roots of the repository's snapshots
 // (on this host), for PrepareMountpoint.

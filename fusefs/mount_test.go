@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -467,6 +468,23 @@ func TestMountLatestFollows(t *testing.T) {
 	_, dir := mount(t, r, fusefs.Options{})
 	before, err := os.Readlink(filepath.Join(dir, "latest"))
 	must(t, err)
+	// Listed once: the kernel may keep the listings (it does when it
+	// sends no OPENDIR); a new snapshot must still show in them.
+	listed := func(d string) []string {
+		ents, err := os.ReadDir(filepath.Join(dir, d))
+		must(t, err)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	if got := listed("snapshots"); len(got) != 1 {
+		t.Fatalf("snapshots/ lists %q, want one snapshot", got)
+	}
+	if got := listed("by-id"); len(got) != 1 {
+		t.Fatalf("by-id/ lists %q, want one snapshot", got)
+	}
 	time.Sleep(1100 * time.Millisecond) // a new second: a new folder name
 	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("after mount\n"))
 	m2 := backup(t, r, src)
@@ -474,11 +492,13 @@ func TestMountLatestFollows(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		got, err := os.Readlink(filepath.Join(dir, "latest"))
-		if err == nil && got == want {
+		if err == nil && got == want && slices.Contains(listed("snapshots"), filepath.Base(want)) &&
+			slices.Contains(listed("by-id"), m2.BackupID) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("latest -> %q (%v) 2 s after the backup; was %q, want %q", got, err, before, want)
+			t.Fatalf("latest -> %q (%v) 2 s after the backup; was %q, want %q; snapshots/ lists %q, by-id/ %q",
+				got, err, before, want, listed("snapshots"), listed("by-id"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -690,26 +710,31 @@ func TestMountBigDirectory(t *testing.T) {
 	}
 	r, _ := indextest.NewRepo(t)
 	start := time.Now()
-	backup(t, r, src)
+	snap := backup(t, r, src)
 	t.Logf("backup of %d files: %v", n, time.Since(start))
 	m, dir := mount(t, r, fusefs.Options{})
 	before := m.FS().LiveNodes()
+	list := func() {
+		t.Helper()
+		d, err := os.Open(filepath.Join(dir, "latest", "big"))
+		must(t, err)
+		ents, err := d.ReadDir(-1)
+		d.Close()
+		must(t, err)
+		if len(ents) != n {
+			t.Fatalf("listed %d entries, want %d", len(ents), n)
+		}
+		for i, e := range ents {
+			if want := fmt.Sprintf("f%06d", i); e.Name() != want {
+				t.Fatalf("entry %d is %q, want %q (sorted by name)", i, e.Name(), want)
+			}
+		}
+	}
+
 	start = time.Now()
 
 	// ls -l: READDIRPLUS, one lookup per entry.
-	d, err := os.Open(filepath.Join(dir, "latest", "big"))
-	must(t, err)
-	ents, err := d.ReadDir(-1)
-	d.Close()
-	must(t, err)
-	if len(ents) != n {
-		t.Fatalf("listed %d entries, want %d", len(ents), n)
-	}
-	for i, e := range ents {
-		if want := fmt.Sprintf("f%06d", i); e.Name() != want {
-			t.Fatalf("entry %d is %q, want %q (sorted by name)", i, e.Name(), want)
-		}
-	}
+	list()
 	for _, i := range []int{0, 4000, 4711, n - 1} {
 		name := fmt.Sprintf("f%06d", i)
 		want := name
@@ -730,6 +755,25 @@ func TestMountBigDirectory(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("dropping the kernel's caches to see memory fall back needs root")
 	}
+	// A listing left unfinished: the kernel sends no OPENDIR (where it
+	// can do without), so the handle serving the listing is kept for its
+	// next request; nothing releases it but the end of a listing, the
+	// bound, or the kernel forgetting the directory, as here. (go-fuse
+	// drops a forgotten node's table entry: a handle still kept would make
+	// its later release panic.) Another view of the directory: the kernel
+	// keeps the listing of latest/big.
+	opendir, _ := m.DirHandles()
+	d, err := os.Open(filepath.Join(dir, "by-id", snap.BackupID, "big"))
+	must(t, err)
+	first, err := d.ReadDir(10)
+	d.Close()
+	must(t, err)
+	if len(first) != 10 || first[0].Name() != "f000000" || first[9].Name() != "f000009" {
+		t.Fatalf("first entries: %v", first)
+	}
+	if _, kept := m.DirHandles(); !opendir && kept != 1 {
+		t.Fatalf("%d directory handles kept after an unfinished listing, want 1", kept)
+	}
 	// The kernel forgets the entries; go-fuse drops the nodes and our
 	// inode table shrinks with them.
 	deadline := time.Now().Add(20 * time.Second)
@@ -744,6 +788,10 @@ func TestMountBigDirectory(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("live nodes: %d before listing, %d after, %d after the kernel forgot them", before, listed, m.FS().LiveNodes())
+	if _, kept := m.DirHandles(); kept != 0 {
+		t.Fatalf("%d directory handles kept after the kernel forgot the directories", kept)
+	}
+	list() // a directory forgotten (its kept handle with it) lists again in full
 }
 
 // TestMountStaleIndexEntry (FAULTS A8): an index entry pointing at the
