@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -183,6 +184,46 @@ func TestLookupUnknown(t *testing.T) {
 		// A pack id is not a blob id.
 		if _, err := db.Lookup(context.Background(), pack); !errors.Is(err, snapshot.ErrNotFound) {
 			t.Errorf("Lookup(pack id) = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// TestLookupEach looks up known and unknown blobs in one read: each gets
+// what Lookup gives it, in order, and returning false stops the walk.
+func TestLookupEach(t *testing.T) {
+	both(t, func(t *testing.T, db *index.DB) {
+		ctx := context.Background()
+		pack, blobs := makePack("each", 0, 40)
+		addPack(t, db, pack, blobs)
+		unknown := testID("each-unknown", 0)
+		refs := []snapshot.ChunkRef{{ID: blobs[3].ID}, {ID: unknown}, {ID: blobs[39].ID}, {ID: blobs[0].ID}}
+		var got []string
+		err := db.LookupEach(ctx, refs, func(loc snapshot.Location, err error) bool {
+			switch {
+			case errors.Is(err, snapshot.ErrNotFound) && strings.Contains(err.Error(), unknown.Short()):
+				got = append(got, "not found")
+			case err != nil:
+				got = append(got, "error: "+err.Error())
+			default:
+				got = append(got, fmt.Sprintf("%+v", loc))
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{fmt.Sprintf("%+v", blobs[3].Location), "not found", fmt.Sprintf("%+v", blobs[39].Location), fmt.Sprintf("%+v", blobs[0].Location)}
+		if !slices.Equal(got, want) {
+			t.Fatalf("LookupEach gave %q, want %q", got, want)
+		}
+		calls := 0
+		if err := db.LookupEach(ctx, refs, func(snapshot.Location, error) bool { calls++; return calls < 2 }); err != nil || calls != 2 {
+			t.Fatalf("stopped walk: %d calls, %v; want 2", calls, err)
+		}
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := db.LookupEach(cancelled, refs, func(snapshot.Location, error) bool { return true }); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled: %v, want context.Canceled", err)
 		}
 	})
 }

@@ -108,9 +108,30 @@ const PackTargetSize = 32 << 20
 // retries of a file that changes while read (FAULTS D1).
 const changeRetries = 3
 
-// timestamps this close to the backup's start are not trusted by the next
-// incremental backup (a change within the same clock tick would be missed).
-const mtimeGranularity = 2 * time.Second
+// Timestamps this close to the backup's start are not trusted by the next
+// incremental backup: a write after the backup read the file, within the
+// same tick of the file system's clock as the write before it, would leave
+// the timestamps as they were. A file whose timestamps are all whole
+// seconds may live on a file system that keeps no more than that (ext3 and
+// HFS+ keep seconds, FAT two): mtimeGranularity. One with a sub-second part
+// lives on one that keeps them (ext4, XFS, Btrfs, tmpfs, NTFS: nanoseconds,
+// exFAT: 10 ms), where Linux stamps writes from its coarse clock, one tick
+// of at most 10 ms: fineGranularity, ten such ticks. (Before, every file
+// had the two seconds: a file written shortly before a backup, the last
+// ones a copy or an installer wrote, was read again by the next one.)
+const (
+	mtimeGranularity = 2 * time.Second
+	fineGranularity  = 100 * time.Millisecond
+)
+
+// racyWindow returns how close to the backup's start n's timestamps may
+// not be trusted (see mtimeGranularity).
+func racyWindow(n *Node) time.Duration {
+	if n.MTime%1e9 != 0 || n.CTime%1e9 != 0 {
+		return fineGranularity
+	}
+	return mtimeGranularity
+}
 
 type fileJob struct {
 	node   *Node
@@ -570,6 +591,7 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 			continue // -wal/-shm/-journal: the online backup already holds their content
 		}
 		n := nodeFromStat(name, &st)
+		reusedFile := false // a plain file, filled from the parent's node
 		var pn *Node
 		if prev != nil {
 			pn = prev.Find(name)
@@ -625,6 +647,7 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 				reused = b.reuseSQLite(ctx, n, pn, cabs, &st)
 			} else {
 				reused = b.reuse(ctx, n, pn)
+				reusedFile = reused
 			}
 			if reused {
 				b.o.Live.FilesDone.Add(1)
@@ -655,7 +678,13 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 			b.warn(crel, "socket not backed up (sockets cannot be restored)", false)
 			continue
 		}
-		if n.Type != TypeHardlink {
+		switch {
+		case reusedFile:
+			// Setting or removing an extended attribute moves the ctime:
+			// with the inode and ctime the parent saw, they are the ones
+			// it read (one listxattr per file less).
+			n.Xattrs = pn.Xattrs
+		case n.Type != TypeHardlink:
 			n.Xattrs = readXattrs(cabs)
 		}
 		ds.nodes = append(ds.nodes, n)
@@ -802,8 +831,22 @@ func (b *backup) reuse(ctx context.Context, n, pn *Node) bool {
 	return true
 }
 
+// eachLookuper is an Index that looks many blobs up in one read
+// (index.DB.LookupEach).
+type eachLookuper interface {
+	LookupEach(ctx context.Context, refs []ChunkRef, fn func(loc Location, err error) bool) error
+}
+
 // chunksStored reports whether every chunk is stored in a sound pack.
 func (b *backup) chunksStored(ctx context.Context, refs []ChunkRef) bool {
+	if each, ok := b.r.idx.(eachLookuper); ok {
+		stored := true
+		err := each.LookupEach(ctx, refs, func(loc Location, err error) bool {
+			stored = err == nil && b.r.usable(loc)
+			return stored
+		})
+		return err == nil && stored
+	}
 	for _, c := range refs {
 		loc, err := b.r.idx.Lookup(ctx, c.ID)
 		if err != nil || !b.r.usable(loc) {
@@ -899,7 +942,7 @@ func sqliteState(abs string, st *unix.Stat_t) (fp, newest int64, ok bool) {
 
 // noteCache flags files whose timestamps are too recent to be trusted later.
 func (b *backup) noteCache(n *Node) {
-	limit := b.start.Add(-mtimeGranularity).UnixNano()
+	limit := b.start.Add(-racyWindow(n)).UnixNano()
 	if n.MTime >= limit || n.CTime >= limit {
 		n.Flags |= FlagNoCache
 	}

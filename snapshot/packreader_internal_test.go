@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -169,5 +170,25 @@ func TestDirectReadRefused(t *testing.T) {
 			t.Fatalf("readStored, direct reads %v: %v", direct, err)
 		}
 		done()
+	}
+}
+
+// TestRacyWindow: timestamps with a sub-second part come from a file system
+// that keeps them, and get the short window; whole seconds (in both mtime
+// and ctime) may come from one that keeps only seconds, or two (FAT).
+func TestRacyWindow(t *testing.T) {
+	for _, c := range []struct {
+		mtime, ctime int64
+		want         time.Duration
+	}{
+		{1_700_000_000_123_456_789, 1_700_000_000_223_456_789, fineGranularity},
+		{1_700_000_000_000_000_000, 1_700_000_001_000_000_001, fineGranularity},
+		{1_700_000_000_000_000_001, 1_700_000_001_000_000_000, fineGranularity},
+		{1_700_000_000_000_000_000, 1_700_000_002_000_000_000, mtimeGranularity},
+		{0, 0, mtimeGranularity},
+	} {
+		if got := racyWindow(&Node{MTime: c.mtime, CTime: c.ctime}); got != c.want {
+			t.Errorf("mtime %d ctime %d: window %v, want %v", c.mtime, c.ctime, got, c.want)
+		}
 	}
 }
