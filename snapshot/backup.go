@@ -998,6 +998,17 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 			return nil
 		}
 		var r io.Reader = f
+		if before.Size >= directFileMin {
+			if ch.dbuf == nil {
+				ch.dbuf = newDirectBuffer()
+			}
+			if attempt == 0 {
+				ch.dr.reset(f, ch.dbuf)
+			} else {
+				ch.dr.rewind()
+			}
+			r = &ch.dr
+		}
 		if b.o.WrapReader != nil {
 			r = b.o.WrapReader(j.rel, r)
 		}
@@ -1059,6 +1070,8 @@ type chunkSource interface {
 type chunkers struct {
 	cdc   *chunker.Chunker
 	fixed map[int]*chunker.Fixed // by chunk size, made when first needed
+	dr    directReader           // for large files (directFileMin)
+	dbuf  []byte                 // its buffer, made when first needed
 }
 
 // chunkerFor returns the chunker for file f: fixed chunks aligned to its

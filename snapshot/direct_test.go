@@ -15,10 +15,10 @@ import (
 	"snapforge/snapshot/pack"
 )
 
-// directPacksOpen counts this process's open descriptors of files under
+// directOpen counts this process's open descriptors of files under
 // dir that were opened with O_DIRECT (the flags in /proc/self/fdinfo), so a
 // test can tell that the direct path really ran.
-func directPacksOpen(t *testing.T, dir string) int {
+func directOpen(t *testing.T, dir string) int {
 	t.Helper()
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -102,7 +102,7 @@ func TestDirectReads(t *testing.T) {
 	if raw < 4 || zstd < 2 || unaligned < 4 {
 		t.Fatalf("large chunks read: %d raw, %d zstd, %d at unaligned offsets; the test wants several of each", raw, zstd, unaligned)
 	}
-	if n := directPacksOpen(t, filepath.Join(repo, "packs")); n == 0 {
+	if n := directOpen(t, filepath.Join(repo, "packs")); n == 0 {
 		t.Fatal("no pack is open with O_DIRECT after loading the large chunks")
 	}
 }

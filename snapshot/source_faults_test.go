@@ -7,6 +7,7 @@ package snapshot_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -137,40 +138,52 @@ func (c *readCounter) get(rel string) int {
 }
 
 // FAULTS D1: a file modified once while it is read is read again and stored
-// with its final content, without a warning.
+// with its final content, without a warning; a small file through the page
+// cache, a large one with O_DIRECT (read again from its start).
 func TestFaultsD1ChangedOnceIsReread(t *testing.T) {
-	r, _ := indextest.NewRepo(t)
-	src := fltSource(t, map[string][]byte{"grow.log": fltText(33, 50<<10), "other.txt": fltText(34, 3<<10)})
-	growPath := filepath.Join(src, "grow.log")
-	var count readCounter
-	m := fltBackup(t, r, src, func(o *snapshot.BackupOptions) {
-		o.WrapReader = func(rel string, rd io.Reader) io.Reader {
-			rd = count.wrap(rel, rd)
-			if rel == "grow.log" && count.get(rel) == 1 {
-				return &appendOnFirstRead{r: rd, path: growPath, data: []byte("appended while read\n"), t: t}
+	for _, size := range []int{50 << 10, 3<<20 + 4321} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			r, _ := indextest.NewRepo(t)
+			src := fltSource(t, map[string][]byte{"grow.log": fltText(33, size), "other.txt": fltText(34, 3<<10)})
+			growPath := filepath.Join(src, "grow.log")
+			var count readCounter
+			direct := 0
+			m := fltBackup(t, r, src, func(o *snapshot.BackupOptions) {
+				o.WrapReader = func(rel string, rd io.Reader) io.Reader {
+					rd = count.wrap(rel, rd)
+					if rel == "grow.log" {
+						direct += directOpen(t, src)
+						if count.get(rel) == 1 {
+							return &appendOnFirstRead{r: rd, path: growPath, data: []byte("appended while read\n"), t: t}
+						}
+					}
+					return rd
+				}
+			})
+			if len(m.Warnings) != 0 || m.Partial {
+				t.Fatalf("warnings %+v, partial %v; a file that settles after one change needs neither", m.Warnings, m.Partial)
 			}
-			return rd
-		}
-	})
-	if len(m.Warnings) != 0 || m.Partial {
-		t.Fatalf("warnings %+v, partial %v; a file that settles after one change needs neither", m.Warnings, m.Partial)
+			if n := count.get("grow.log"); n != 2 {
+				t.Fatalf("grow.log read %d times, want 2 (the read that saw the change, then one more)", n)
+			}
+			if wantDirect := size >= 1<<20; (direct == 2) != wantDirect || (direct == 0) == wantDirect {
+				t.Fatalf("grow.log open with O_DIRECT in %d of its 2 reads; want %v", direct, wantDirect)
+			}
+			final, err := os.ReadFile(growPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			it, ok := fltItem(m, "grow.log")
+			if !ok || it.Blake3 != snapshot.Hash(final).String() || it.Size != int64(len(final)) {
+				t.Fatalf("grow.log stored as %+v, want its final %d bytes", it, len(final))
+			}
+			n, err := r.FindNode(t.Context(), m, "grow.log")
+			if err != nil || n.Flags&snapshot.FlagChanged != 0 {
+				t.Fatalf("grow.log node %+v, %v: must not be flagged as changed", n, err)
+			}
+			fltCompare(t, src, fltRestore(t, r, m))
+		})
 	}
-	if n := count.get("grow.log"); n != 2 {
-		t.Fatalf("grow.log read %d times, want 2 (the read that saw the change, then one more)", n)
-	}
-	final, err := os.ReadFile(growPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	it, ok := fltItem(m, "grow.log")
-	if !ok || it.Blake3 != snapshot.Hash(final).String() || it.Size != int64(len(final)) {
-		t.Fatalf("grow.log stored as %+v, want its final %d bytes", it, len(final))
-	}
-	n, err := r.FindNode(t.Context(), m, "grow.log")
-	if err != nil || n.Flags&snapshot.FlagChanged != 0 {
-		t.Fatalf("grow.log node %+v, %v: must not be flagged as changed", n, err)
-	}
-	fltCompare(t, src, fltRestore(t, r, m))
 }
 
 // FAULTS D1: a file that changes on every read is stored as last read with

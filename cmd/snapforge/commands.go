@@ -65,6 +65,16 @@ func init() {
 		if len(pos) > 1 {
 			return &usageError{"backup takes at most one PATH"}
 		}
+		if a.shared == nil && os.Getenv("GOMEMLIMIT") == "" {
+			// A backup's live heap is small (chunker windows, chunks in
+			// flight, the index's memtable: some 55 MB) but it churns
+			// through chunk-sized buffers: collect before garbage piles up
+			// past it (issue 3: peak memory no more than the lowest peer's).
+			// The limit follows the live heap where a larger tree needs
+			// more, so the collector never runs back to back.
+			mem := startMemLimit(backupMemoryLimit)
+			defer mem.stop()
+		}
 		r, err := a.open(ctx, "backup")
 		if err != nil {
 			return err
@@ -130,6 +140,10 @@ func init() {
 		return nil
 	}
 }
+
+// backupMemoryLimit is a backup's soft memory limit at rest (GOMEMLIMIT
+// overrides it); see memLimit.
+const backupMemoryLimit = 64 << 20
 
 var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapshots",
 	run: func(ctx context.Context, a *app, args []string) error {

@@ -8,7 +8,8 @@ import (
 	"sync"
 )
 
-// memLimit is the mount process's soft memory limit. At rest it is base:
+// memLimit is a soft memory limit: the mount process's, and a backup's (with
+// its own base). At rest it is base:
 // a mount lives long and mostly serves reads, so its memory stays near what
 // it uses instead of piling up garbage between collections. But the live
 // heap may itself grow towards base: the kernel holds a node for every

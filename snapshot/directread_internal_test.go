@@ -1,0 +1,91 @@
+package snapshot
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestDirectReader reads files of sizes around the block and alignment
+// boundaries through a directReader, with reads of odd sizes: every byte
+// must come back in order, the descriptor must really be O_DIRECT, and a
+// file read again (rewind) must come back whole. With a buffer the file
+// system refuses for direct reads (misaligned), the reader goes on through
+// the page cache: same bytes, O_DIRECT off.
+func TestDirectReader(t *testing.T) {
+	dir := t.TempDir()
+	buf := newDirectBuffer()
+	for _, size := range []int{0, 1, 4095, 4096, directBlock, directBlock + 1, 3*directBlock + 12345} {
+		data := make([]byte, size)
+		rand.NewChaCha8([32]byte{byte(size), byte(size >> 8), byte(size >> 16)}).Read(data)
+		p := filepath.Join(dir, "f")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d directReader
+		d.reset(f, buf)
+		flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.direct != (flags&unix.O_DIRECT != 0) {
+			t.Fatalf("size %d: direct %v but the descriptor's flags are %#o", size, d.direct, flags)
+		}
+		if !d.direct {
+			t.Logf("this file system refuses O_DIRECT: reading through the page cache")
+		}
+		for round := range 2 {
+			got := readOdd(t, &d)
+			if !bytes.Equal(got, data) {
+				t.Fatalf("size %d, round %d: %d bytes read, want the file's %d", size, round, len(got), size)
+			}
+			d.rewind()
+		}
+		f.Close()
+
+		if size < 2*directAlign {
+			continue
+		}
+		f, err = os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m directReader
+		m.reset(f, newDirectBuffer()[1:directBlock-directAlign]) // misaligned: refused when direct
+		wasDirect := m.direct
+		if got := readOdd(t, &m); !bytes.Equal(got, data) {
+			t.Fatalf("size %d, misaligned buffer: %d bytes read, want the file's %d", size, len(got), size)
+		}
+		flags, _ = unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+		if wasDirect && (m.direct || flags&unix.O_DIRECT != 0) {
+			t.Fatalf("size %d: a refused direct read left direct reads on (%v, flags %#o)", size, m.direct, flags)
+		}
+		f.Close()
+	}
+}
+
+// readOdd reads r to its end in reads of varying odd sizes.
+func readOdd(t *testing.T, r io.Reader) []byte {
+	t.Helper()
+	var out []byte
+	p := make([]byte, 300_007)
+	for i := 1; ; i++ {
+		n, err := r.Read(p[:1+(i*7919)%len(p)])
+		out = append(out, p[:n]...)
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
