@@ -991,6 +991,7 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 		b.warn(j.rel, "changed type during backup, refusing to archive", true) // FAULTS D3
 		return nil
 	}
+	src := b.chunkerFor(ch, f) // reads the header through the page cache, before O_DIRECT is set below
 	for attempt := 0; ; attempt++ {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			b.skip(n)
@@ -1012,7 +1013,7 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 		if b.o.WrapReader != nil {
 			r = b.o.WrapReader(j.rel, r)
 		}
-		size, err := b.chunkStream(ctx, b.chunkerFor(ch, f), r, n, before.Size)
+		size, err := b.chunkStream(ctx, src, r, n, before.Size)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

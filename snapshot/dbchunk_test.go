@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -259,6 +260,48 @@ func TestDBChunkPageAligned(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDBChunkPageAlignedLarge: a database large enough to be read with
+// O_DIRECT (the header that picks page-aligned chunks is read before the
+// flag is set) is cut at its pages, also when it changes while read and is
+// read again.
+func TestDBChunkPageAlignedLarge(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	p := filepath.Join(src, "big.db")
+	dbCreate(t, p, "delete", 4096)
+	db := dbOpen(t, p, "")
+	for i := dbRows; i < dbRows+2500; i++ {
+		dbExec(t, db, `INSERT INTO t VALUES (?, ?)`, i, dbPayload(i, 0))
+	}
+	db.Close()
+	var reads int
+	m := fltBackup(t, r, src, func(o *snapshot.BackupOptions) {
+		o.WrapReader = func(rel string, rd io.Reader) io.Reader {
+			if rel == "big.db" {
+				if reads++; reads == 1 { // a change while read: read again
+					f, err := os.OpenFile(p, os.O_WRONLY, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := f.WriteAt([]byte{0x5a}, 3<<19+17); err != nil {
+						t.Fatal(err)
+					}
+					f.Close()
+				}
+			}
+			return rd
+		}
+	})
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < 2<<20 || reads != 2 {
+		t.Fatalf("big.db: %d bytes, read %d times; the test wants over 2 MiB read twice", len(got), reads)
+	}
+	checkChunks(t, dbNode(t, r, m, "big.db"), got, fixedSizes(len(got), chunker.DefaultSQLiteChunk))
 }
 
 // Updating one row in place changes one page, and one chunk: the trees of two
