@@ -186,10 +186,16 @@ type backup struct {
 	zeroMax  ID // id of a chunk of Max zero bytes
 }
 
+// blobJob and packJob carry a new blob to the compressors and the pack
+// writer. Their bytes are in a pooled buffer (buf, nil when not pooled),
+// given back once the next stage is done with them: a backup moves all of
+// its new bytes through these stages, and a buffer each would be that much
+// garbage for the collector to find and the kernel to fault in again.
 type blobJob struct {
 	id   ID
 	kind uint8
 	raw  []byte
+	buf  *[]byte // holds raw
 }
 
 type packJob struct {
@@ -198,6 +204,7 @@ type packJob struct {
 	codec  uint8
 	stored []byte
 	raw    uint32
+	buf    *[]byte // holds stored
 }
 
 // Backup takes a snapshot and returns its manifest. A snapshot with files
@@ -341,13 +348,21 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		g.Go(func() error {
 			defer cg.Done()
 			for j := range b.blobs {
-				stored, codec := pack.Compress(nil, j.raw)
+				dp := getBuf(pack.CompressBound(len(j.raw)))
+				stored, codec := pack.Compress((*dp)[:0], j.raw)
+				pj := packJob{id: j.id, kind: j.kind, codec: codec, stored: stored, raw: uint32(len(j.raw))}
 				if codec == pack.CodecRaw {
-					stored = j.raw
+					putBuf(dp)
+					pj.buf = j.buf
+				} else {
+					*dp = stored // built in dp's array: it had room for the worst case
+					pj.buf = dp
+					putBuf(j.buf)
 				}
 				select {
-				case b.packs <- packJob{id: j.id, kind: j.kind, codec: codec, stored: stored, raw: uint32(len(j.raw))}:
+				case b.packs <- pj:
 				case <-ctx.Done():
+					putBuf(pj.buf)
 					return ctx.Err()
 				}
 			}
@@ -1000,11 +1015,12 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 		}
 		var r io.Reader = f
 		if before.Size >= directFileMin {
-			if ch.dbuf == nil {
-				ch.dbuf = newDirectBuffer()
+			if ch.dbufs[0] == nil {
+				ch.dbufs = newDirectBuffers()
 			}
 			if attempt == 0 {
-				ch.dr.reset(f, ch.dbuf)
+				ch.dr.reset(f, ch.dbufs)
+				defer ch.dr.drain() // before f is closed (deferred earlier, so run later)
 			} else {
 				ch.dr.rewind()
 			}
@@ -1072,7 +1088,7 @@ type chunkers struct {
 	cdc   *chunker.Chunker
 	fixed map[int]*chunker.Fixed // by chunk size, made when first needed
 	dr    directReader           // for large files (directFileMin)
-	dbuf  []byte                 // its buffer, made when first needed
+	dbufs [2][]byte              // its buffers, made when first needed
 }
 
 // chunkerFor returns the chunker for file f: fixed chunks aligned to its
@@ -1202,15 +1218,19 @@ func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, 
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("look up chunk %s: %w", id.Short(), err)
 	}
+	j := blobJob{id: id, kind: kind, raw: data}
 	if borrowed {
-		data = append([]byte(nil), data...)
+		j.buf = getBuf(len(data))
+		j.raw = append((*j.buf)[:0], data...)
+		*j.buf = j.raw
 	}
 	b.newBytes.Add(int64(len(data)))
 	b.o.Live.NewBytes.Add(int64(len(data)))
 	select {
-	case b.blobs <- blobJob{id: id, kind: kind, raw: data}:
+	case b.blobs <- j:
 		return nil
 	case <-ctx.Done():
+		putBuf(j.buf)
 		return ctx.Err()
 	}
 }

@@ -19,7 +19,7 @@ import (
 // the page cache: same bytes, O_DIRECT off.
 func TestDirectReader(t *testing.T) {
 	dir := t.TempDir()
-	buf := newDirectBuffer()
+	bufs := newDirectBuffers()
 	for _, size := range []int{0, 1, 4095, 4096, directBlock, directBlock + 1, 3*directBlock + 12345} {
 		data := make([]byte, size)
 		rand.NewChaCha8([32]byte{byte(size), byte(size >> 8), byte(size >> 16)}).Read(data)
@@ -32,15 +32,15 @@ func TestDirectReader(t *testing.T) {
 			t.Fatal(err)
 		}
 		var d directReader
-		d.reset(f, buf)
+		direct := d.reset(f, bufs)
 		flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.direct != (flags&unix.O_DIRECT != 0) {
-			t.Fatalf("size %d: direct %v but the descriptor's flags are %#o", size, d.direct, flags)
+		if direct != (flags&unix.O_DIRECT != 0) {
+			t.Fatalf("size %d: direct %v but the descriptor's flags are %#o", size, direct, flags)
 		}
-		if !d.direct {
+		if !direct {
 			t.Logf("this file system refuses O_DIRECT: reading through the page cache")
 		}
 		for round := range 2 {
@@ -50,6 +50,7 @@ func TestDirectReader(t *testing.T) {
 			}
 			d.rewind()
 		}
+		d.drain()
 		f.Close()
 
 		if size < 2*directAlign {
@@ -60,8 +61,9 @@ func TestDirectReader(t *testing.T) {
 			t.Fatal(err)
 		}
 		var m directReader
-		m.reset(f, newDirectBuffer()[1:directBlock-directAlign]) // misaligned: refused when direct
-		wasDirect := m.direct
+		odd := newDirectBuffers()
+		odd[0], odd[1] = odd[0][1:directBlock-directAlign], odd[1][1:directBlock-directAlign] // misaligned: refused when direct
+		wasDirect := m.reset(f, odd)
 		if got := readOdd(t, &m); !bytes.Equal(got, data) {
 			t.Fatalf("size %d, misaligned buffer: %d bytes read, want the file's %d", size, len(got), size)
 		}
@@ -69,6 +71,7 @@ func TestDirectReader(t *testing.T) {
 		if wasDirect && (m.direct || flags&unix.O_DIRECT != 0) {
 			t.Fatalf("size %d: a refused direct read left direct reads on (%v, flags %#o)", size, m.direct, flags)
 		}
+		m.drain()
 		f.Close()
 	}
 }

@@ -104,7 +104,9 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 			p.open[slot] = pf
 		}
 		pf := p.open[slot]
-		if _, err := pf.w.Add(j.id, j.kind, j.codec, j.stored, j.raw); err != nil {
+		_, err := pf.w.Add(j.id, j.kind, j.codec, j.stored, j.raw)
+		putBuf(j.buf) // written (or failed): the bytes are not needed again
+		if err != nil {
 			return p.fail("write pack", err)
 		}
 		if pf.w.Size() >= PackTargetSize {

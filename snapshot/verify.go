@@ -288,21 +288,42 @@ func (v *verifier) file(ctx context.Context, n *Node) string {
 
 func (v *verifier) checkFile(ctx context.Context, n *Node) string {
 	var sum int64
-	for _, c := range n.Chunks {
+	problem := ""
+	check := func(c ChunkRef, loc Location, err error) bool {
 		sum += int64(c.Size)
-		loc, err := v.r.idx.Lookup(ctx, c.ID)
-		if err != nil {
-			return fmt.Sprintf("chunk %s is not in the index", c.ID.Short())
+		why, bad := v.badPack[loc.Pack]
+		size, known := v.onDisk[loc.Pack]
+		switch {
+		case err != nil:
+			problem = fmt.Sprintf("chunk %s is not in the index", c.ID.Short())
+		case bad:
+			problem = fmt.Sprintf("chunk %s: pack %s %s", c.ID.Short(), loc.Pack.Short(), why)
+		case known && int64(loc.Offset)+int64(loc.Stored) > size:
+			problem = fmt.Sprintf("chunk %s lies outside pack %s (size mismatch with index)", c.ID.Short(), loc.Pack.Short())
+		case loc.Raw != c.Size:
+			problem = fmt.Sprintf("chunk %s: index says %d bytes, tree says %d", c.ID.Short(), loc.Raw, c.Size)
 		}
-		if p, bad := v.badPack[loc.Pack]; bad {
-			return fmt.Sprintf("chunk %s: pack %s %s", c.ID.Short(), loc.Pack.Short(), p)
+		return problem == ""
+	}
+	if each, ok := v.r.idx.(eachLookuper); ok {
+		i := 0
+		each.LookupEach(ctx, n.Chunks, func(loc Location, err error) bool {
+			i++
+			return check(n.Chunks[i-1], loc, err)
+		})
+		if problem == "" && i < len(n.Chunks) { // the walk itself failed (a cancelled context)
+			return ""
 		}
-		if size, ok := v.onDisk[loc.Pack]; ok && int64(loc.Offset)+int64(loc.Stored) > size {
-			return fmt.Sprintf("chunk %s lies outside pack %s (size mismatch with index)", c.ID.Short(), loc.Pack.Short())
+	} else {
+		for _, c := range n.Chunks {
+			loc, err := v.r.idx.Lookup(ctx, c.ID)
+			if !check(c, loc, err) {
+				break
+			}
 		}
-		if loc.Raw != c.Size {
-			return fmt.Sprintf("chunk %s: index says %d bytes, tree says %d", c.ID.Short(), loc.Raw, c.Size)
-		}
+	}
+	if problem != "" {
+		return problem
 	}
 	if sum != n.Size {
 		return fmt.Sprintf("chunk sizes add up to %d, file size is %d", sum, n.Size)

@@ -72,6 +72,10 @@ func Compress(dst, raw []byte) (stored []byte, codec uint8) {
 	return out, CodecZstd
 }
 
+// CompressBound is the capacity of a dst that Compress builds its output
+// in, whatever raw holds: the zstd worst case for n bytes.
+func CompressBound(n int) int { return encoder().MaxEncodedSize(n) }
+
 // DecodeSlack is the capacity beyond a blob's raw size that lets Decode use
 // the decoder's fast copies, which move whole 16- and 32-byte blocks and so
 // may write past the end of the output. Without it every block is decoded
