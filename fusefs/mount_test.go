@@ -212,16 +212,7 @@ func TestMountLayout(t *testing.T) {
 	m4 := backup(t, r, src) // back to the first content: a change again
 
 	_, dir := mount(t, r, fusefs.Options{Location: time.UTC, Units: map[string][]string{"config": {"a.txt"}}})
-	names := func(p string) []string {
-		t.Helper()
-		ents, err := os.ReadDir(filepath.Join(dir, p))
-		must(t, err)
-		var out []string
-		for _, e := range ents {
-			out = append(out, e.Name())
-		}
-		return out
-	}
+	names := func(p string) []string { t.Helper(); return dirNames(t, filepath.Join(dir, p)) }
 	eq := func(what string, got, want []string) {
 		t.Helper()
 		if strings.Join(got, "|") != strings.Join(want, "|") {
@@ -459,6 +450,18 @@ func TestMountDamagedChunk(t *testing.T) {
 	}
 }
 
+// dirNames lists the names in dir, in the order the file system gives them.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	must(t, err)
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
 // TestMountLatestFollows: a snapshot committed while mounted shows under
 // snapshots/ and as latest within 2 seconds.
 func TestMountLatestFollows(t *testing.T) {
@@ -470,15 +473,7 @@ func TestMountLatestFollows(t *testing.T) {
 	must(t, err)
 	// Listed once: the kernel may keep the listings (it does when it
 	// sends no OPENDIR); a new snapshot must still show in them.
-	listed := func(d string) []string {
-		ents, err := os.ReadDir(filepath.Join(dir, d))
-		must(t, err)
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		return names
-	}
+	listed := func(d string) []string { t.Helper(); return dirNames(t, filepath.Join(dir, d)) }
 	if got := listed("snapshots"); len(got) != 1 {
 		t.Fatalf("snapshots/ lists %q, want one snapshot", got)
 	}
