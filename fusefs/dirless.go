@@ -18,23 +18,21 @@ import (
 // A READDIR(PLUS) then comes without a handle (Fh 0). It is served through
 // a handle of go-fuse's node bridge opened for it, and kept for the
 // listing's next request (a large directory takes many): one per directory,
-// at most keptDirs in all, released when the listing reaches its end. The
-// handles seek (Seekdir), so a kept handle serves any offset.
+// at most keptDirs in all, released when the listing reaches its end or the
+// kernel forgets the directory. The handles seek (Seekdir), so a kept handle
+// serves any offset.
 type dirlessFS struct {
 	fuse.RawFileSystem
 	on atomic.Bool
 
 	mu   sync.Mutex
 	kept map[uint64]keptDir // by node id
-	tick uint64
 }
 
-type keptDir struct {
-	fh, node uint64
-	used     uint64
-}
+type keptDir struct{ fh, node uint64 }
 
-// keptDirs bounds the directory handles kept between requests.
+// keptDirs bounds the directory handles kept between requests; a listing
+// beyond it gets a handle per request.
 const keptDirs = 64
 
 func newDirlessFS(inner fuse.RawFileSystem) *dirlessFS {
@@ -96,26 +94,14 @@ func (d *dirlessFS) withHandle(cancel <-chan struct{}, in *fuse.ReadIn, out *fus
 		return st
 	}
 	d.mu.Lock()
-	var victim keptDir
-	evict := false
-	if _, taken := d.kept[node]; taken { // another request kept one meanwhile
-		victim, evict = k, true
-	} else {
-		d.tick++
-		k.used = d.tick
+	_, taken := d.kept[node] // another request kept one meanwhile
+	keep := !taken && len(d.kept) < keptDirs
+	if keep {
 		d.kept[node] = k
-		if len(d.kept) > keptDirs {
-			for _, c := range d.kept {
-				if !evict || c.used < victim.used {
-					victim, evict = c, true
-				}
-			}
-			delete(d.kept, victim.node)
-		}
 	}
 	d.mu.Unlock()
-	if evict {
-		d.release(victim)
+	if !keep {
+		d.release(k)
 	}
 	return st
 }

@@ -196,12 +196,13 @@ func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
 	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", abs, err) // the serve loop ends with the failed mount
 	}
-	raw.start(server.KernelSettings())
+	k := server.KernelSettings()
+	raw.start(k)
+	if k != nil && k.Flags&fuse.CAP_NO_OPEN_SUPPORT != 0 {
+		f.noOpen.Store(true)
+	}
 	if root {
 		raiseReadahead(abs)
-	}
-	if k := server.KernelSettings(); k != nil && k.Flags&fuse.CAP_NO_OPEN_SUPPORT != 0 {
-		f.noOpen.Store(true)
 	}
 	m := &Mount{Dir: abs, fs: f, server: server, raw: raw, stop: make(chan struct{})}
 	m.done.Add(1)

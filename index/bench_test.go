@@ -62,7 +62,7 @@ func BenchmarkLookup(b *testing.B) {
 			for k := range refs {
 				refs[k].ID = ids[(i+k)%len(ids)]
 			}
-			err := db.LookupEach(ctx, refs, func(_ snapshot.Location, err error) bool {
+			err := db.LookupEach(ctx, refs, func(_ int, _ snapshot.Location, err error) bool {
 				if err != nil {
 					b.Fatal(err)
 				}

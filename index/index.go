@@ -326,41 +326,40 @@ func (db *DB) Lookup(ctx context.Context, id snapshot.ID) (snapshot.Location, er
 	if err := ctx.Err(); err != nil {
 		return loc, fmt.Errorf("look up blob %s: %w", id.Short(), err)
 	}
-	var key [chunkKeyLen]byte
-	err := db.bdb.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(appendChunkKey(key[:0], id))
-		if err != nil {
-			return translate(err)
-		}
-		return item.Value(func(v []byte) error { return unmarshalLocation(v, &loc) })
-	})
+	err := db.bdb.View(func(txn *badger.Txn) error { return getLocation(txn, id, &loc) })
 	if err != nil {
 		return snapshot.Location{}, fmt.Errorf("look up blob %s: %w", id.Short(), err)
 	}
 	return loc, nil
 }
 
+// getLocation reads blob id's location in txn.
+func getLocation(txn *badger.Txn, id snapshot.ID, loc *snapshot.Location) error {
+	var key [chunkKeyLen]byte
+	item, err := txn.Get(appendChunkKey(key[:0], id))
+	if err != nil {
+		return translate(err)
+	}
+	return item.Value(func(v []byte) error { return unmarshalLocation(v, loc) })
+}
+
 // LookupEach looks up the blobs of refs, in order, in one read transaction
 // (a Lookup each pays for a transaction of its own: a no-change backup
 // checks every chunk of every file it reuses), calling fn with each one's
-// location or an error matching snapshot.ErrNotFound. It stops early when
-// fn returns false.
-func (db *DB) LookupEach(ctx context.Context, refs []snapshot.ChunkRef, fn func(loc snapshot.Location, err error) bool) error {
+// index in refs and its location or an error matching snapshot.ErrNotFound.
+// It stops early when fn returns false.
+func (db *DB) LookupEach(ctx context.Context, refs []snapshot.ChunkRef, fn func(i int, loc snapshot.Location, err error) bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("look up %d blobs: %w", len(refs), err)
 	}
-	var key [chunkKeyLen]byte
 	return db.bdb.View(func(txn *badger.Txn) error {
-		for _, r := range refs {
+		for i, r := range refs {
 			var loc snapshot.Location
-			item, err := txn.Get(appendChunkKey(key[:0], r.ID))
-			if err == nil {
-				err = item.Value(func(v []byte) error { return unmarshalLocation(v, &loc) })
-			}
+			err := getLocation(txn, r.ID, &loc)
 			if err != nil {
-				err = fmt.Errorf("look up blob %s: %w", r.ID.Short(), translate(err))
+				err = fmt.Errorf("look up blob %s: %w", r.ID.Short(), err)
 			}
-			if !fn(loc, err) {
+			if !fn(i, loc, err) {
 				return nil
 			}
 		}

@@ -198,7 +198,10 @@ func TestLookupEach(t *testing.T) {
 		unknown := testID("each-unknown", 0)
 		refs := []snapshot.ChunkRef{{ID: blobs[3].ID}, {ID: unknown}, {ID: blobs[39].ID}, {ID: blobs[0].ID}}
 		var got []string
-		err := db.LookupEach(ctx, refs, func(loc snapshot.Location, err error) bool {
+		err := db.LookupEach(ctx, refs, func(i int, loc snapshot.Location, err error) bool {
+			if i != len(got) {
+				t.Errorf("call %d for ref %d: out of order", len(got), i)
+			}
 			switch {
 			case errors.Is(err, snapshot.ErrNotFound) && strings.Contains(err.Error(), unknown.Short()):
 				got = append(got, "not found")
@@ -217,12 +220,12 @@ func TestLookupEach(t *testing.T) {
 			t.Fatalf("LookupEach gave %q, want %q", got, want)
 		}
 		calls := 0
-		if err := db.LookupEach(ctx, refs, func(snapshot.Location, error) bool { calls++; return calls < 2 }); err != nil || calls != 2 {
+		if err := db.LookupEach(ctx, refs, func(int, snapshot.Location, error) bool { calls++; return calls < 2 }); err != nil || calls != 2 {
 			t.Fatalf("stopped walk: %d calls, %v; want 2", calls, err)
 		}
 		cancelled, cancel := context.WithCancel(ctx)
 		cancel()
-		if err := db.LookupEach(cancelled, refs, func(snapshot.Location, error) bool { return true }); !errors.Is(err, context.Canceled) {
+		if err := db.LookupEach(cancelled, refs, func(int, snapshot.Location, error) bool { return true }); !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled: %v, want context.Canceled", err)
 		}
 	})

@@ -846,29 +846,14 @@ func (b *backup) reuse(ctx context.Context, n, pn *Node) bool {
 	return true
 }
 
-// eachLookuper is an Index that looks many blobs up in one read
-// (index.DB.LookupEach).
-type eachLookuper interface {
-	LookupEach(ctx context.Context, refs []ChunkRef, fn func(loc Location, err error) bool) error
-}
-
 // chunksStored reports whether every chunk is stored in a sound pack.
 func (b *backup) chunksStored(ctx context.Context, refs []ChunkRef) bool {
-	if each, ok := b.r.idx.(eachLookuper); ok {
-		stored := true
-		err := each.LookupEach(ctx, refs, func(loc Location, err error) bool {
-			stored = err == nil && b.r.usable(loc)
-			return stored
-		})
-		return err == nil && stored
-	}
-	for _, c := range refs {
-		loc, err := b.r.idx.Lookup(ctx, c.ID)
-		if err != nil || !b.r.usable(loc) {
-			return false
-		}
-	}
-	return true
+	stored := true
+	err := b.r.idx.LookupEach(ctx, refs, func(_ int, loc Location, err error) bool {
+		stored = err == nil && b.r.usable(loc)
+		return stored
+	})
+	return err == nil && stored
 }
 
 // reuseSQLite fills n, a database of a sqlite unit, from the parent's node

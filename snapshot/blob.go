@@ -270,29 +270,19 @@ func (pr *packReader) open(id ID, direct bool) (*openPack, func(), error) {
 // buf itself when its capacity allows (BufferSize), the bytes then moved
 // to its start: no second buffer.
 func (op *openPack) readRaw(buf []byte, off int64, n int) ([]byte, error) {
-	if n >= directMin && op.direct != nil && directReads.Load() {
-		from, to := directRange(off, n)
-		b := buf[:cap(buf)]
-		shift := alignShift(b)
-		if len(b) < shift+int(to-from) { // no room: read into a buffer of its own
-			data, done, ok, err := op.readDirect(off, n)
-			if ok {
-				if err == nil {
-					buf = append(buf[:0], data...)
-				}
-				done()
-				return buf, err
+	if n >= directMin && op.direct != nil {
+		if data, ok, err := op.readAligned(buf[:cap(buf)], off, n); ok {
+			if err != nil {
+				return nil, err
 			}
-		} else {
-			got, err := op.direct.ReadAt(b[shift:shift+int(to-from)], from)
-			ok, err := directDone(got, err, int(off-from)+n)
-			if ok {
-				if err != nil {
-					return nil, err
-				}
-				start := shift + int(off-from)
-				return b[:copy(b, b[start:start+n])], nil
+			return buf[:copy(buf[:cap(buf)], data)], nil
+		}
+		if data, done, ok, err := op.readDirect(off, n); ok { // no room in buf
+			if err == nil {
+				buf = append(buf[:0], data...)
 			}
+			done()
+			return buf, err
 		}
 	}
 	out := slices.Grow(buf[:0], n)[:n]
@@ -314,36 +304,40 @@ func (op *openPack) readStored(off int64, n int) (data []byte, done func(), err 
 	return data, func() { putBuf(bp) }, err
 }
 
-// readDirect reads n bytes at off with O_DIRECT: the aligned range around
-// them into an aligned buffer of its own, valid until done is called. ok
-// is false when the pack is not open for direct reads or the file system
-// refused this one; the caller then reads through the page cache.
+// readDirect is readAligned into a buffer of its own, valid until done is
+// called (also on an error).
 func (op *openPack) readDirect(off int64, n int) (data []byte, done func(), ok bool, err error) {
-	if op.direct == nil || !directReads.Load() {
+	if op.direct == nil {
 		return nil, nil, false, nil
 	}
 	from, to := directRange(off, n)
 	bp := getBuf(int(to-from) + directAlign)
-	b := (*bp)[:cap(*bp)]
-	b = b[alignShift(b):][:to-from]
-	got, err := op.direct.ReadAt(b, from)
-	ok, err = directDone(got, err, int(off-from)+n)
+	data, ok, err = op.readAligned((*bp)[:cap(*bp)], off, n)
 	if !ok || err != nil {
 		putBuf(bp)
 		return nil, func() {}, ok, err
 	}
+	return data, func() { putBuf(bp) }, true, nil
+}
+
+// readAligned reads n bytes at off with O_DIRECT: the aligned blocks around
+// them into b from its first aligned address, and returns the n bytes
+// within. ok is false when b has no room for that, the pack is not open for
+// direct reads, or the file system refused this one (direct reads are then
+// off for the process); the caller then reads another way.
+func (op *openPack) readAligned(b []byte, off int64, n int) (data []byte, ok bool, err error) {
+	from, to := directRange(off, n)
+	shift := alignShift(b)
+	if op.direct == nil || !directReads.Load() || len(b) < shift+int(to-from) {
+		return nil, false, nil
+	}
+	b = b[shift : shift+int(to-from)]
+	got, err := op.direct.ReadAt(b, from)
 	skip := int(off - from)
-	return b[skip : skip+n], func() { putBuf(bp) }, true, nil
-}
-
-// directRange returns the aligned range of the pack around [off, off+n).
-func directRange(off int64, n int) (from, to int64) {
-	return off &^ (directAlign - 1), (off + int64(n) + directAlign - 1) &^ (directAlign - 1)
-}
-
-// alignShift returns how many bytes into b the first aligned address is.
-func alignShift(b []byte) int {
-	return -int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))) & (directAlign - 1)
+	if ok, err = directDone(got, err, skip+n); !ok || err != nil {
+		return nil, ok, err
+	}
+	return b[skip : skip+n], true, nil
 }
 
 // directDone judges a direct read that returned got bytes and err when
@@ -361,6 +355,16 @@ func directDone(got int, err error, want int) (ok bool, _ error) {
 		return true, io.ErrUnexpectedEOF
 	}
 	return true, err
+}
+
+// directRange returns the aligned range of the pack around [off, off+n).
+func directRange(off int64, n int) (from, to int64) {
+	return off &^ (directAlign - 1), (off + int64(n) + directAlign - 1) &^ (directAlign - 1)
+}
+
+// alignShift returns how many bytes into b the first aligned address is.
+func alignShift(b []byte) int {
+	return -int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))) & (directAlign - 1)
 }
 
 func (op *openPack) close() {

@@ -131,21 +131,8 @@ func TestDirectReadFaults(t *testing.T) {
 				t.Fatalf("last chunk: codec %d, %d bytes; the test wants a large raw chunk", blob.Codec, blob.Stored)
 			}
 			switch fault {
-			case "flip":
-				f, err := os.OpenFile(packPath, os.O_RDWR, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				off := int64(blob.Offset) + int64(blob.Stored) - 3 // in the last, partly used block
-				var b [1]byte
-				if _, err := f.ReadAt(b[:], off); err != nil {
-					t.Fatal(err)
-				}
-				b[0] ^= 0x10
-				if _, err := f.WriteAt(b[:], off); err != nil {
-					t.Fatal(err)
-				}
-				f.Close()
+			case "flip": // in the last, partly used block
+				fltFlipByte(t, packPath, int64(blob.Offset)+int64(blob.Stored)-3, 0x10)
 			case "truncate":
 				if err := os.Truncate(packPath, int64(blob.Offset)+int64(blob.Stored)-100); err != nil {
 					t.Fatal(err)

@@ -23,11 +23,12 @@ import (
 // O_DIRECT (EINVAL) is read through the page cache.
 //
 // The block size weighs a single large file, read with one request in
-// flight (an incremental backup after a database and a model changed: 1.9 to
-// 2.2 s with 1 MiB blocks, 1.7 s with 4 MiB, 1.5 to 1.8 s through the page
-// cache and its 8 MiB readahead), against memory: two blocks for each of
-// the two readers (peak RSS of the initial backup 80 MB at 2 MiB, 84 to 89
-// MB at 4 MiB; issue 3 wants it at most borg's 82 MB).
+// flight (the harness's mutated backup, where a database and a model
+// changed, by hand, cold: 2.0 to 2.2 s with 1 or 2 MiB blocks, 1.7 s with 4
+// MiB, 1.4 to 1.8 s through the page cache and its 8 MiB readahead),
+// against memory: two blocks for each of the two readers (peak RSS of the
+// initial backup 80 MB at 2 MiB, 84 to 89 MB at 4 MiB; issue 3 wants it at
+// most borg's 82 MB).
 const (
 	directFileMin = 1 << 20
 	directBlock   = 2 << 20
@@ -35,11 +36,9 @@ const (
 
 // directReader reads a regular file from offset 0 with O_DIRECT set on its
 // descriptor, whole aligned blocks at a time, one block ahead: while the
-// chunker works on one block the next is read in the background (the
-// kernel's readahead does that for buffered reads; without it a single
-// large file, as in an incremental backup after a database changed, waits
-// for the disk at every block: 2.1-2.4 s instead of 1.7-1.8 s for the
-// harness's mutated backup).
+// chunker works on one block the next is read in the background, as the
+// kernel's readahead does for buffered reads (the mutated backup above with
+// 1 MiB blocks: 2.1 to 2.4 s read one at a time, 2.0 to 2.2 s one ahead).
 type directReader struct {
 	f        *os.File
 	fd       int
@@ -78,14 +77,25 @@ func newDirectBuffers() [2][]byte {
 func (d *directReader) reset(f *os.File, bufs [2][]byte) (direct bool) {
 	d.drain()
 	*d = directReader{f: f, fd: int(f.Fd()), bufs: bufs, ahead: make(chan blockRead, 1)}
-	flags, err := unix.FcntlInt(uintptr(d.fd), unix.F_GETFL, 0)
-	if err == nil && flags&unix.O_DIRECT == 0 {
-		_, err = unix.FcntlInt(uintptr(d.fd), unix.F_SETFL, flags|unix.O_DIRECT)
-	}
-	d.direct = err == nil
+	d.direct = setDirect(d.fd, true) == nil
 	direct = d.direct
 	d.start(0)
 	return direct
+}
+
+// setDirect sets or clears O_DIRECT on descriptor fd.
+func setDirect(fd int, on bool) error {
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if on {
+		flags |= unix.O_DIRECT
+	} else {
+		flags &^= unix.O_DIRECT
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags)
+	return err
 }
 
 // rewind starts over from offset 0 (a file read again after it changed).
@@ -148,9 +158,7 @@ func (d *directReader) readBlock(buf []byte, off int64) (n int, eof bool, err er
 			continue
 		case errors.Is(err, unix.EINVAL) && d.direct:
 			d.direct = false
-			if flags, ferr := unix.FcntlInt(uintptr(d.fd), unix.F_GETFL, 0); ferr == nil {
-				unix.FcntlInt(uintptr(d.fd), unix.F_SETFL, flags&^unix.O_DIRECT)
-			}
+			setDirect(d.fd, false) // if even that fails, the next read says so
 			continue
 		case err != nil:
 			return n, false, &os.PathError{Op: "read", Path: d.f.Name(), Err: err}

@@ -215,6 +215,24 @@ func fltReopen(t testing.TB, r *snapshot.Repo, repo string, mod ...func(*snapsho
 	return indextest.OpenRepo(t, repo, mod...)
 }
 
+// fltFlipByte flips the bits of mask in the byte of file p at off.
+func fltFlipByte(t testing.TB, p string, off int64, mask byte) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= mask
+	if _, err := f.WriteAt(b[:], off); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // fltLaterClock makes every file of the test older than the engine's
 // timestamp-granularity window, so incremental backups may trust them (the
 // clock is the one fake the rules allow).
@@ -242,20 +260,7 @@ func TestFaultsA1FlippedPayloadByte(t *testing.T) {
 		t.Fatalf("chunk stored with codec %d; the test wants a compressed payload", blob.Codec)
 	}
 	packID := fltPackID(t, packPath)
-	f, err := os.OpenFile(packPath, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := int64(blob.Offset) + int64(blob.Stored)/2
-	var b [1]byte
-	if _, err := f.ReadAt(b[:], off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x40
-	if _, err := f.WriteAt(b[:], off); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	fltFlipByte(t, packPath, int64(blob.Offset)+int64(blob.Stored)/2, 0x40)
 	r = fltReopen(t, r, repo)
 
 	// The structural check reads no chunk data, so a payload byte flip with
@@ -1067,22 +1072,7 @@ func TestFaultsA1DamagedChunkOfLargeFile(t *testing.T) {
 		t.Fatalf("chunk stored with codec %d, want raw", blob.Codec)
 	}
 	packID := fltPackID(t, packPath)
-	flip := func() {
-		f, err := os.OpenFile(packPath, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		off := int64(blob.Offset) + int64(blob.Stored)/3
-		var b [1]byte
-		if _, err := f.ReadAt(b[:], off); err != nil {
-			t.Fatal(err)
-		}
-		b[0] ^= 0x01
-		if _, err := f.WriteAt(b[:], off); err != nil {
-			t.Fatal(err)
-		}
-	}
+	flip := func() { fltFlipByte(t, packPath, int64(blob.Offset)+int64(blob.Stored)/3, 0x01) }
 	flip()
 	r = fltReopen(t, r, repo)
 	rep := fltVerify(t, r, true)

@@ -44,6 +44,10 @@ type PackBlob struct {
 type Index interface {
 	// Lookup returns where blob id is stored, or ErrNotFound.
 	Lookup(ctx context.Context, id ID) (Location, error)
+	// LookupEach looks up the blobs of refs in order, in one read, calling
+	// fn with each one's index in refs and its location or an error
+	// (ErrNotFound) until fn returns false. Its own error is the read's.
+	LookupEach(ctx context.Context, refs []ChunkRef, fn func(i int, loc Location, err error) bool) error
 	// AddPack records a pack and every blob in it. It returns only after
 	// the records are durable (synced).
 	AddPack(ctx context.Context, pack ID, size int64, blobs []PackBlob) error

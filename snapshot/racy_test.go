@@ -1,10 +1,12 @@
 package snapshot_test
 
 import (
-	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"snapforge/index/indextest"
 	"snapforge/snapshot"
@@ -17,18 +19,26 @@ import (
 // before the backup's start is not: a write after the backup read it,
 // within the same tick, would leave its timestamps as they were.
 func TestRecentFilesTrustedPastTheirTick(t *testing.T) {
-	r, _ := indextest.NewRepo(t)
+	// The backups' clock is pinned relative to the files' ctimes, so what
+	// is judged is the window, not how fast this machine gets from the
+	// write to the backup.
+	var now atomic.Int64
+	r, _ := indextest.NewRepo(t, func(o *snapshot.Options) {
+		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	now.Store(time.Now().UnixNano())
 	src := fltSource(t, map[string][]byte{"settled.txt": fltText(51, 8<<10)})
-	var st os.FileInfo
-	st, err := os.Stat(filepath.Join(src, "settled.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.ModTime().Nanosecond() == 0 {
+	settled := ctimeOf(t, filepath.Join(src, "settled.txt"))
+	if settled%1e9 == 0 {
 		t.Skip("this file system keeps whole-second timestamps: the two-second window applies")
 	}
 	time.Sleep(300 * time.Millisecond)
 	indextest.WriteFile(t, filepath.Join(src, "hot.txt"), fltText(52, 8<<10))
+	hot := ctimeOf(t, filepath.Join(src, "hot.txt"))
+	if hot-settled < int64(250*time.Millisecond) {
+		t.Fatalf("hot.txt's ctime only %v after settled.txt's", time.Duration(hot-settled))
+	}
+	now.Store(hot + int64(50*time.Millisecond)) // the backup starts 50 ms after hot.txt was written
 	m1 := fltBackup(t, r, src)
 	for name, want := range map[string]bool{"settled.txt": false, "hot.txt": true} {
 		n, err := r.FindNode(t.Context(), m1, name)
@@ -39,6 +49,7 @@ func TestRecentFilesTrustedPastTheirTick(t *testing.T) {
 			t.Errorf("%s: not to be trusted %v, want %v (mtime %d, ctime %d)", name, got, want, n.MTime, n.CTime)
 		}
 	}
+	now.Add(int64(time.Second))
 	var next readCounter
 	m2 := fltBackup(t, r, src, func(o *snapshot.BackupOptions) { o.WrapReader = next.wrap })
 	if m2.Parent != m1.BackupID || next.get("settled.txt") != 0 || next.get("hot.txt") != 1 {
@@ -46,4 +57,14 @@ func TestRecentFilesTrustedPastTheirTick(t *testing.T) {
 			m2.Parent, next.get("settled.txt"), next.get("hot.txt"))
 	}
 	fltCompare(t, src, fltRestore(t, r, m2))
+}
+
+// ctimeOf returns p's ctime in nanoseconds.
+func ctimeOf(t *testing.T, p string) int64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ctim.Nano()
 }

@@ -289,7 +289,8 @@ func (v *verifier) file(ctx context.Context, n *Node) string {
 func (v *verifier) checkFile(ctx context.Context, n *Node) string {
 	var sum int64
 	problem := ""
-	check := func(c ChunkRef, loc Location, err error) bool {
+	err := v.r.idx.LookupEach(ctx, n.Chunks, func(i int, loc Location, err error) bool {
+		c := n.Chunks[i]
 		sum += int64(c.Size)
 		why, bad := v.badPack[loc.Pack]
 		size, known := v.onDisk[loc.Pack]
@@ -304,26 +305,14 @@ func (v *verifier) checkFile(ctx context.Context, n *Node) string {
 			problem = fmt.Sprintf("chunk %s: index says %d bytes, tree says %d", c.ID.Short(), loc.Raw, c.Size)
 		}
 		return problem == ""
-	}
-	if each, ok := v.r.idx.(eachLookuper); ok {
-		i := 0
-		each.LookupEach(ctx, n.Chunks, func(loc Location, err error) bool {
-			i++
-			return check(n.Chunks[i-1], loc, err)
-		})
-		if problem == "" && i < len(n.Chunks) { // the walk itself failed (a cancelled context)
-			return ""
-		}
-	} else {
-		for _, c := range n.Chunks {
-			loc, err := v.r.idx.Lookup(ctx, c.ID)
-			if !check(c, loc, err) {
-				break
-			}
-		}
-	}
-	if problem != "" {
+	})
+	switch {
+	case problem != "":
 		return problem
+	case err != nil && ctx.Err() != nil:
+		return "" // cancelled: Verify returns the context's error
+	case err != nil:
+		return fmt.Sprintf("chunks could not be looked up: %v", err)
 	}
 	if sum != n.Size {
 		return fmt.Sprintf("chunk sizes add up to %d, file size is %d", sum, n.Size)
@@ -332,7 +321,7 @@ func (v *verifier) checkFile(ctx context.Context, n *Node) string {
 		v.opts.Live.BytesDone.Add(n.Size)
 		return ""
 	}
-	err := v.r.streamContent(ctx, v.pr, n, checkFile, func(data []byte, _ int64) error {
+	err = v.r.streamContent(ctx, v.pr, n, checkFile, func(data []byte, _ int64) error {
 		v.opts.Live.BytesDone.Add(int64(len(data)))
 		return nil
 	})
