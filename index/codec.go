@@ -22,10 +22,13 @@ const (
 	// locationVersion is the first byte of every encoded Location. A reader
 	// that meets another version refuses the value instead of guessing; the
 	// index is derived data, so the fix is a rebuild.
-	locationVersion = 1
-	// locationLen is version(1) pack(32) offset(8) stored(4) raw(4) kind(1) codec(1).
-	locationLen = 1 + idLen + 8 + 4 + 4 + 1 + 1
-	packSizeLen = 8
+	locationVersion = 2
+	// locationLen is version(1) pack(32) offset(8) stored(4) raw(4) kind(1)
+	// codec(1) groupOff(4) groupRaw(4); a version 1 location (written before
+	// groups existed) lacks the last two and is read with them zero.
+	locationLen   = 1 + idLen + 8 + 4 + 4 + 1 + 1 + 4 + 4
+	locationV1Len = locationLen - 8
+	packSizeLen   = 8
 )
 
 // chunkKey returns "c/" + id.
@@ -65,14 +68,16 @@ func idFromKey(key []byte, prefix string) (snapshot.ID, error) {
 
 // marshalLocation appends the fixed-size binary form of loc to dst:
 //
-//	version(1)=1 | pack(32) | offset(8, BE) | stored(4, BE) | raw(4, BE) | kind(1) | codec(1)
+//	version(1)=2 | pack(32) | offset(8, BE) | stored(4, BE) | raw(4, BE) | kind(1) | codec(1) | groupOff(4, BE) | groupRaw(4, BE)
 func marshalLocation(dst []byte, loc snapshot.Location) []byte {
 	dst = append(dst, locationVersion)
 	dst = append(dst, loc.Pack[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, loc.Offset)
 	dst = binary.BigEndian.AppendUint32(dst, loc.Stored)
 	dst = binary.BigEndian.AppendUint32(dst, loc.Raw)
-	return append(dst, loc.Kind, loc.Codec)
+	dst = append(dst, loc.Kind, loc.Codec)
+	dst = binary.BigEndian.AppendUint32(dst, loc.GroupOff)
+	return binary.BigEndian.AppendUint32(dst, loc.GroupRaw)
 }
 
 // unmarshalLocation decodes what marshalLocation wrote. It copies everything
@@ -88,6 +93,11 @@ func unmarshalLocation(b []byte, loc *snapshot.Location) error {
 	loc.Raw = binary.BigEndian.Uint32(b[12:16])
 	loc.Kind = b[16]
 	loc.Codec = b[17]
+	loc.GroupOff, loc.GroupRaw = 0, 0
+	if len(b) > 18 { // version 2
+		loc.GroupOff = binary.BigEndian.Uint32(b[18:22])
+		loc.GroupRaw = binary.BigEndian.Uint32(b[22:26])
+	}
 	return nil
 }
 
@@ -101,11 +111,20 @@ func locationPack(b []byte, pack *snapshot.ID) error {
 }
 
 func checkLocation(b []byte) error {
-	if len(b) != locationLen {
-		return fmt.Errorf("decode location: have %d bytes, want %d", len(b), locationLen)
+	if len(b) == 0 {
+		return fmt.Errorf("decode location: empty")
 	}
-	if b[0] != locationVersion {
+	want := 0
+	switch b[0] {
+	case 1:
+		want = locationV1Len
+	case locationVersion:
+		want = locationLen
+	default:
 		return fmt.Errorf("decode location: unknown version %d", b[0])
+	}
+	if len(b) != want {
+		return fmt.Errorf("decode location: have %d bytes, want %d for version %d", len(b), want, b[0])
 	}
 	return nil
 }

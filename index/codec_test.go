@@ -19,6 +19,7 @@ func TestLocationRoundTrip(t *testing.T) {
 			Codec:  snapshot.CodecZstd,
 		},
 		{Pack: snapshot.ID{31: 1}, Offset: 1 << 40, Stored: 7, Raw: 9, Kind: 255, Codec: 254},
+		{Pack: snapshot.ID{7: 7}, Offset: 8, Stored: 400, Raw: 16384, Kind: snapshot.KindData, Codec: snapshot.CodecGroup, GroupOff: 32768, GroupRaw: 1 << 20},
 	}
 	for _, want := range locs {
 		b := marshalLocation(nil, want)
@@ -40,10 +41,30 @@ func TestLocationRoundTrip(t *testing.T) {
 func TestLocationLayout(t *testing.T) {
 	loc := snapshot.Location{Pack: snapshot.ID{0: 0xaa, 31: 0xbb}, Offset: 0x0102030405060708,
 		Stored: 0x090a0b0c, Raw: 0x0d0e0f10, Kind: 0x11, Codec: 0x12}
-	want := append([]byte{1, 0xaa}, make([]byte, 30)...)
-	want = append(want, 0xbb, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x11, 0x12)
+	loc.GroupOff, loc.GroupRaw = 0x13141516, 0x1718191a
+	want := append([]byte{2, 0xaa}, make([]byte, 30)...)
+	want = append(want, 0xbb, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a)
 	if got := marshalLocation(nil, loc); !bytes.Equal(got, want) {
 		t.Errorf("marshalLocation =\n%x, want\n%x", got, want)
+	}
+}
+
+// An index written before groups existed holds version 1 locations: they
+// still decode, with no group.
+func TestLocationVersion1(t *testing.T) {
+	v1 := append([]byte{1, 0xaa}, make([]byte, 30)...)
+	v1 = append(v1, 0xbb, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x11, 0x12)
+	var got snapshot.Location
+	if err := unmarshalLocation(v1, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := snapshot.Location{Pack: snapshot.ID{0: 0xaa, 31: 0xbb}, Offset: 0x0102030405060708,
+		Stored: 0x090a0b0c, Raw: 0x0d0e0f10, Kind: 0x11, Codec: 0x12}
+	if got != want {
+		t.Fatalf("version 1 location = %+v, want %+v", got, want)
+	}
+	if err := unmarshalLocation(append(v1, 0, 0, 0, 0, 0, 0, 0, 0), &got); err == nil {
+		t.Fatal("a version 1 location of version 2's length was accepted")
 	}
 }
 
@@ -53,7 +74,8 @@ func TestLocationRejects(t *testing.T) {
 		"empty":   nil,
 		"short":   good[:locationLen-1],
 		"long":    append(append([]byte{}, good...), 0),
-		"version": append([]byte{2}, good[1:]...),
+		"version": append([]byte{3}, good[1:]...),
+		"v2 short": good[:locationLen-8],
 	}
 	for name, b := range bad {
 		var loc snapshot.Location

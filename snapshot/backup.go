@@ -22,6 +22,7 @@ import (
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot/audit"
@@ -172,6 +173,8 @@ type backup struct {
 	blobs chan blobJob
 	packs chan packJob
 
+	inflight *semaphore.Weighted // bytes of new blobs queued, compressing or waiting to be written (inflightMax)
+
 	mu        sync.Mutex
 	seen      map[ID]struct{}
 	skipped   map[*Node]bool
@@ -191,20 +194,63 @@ type backup struct {
 // given back once the next stage is done with them: a backup moves all of
 // its new bytes through these stages, and a buffer each would be that much
 // garbage for the collector to find and the kernel to fault in again.
+//
+// A job with members is a group of small blobs (see groupMax): raw holds
+// their plaintexts back to back. It becomes one frame (codec CodecGroup) or,
+// when that saves too little, each member stored raw (codec CodecRaw).
 type blobJob struct {
-	id   ID
-	kind uint8
-	raw  []byte
-	buf  *[]byte // holds raw
+	id      ID
+	kind    uint8
+	raw     []byte
+	buf     *[]byte     // holds raw
+	members []pack.Blob // a group's members (ID, Kind, Raw); nil for one blob
+	weight  int64       // held of backup.inflight until written
 }
 
 type packJob struct {
-	id     ID
-	kind   uint8
-	codec  uint8
-	stored []byte
-	raw    uint32
-	buf    *[]byte // holds stored
+	id      ID
+	kind    uint8
+	codec   uint8
+	stored  []byte
+	raw     uint32
+	buf     *[]byte // holds stored
+	members []pack.Blob
+	weight  int64
+}
+
+// inflightMax bounds the bytes of new blobs between the file readers and
+// the pack writer: queued, being compressed, compressed and waiting. The
+// queues are counted in jobs, and a job may be a 16 KiB page or a 4 MiB
+// chunk; the bytes are what the backup's memory is made of.
+const inflightMax = 8 << 20
+
+// compressJob compresses j for the pack writer. The frame is built in a
+// scratch buffer with room for the worst case, then copied into one of its
+// own size: what waits in the writer's queue is the compressed size, not
+// the worst case (a database's 1 MiB group is about 400 KiB stored).
+func compressJob(j blobJob) packJob {
+	scratch := getBuf(pack.CompressBound(len(j.raw)))
+	defer putBuf(scratch)
+	var stored []byte
+	codec := pack.CodecGroup
+	if j.members != nil {
+		var ok bool
+		if stored, ok = pack.CompressGroup((*scratch)[:0], j.raw); !ok {
+			stored, codec = j.raw, pack.CodecRaw
+		}
+	} else {
+		stored, codec = pack.Compress((*scratch)[:0], j.raw)
+	}
+	pj := packJob{id: j.id, kind: j.kind, codec: codec, raw: uint32(len(j.raw)), members: j.members, weight: j.weight}
+	if codec == pack.CodecRaw {
+		pj.stored, pj.buf = j.raw, j.buf // stored is raw itself
+		return pj
+	}
+	putBuf(j.buf)
+	pj.buf = getBuf(len(stored))
+	pj.stored = append((*pj.buf)[:0], stored...)
+	*pj.buf = pj.stored
+	return pj
 }
 
 // Backup takes a snapshot and returns its manifest. A snapshot with files
@@ -335,11 +381,12 @@ func (b *backup) skip(n *Node) {
 func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*Manifest, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	b.jobs = make(chan *fileJob, 64)
+	b.inflight = semaphore.NewWeighted(inflightMax)
 	b.blobs = make(chan blobJob, 4)
 	b.packs = make(chan packJob, 4)
 
 	// Stage 3: one pack writer.
-	pw := &packWriter{r: b.r}
+	pw := &packWriter{r: b.r, written: func(n int64) { b.inflight.Release(n) }}
 	g.Go(func() error { return pw.run(ctx, b.packs) })
 	// Stage 2: compressors.
 	var cg sync.WaitGroup
@@ -348,21 +395,9 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		g.Go(func() error {
 			defer cg.Done()
 			for j := range b.blobs {
-				dp := getBuf(pack.CompressBound(len(j.raw)))
-				stored, codec := pack.Compress((*dp)[:0], j.raw)
-				pj := packJob{id: j.id, kind: j.kind, codec: codec, stored: stored, raw: uint32(len(j.raw))}
-				if codec == pack.CodecRaw {
-					putBuf(dp)
-					pj.buf = j.buf
-				} else {
-					*dp = stored // built in dp's array: it had room for the worst case
-					pj.buf = dp
-					putBuf(j.buf)
-				}
 				select {
-				case b.packs <- pj:
+				case b.packs <- compressJob(j):
 				case <-ctx.Done():
-					putBuf(pj.buf)
 					return ctx.Err()
 				}
 			}
@@ -378,10 +413,15 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 			ch := &chunkers{cdc: chunker.New(nil, b.r.cfg.Chunker)}
 			for j := range b.jobs {
 				if err := b.saveFile(ctx, ch, j); err != nil {
+					putBuf(ch.group.buf)
 					return err
 				}
 			}
-			return nil
+			if len(ch.group.members) == 0 {
+				putBuf(ch.group.buf)
+				return nil
+			}
+			return b.queue(ctx, ch.group.take())
 		})
 	}
 	// Totals for progress come from a separate metadata-only scan, so the
@@ -1014,7 +1054,7 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 		if b.o.WrapReader != nil {
 			r = b.o.WrapReader(j.rel, r)
 		}
-		size, err := b.chunkStream(ctx, src, r, n, before.Size)
+		size, err := b.chunkStream(ctx, src, &ch.group, r, n, before.Size)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -1074,6 +1114,7 @@ type chunkers struct {
 	fixed map[int]*chunker.Fixed // by chunk size, made when first needed
 	dr    directReader           // for large files (directFileMin)
 	dbufs [2][]byte              // its buffers, made when first needed
+	group grouper                // small blobs waiting for their group to fill
 }
 
 // chunkerFor returns the chunker for file f: fixed chunks aligned to its
@@ -1106,7 +1147,7 @@ func (b *backup) chunkerFor(ch *chunkers, f io.ReaderAt) chunkSource {
 // For files larger than one chunk, the whole-file hash runs on a second
 // goroutine while this one names the chunk, so a single big file keeps two
 // cores busy; the chunk buffer is reused only after both are done with it.
-func (b *backup) chunkStream(ctx context.Context, ch chunkSource, r io.Reader, n *Node, sizeHint int64) (int64, error) {
+func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r io.Reader, n *Node, sizeHint int64) (int64, error) {
 	ch.Reset(r)
 	h := blake3.New()
 	var fileHash chan []byte
@@ -1162,7 +1203,7 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, r io.Reader, n
 		refs = append(refs, ChunkRef{ID: id, Size: uint32(len(data))})
 		size += int64(len(data))
 		b.o.Live.BytesDone.Add(int64(len(data)))
-		if err := b.storeBlob(ctx, id, KindData, data, true); err != nil {
+		if err := b.storeBlob(ctx, id, KindData, data, g); err != nil {
 			return size, &repoError{err}
 		}
 	}
@@ -1187,8 +1228,9 @@ func (b *backup) chunkID(data []byte) ID {
 }
 
 // storeBlob queues blob id for packing unless it is already stored or in
-// flight. When borrowed, data is copied before queueing.
-func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, borrowed bool) error {
+// flight. data is only borrowed: it is copied before queueing. A small data
+// blob goes into g's group (nil g: every blob on its own, as trees are).
+func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, g *grouper) error {
 	b.mu.Lock()
 	_, dup := b.seen[id]
 	b.seen[id] = struct{}{}
@@ -1203,14 +1245,27 @@ func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, 
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("look up chunk %s: %w", id.Short(), err)
 	}
-	j := blobJob{id: id, kind: kind, raw: data}
-	if borrowed {
-		j.buf = getBuf(len(data))
-		j.raw = append((*j.buf)[:0], data...)
-		*j.buf = j.raw
-	}
 	b.newBytes.Add(int64(len(data)))
 	b.o.Live.NewBytes.Add(int64(len(data)))
+	if g != nil && kind == KindData && len(data) < groupMax {
+		if j, full := g.add(id, data); full {
+			return b.queue(ctx, j)
+		}
+		return nil
+	}
+	j := blobJob{id: id, kind: kind, buf: getBuf(len(data))}
+	j.raw = append((*j.buf)[:0], data...)
+	*j.buf = j.raw
+	return b.queue(ctx, j)
+}
+
+// queue hands j to the compressors once the bytes in flight allow.
+func (b *backup) queue(ctx context.Context, j blobJob) error {
+	j.weight = min(int64(len(j.raw)), inflightMax)
+	if err := b.inflight.Acquire(ctx, j.weight); err != nil {
+		putBuf(j.buf)
+		return err
+	}
 	select {
 	case b.blobs <- j:
 		return nil
@@ -1241,7 +1296,7 @@ func (b *backup) saveSQLite(ctx context.Context, ch *chunkers, j *fileJob) error
 		return failed(err)
 	}
 	defer snap.Close()
-	size, err := b.chunkStream(ctx, b.chunkerFor(ch, bytes.NewReader(snap.Header())), snap, j.node, snap.Size())
+	size, err := b.chunkStream(ctx, b.chunkerFor(ch, bytes.NewReader(snap.Header())), &ch.group, snap, j.node, snap.Size())
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -1326,7 +1381,7 @@ func (b *backup) storeTree(ctx context.Context, ds *dirState, rel string, items 
 		return ID{}, err
 	}
 	id := Hash(enc)
-	if err := b.storeBlob(ctx, id, KindTree, enc, false); err != nil {
+	if err := b.storeBlob(ctx, id, KindTree, enc, nil); err != nil {
 		return ID{}, err
 	}
 	return id, nil

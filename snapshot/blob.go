@@ -105,6 +105,9 @@ func (r *Repo) readBlob(pr *packReader, id ID, loc Location, buf []byte, check b
 	if loc.Stored > pack.MaxBlobSize+1024 || loc.Raw > pack.MaxBlobSize {
 		return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "recorded length exceeds the limit"}
 	}
+	if loc.Codec == pack.CodecGroup {
+		return r.readGrouped(pr, op, id, loc, buf, check)
+	}
 	if loc.Codec == pack.CodecRaw {
 		// Stored as is (incompressible data): read straight into the
 		// caller's buffer, no staging copy.
@@ -197,6 +200,7 @@ type packReader struct {
 	mu     sync.Mutex
 	files  map[ID]*openPack
 	tick   uint64
+	groups groupCache // decoded group frames
 }
 
 type openPack struct {
@@ -227,7 +231,7 @@ var directReads atomic.Bool
 func init() { directReads.Store(true) }
 
 func (r *Repo) newPackReader(max int) *packReader {
-	return &packReader{r: r, max: max, files: map[ID]*openPack{}}
+	return &packReader{r: r, max: max, files: map[ID]*openPack{}, groups: groupCache{max: groupsKept}}
 }
 
 // open returns pack id, opened, and a function to call when done with it.
@@ -392,8 +396,9 @@ func (pr *packReader) evict() {
 	}
 }
 
-// Close closes every pack file.
+// Close closes every pack file and drops the decoded groups.
 func (pr *packReader) Close() {
+	pr.groups.clear()
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	for id, op := range pr.files {
@@ -503,7 +508,7 @@ func (r *Repo) readPackTrailer(id ID) ([]PackBlob, int64, error) {
 	}
 	out := make([]PackBlob, len(bl))
 	for i, b := range bl {
-		out[i] = PackBlob{ID: ID(b.ID), Location: Location{Pack: id, Offset: b.Offset, Stored: b.Stored, Raw: b.Raw, Kind: b.Kind, Codec: b.Codec}}
+		out[i] = PackBlob{ID: ID(b.ID), Location: locationOf(id, b)}
 	}
 	return out, fi.Size(), nil
 }

@@ -20,6 +20,10 @@ const (
 const (
 	CodecRaw  = pack.CodecRaw  // stored as is
 	CodecZstd = pack.CodecZstd // zstd frame; decoded size bounded by Raw
+	// CodecGroup: one of several small blobs compressed together; Offset
+	// and Stored name the group's frame, which decodes to GroupRaw bytes,
+	// of which the blob is [GroupOff, GroupOff+Raw).
+	CodecGroup = pack.CodecGroup
 )
 
 // Location says where a blob's bytes live.
@@ -29,7 +33,15 @@ type Location struct {
 	Stored uint32 // stored (possibly compressed) length
 	Raw    uint32 // plaintext length
 	Kind   uint8  // KindData or KindTree
-	Codec  uint8  // CodecRaw or CodecZstd
+	Codec  uint8  // CodecRaw, CodecZstd or CodecGroup
+
+	GroupOff uint32 // CodecGroup: where the blob starts in its group's plaintext
+	GroupRaw uint32 // CodecGroup: the length of that plaintext
+}
+
+// locationOf returns where blob b of pack id is, from its trailer entry.
+func locationOf(id ID, b pack.Blob) Location {
+	return Location{Pack: id, Offset: b.Offset, Stored: b.Stored, Raw: b.Raw, Kind: b.Kind, Codec: b.Codec, GroupOff: b.GroupOff, GroupRaw: b.GroupRaw}
 }
 
 // PackBlob is one blob listed in a pack's trailer.

@@ -28,8 +28,9 @@ import (
 // tree across all the data, and a cold `ls -lR` through the mount costs
 // about what it costs on the source disk.
 type packWriter struct {
-	r    *Repo
-	open [2]*packFile // the data pack and the tree pack being filled
+	r       *Repo
+	open    [2]*packFile  // the data pack and the tree pack being filled
+	written func(n int64) // called with each job's weight once it is written
 }
 
 // packFile is a pack being written.
@@ -55,6 +56,11 @@ type pendingPack struct {
 	size  int64
 	blobs []pack.Blob
 }
+
+// packMaxBlobs closes a pack early when it lists this many blobs: groups
+// of tiny files can put thousands in a megabyte, and every blob is a
+// trailer entry, an index key and its share of the pack's index commit.
+const packMaxBlobs = 32768
 
 // writebackStep is how many pack bytes are written before their writeback
 // is started (sync_file_range, asynchronous).
@@ -104,12 +110,15 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 			p.open[slot] = pf
 		}
 		pf := p.open[slot]
-		_, err := pf.w.Add(j.id, j.kind, j.codec, j.stored, j.raw)
+		err := addJob(pf.w, j)
 		putBuf(j.buf) // written (or failed): the bytes are not needed again
+		if p.written != nil {
+			p.written(j.weight)
+		}
 		if err != nil {
 			return p.fail("write pack", err)
 		}
-		if pf.w.Size() >= PackTargetSize {
+		if pf.w.Size() >= PackTargetSize || pf.w.Count() >= packMaxBlobs {
 			if err := finish(slot); err != nil {
 				return err
 			}
@@ -124,6 +133,26 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// addJob adds j's blob, or its group: one frame, or each member raw.
+func addJob(w *pack.Writer, j packJob) error {
+	switch {
+	case j.members == nil:
+		_, err := w.Add(j.id, j.kind, j.codec, j.stored, j.raw)
+		return err
+	case j.codec == pack.CodecGroup:
+		_, err := w.AddGroup(j.members, j.stored)
+		return err
+	}
+	off := 0
+	for _, m := range j.members {
+		if _, err := w.Add(m.ID, m.Kind, pack.CodecRaw, j.stored[off:off+int(m.Raw)], m.Raw); err != nil {
+			return err
+		}
+		off += int(m.Raw)
 	}
 	return nil
 }
@@ -238,7 +267,7 @@ func (p *packWriter) commit(ctx context.Context, pp pendingPack) error {
 	p.r.opts.Hook("pack-renamed")
 	pbs := make([]PackBlob, len(pp.blobs))
 	for i, bl := range pp.blobs {
-		pbs[i] = PackBlob{ID: ID(bl.ID), Location: Location{Pack: pp.id, Offset: bl.Offset, Stored: bl.Stored, Raw: bl.Raw, Kind: bl.Kind, Codec: bl.Codec}}
+		pbs[i] = PackBlob{ID: ID(bl.ID), Location: locationOf(pp.id, bl)}
 	}
 	if err := p.r.idx.AddPack(ctx, pp.id, pp.size, pbs); err != nil {
 		return p.fail("index pack", err)

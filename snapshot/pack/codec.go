@@ -33,6 +33,48 @@ var encoder = sync.OnceValue(func() *zstd.Encoder {
 	return e
 })
 
+// groupEncoder compresses groups of small blobs (CompressGroup) at zstd's
+// default level: such blobs are the compressible kind (database pages,
+// small text files), and together they are about a tenth of a backup's
+// bytes, so the better ratio costs little time where it saves the most
+// (benchmark data: 436 MB of blobs under 256 KiB, 192 MB stored one by one
+// at the fastest level, 169 MB in 1 MiB groups at it, 156 MB at default).
+var groupEncoder = sync.OnceValue(func() *zstd.Encoder {
+	e, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		// A group is at most 1 MiB; a 512 KiB window halves each state's
+		// history for 0.8 MB more on the benchmark's 156 MB.
+		zstd.WithWindowSize(512<<10),
+		zstd.WithEncoderCRC(false),
+	)
+	if err != nil {
+		panic("pack: zstd encoder options: " + err.Error())
+	}
+	return e
+})
+
+// CompressGroup compresses the plaintexts of a group's members, back to
+// back in raw, as one zstd frame (see CodecGroup), built in dst's backing
+// array when its capacity allows (CompressBound). ok is false when the
+// frame would not save at least 1/32 of len(raw) and 64 bytes: the members
+// are then better stored raw, each on its own.
+func CompressGroup(dst, raw []byte) (stored []byte, ok bool) {
+	if len(raw) <= minSaving {
+		return nil, false
+	}
+	enc := groupEncoder()
+	if n := enc.MaxEncodedSize(len(raw)); cap(dst) < n {
+		dst = make([]byte, 0, n)
+	}
+	out := enc.EncodeAll(raw, dst[:0])
+	saved := len(raw) - len(out)
+	if saved < minSaving || saved < len(raw)/minSavingDiv {
+		return nil, false
+	}
+	return out, true
+}
+
 // decoder is shared likewise: DecodeAll is safe for concurrent use. Window and
 // output are capped at MaxBlobSize for every frame; Decode caps each call at
 // the blob's raw length through the capacity of the buffer it passes.
@@ -74,7 +116,9 @@ func Compress(dst, raw []byte) (stored []byte, codec uint8) {
 
 // CompressBound is the capacity of a dst that Compress builds its output
 // in, whatever raw holds: the zstd worst case for n bytes.
-func CompressBound(n int) int { return encoder().MaxEncodedSize(n) }
+func CompressBound(n int) int {
+	return max(encoder().MaxEncodedSize(n), groupEncoder().MaxEncodedSize(n))
+}
 
 // DecodeSlack is the capacity beyond a blob's raw size that lets Decode use
 // the decoder's fast copies, which move whole 16- and 32-byte blocks and so
@@ -109,7 +153,7 @@ func Decode(dst, stored []byte, codec uint8, raw uint32) ([]byte, error) {
 			return dst[:0], corrupt("decode raw blob: %d stored bytes, want %d", len(stored), raw)
 		}
 		return append(dst[:0], stored...), nil
-	case CodecZstd:
+	case CodecZstd, CodecGroup: // a group's raw is its GroupRaw
 		return decodeZstd(dst, stored, int(raw))
 	default:
 		return dst[:0], corrupt("decode blob: unknown codec %d", codec)

@@ -17,6 +17,11 @@ const (
 const (
 	CodecRaw  uint8 = 0 // stored bytes are the plaintext
 	CodecZstd uint8 = 1 // stored bytes are zstd frames decoding to exactly Raw bytes
+	// CodecGroup: the blob is one member of a group, small blobs compressed
+	// together as one zstd frame that decodes to GroupRaw bytes; the member
+	// is the GroupRaw bytes' [GroupOff, GroupOff+Raw). Every member's entry
+	// names the whole frame (Offset, Stored). Version 2 packs only.
+	CodecGroup uint8 = 2
 )
 
 // MaxBlobSize is the largest raw or stored blob accepted anywhere: by the
@@ -36,11 +41,17 @@ type Blob struct {
 	Offset uint64   // of the stored bytes in the pack file
 	Stored uint32   // stored length
 	Raw    uint32   // plaintext length
+
+	// For CodecGroup only, derived from the trailer's order (not stored):
+	// where the member starts in its group's plaintext, and the length of
+	// that plaintext. Zero for other codecs.
+	GroupOff uint32
+	GroupRaw uint32
 }
 
 // Layout constants; the package doc describes the format.
 const (
-	version     = 1
+	version     = 2 // what the Writer writes; readers also accept 1 (no groups)
 	headerSize  = 8
 	countSize   = 4
 	entrySize   = 32 + 1 + 1 + 8 + 4 + 4
@@ -68,7 +79,7 @@ func checkEntry(b Blob) string {
 	switch {
 	case b.Kind != KindData && b.Kind != KindTree:
 		return fmt.Sprintf("unknown kind %d", b.Kind)
-	case b.Codec != CodecRaw && b.Codec != CodecZstd:
+	case b.Codec != CodecRaw && b.Codec != CodecZstd && b.Codec != CodecGroup:
 		return fmt.Sprintf("unknown codec %d", b.Codec)
 	case b.Raw > MaxBlobSize:
 		return fmt.Sprintf("raw length %d above the %d maximum", b.Raw, MaxBlobSize)
@@ -76,6 +87,8 @@ func checkEntry(b Blob) string {
 		return fmt.Sprintf("stored length %d above the %d maximum", b.Stored, MaxBlobSize)
 	case b.Codec == CodecRaw && b.Stored != b.Raw:
 		return fmt.Sprintf("raw codec with stored length %d but raw length %d", b.Stored, b.Raw)
+	case b.Codec == CodecGroup && b.Stored == 0:
+		return "group with no stored bytes"
 	}
 	return ""
 }

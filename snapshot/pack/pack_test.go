@@ -169,7 +169,7 @@ func TestFormatBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := []byte("SFPK\x01\x00\x00\x00hello")
+	want := []byte("SFPK\x02\x00\x00\x00hello")
 	want = append(want, storedB...)
 	trailer := binary.LittleEndian.AppendUint32(nil, 2)
 	trailer = append(trailer, idA[:]...)
@@ -228,7 +228,8 @@ func TestWriterRejects(t *testing.T) {
 		raw    uint32
 	}{
 		{"unknown kind", 2, CodecRaw, []byte("x"), 1},
-		{"unknown codec", KindData, 2, []byte("x"), 1},
+		{"unknown codec", KindData, 3, []byte("x"), 1},
+		{"group codec outside AddGroup", KindData, CodecGroup, []byte("x"), 1},
 		{"raw length mismatch", KindData, CodecRaw, []byte("xy"), 1},
 		{"raw above max", KindData, CodecZstd, []byte("x"), MaxBlobSize + 1},
 		{"stored above max", KindData, CodecRaw, big, MaxBlobSize + 1},

@@ -34,8 +34,8 @@ func ReadTrailer(r io.ReaderAt, size int64) ([]Blob, error) {
 	if [4]byte(head[0:4]) != headerMagic {
 		return nil, corrupt("not a pack: header magic %q, want %q", head[0:4], headerMagic[:])
 	}
-	if head[4] != version {
-		return nil, corrupt("unsupported pack version %d, want %d", head[4], version)
+	if head[4] != 1 && head[4] != version {
+		return nil, corrupt("unsupported pack version %d, want 1 or %d (written by a newer snapforge? upgrade it)", head[4], version)
 	}
 	if head[5]|head[6]|head[7] != 0 {
 		return nil, corrupt("non-zero reserved header bytes % x", head[5:8])
@@ -77,13 +77,38 @@ func ReadTrailer(r io.ReaderAt, size int64) ([]Blob, error) {
 	}
 
 	blobs := make([]Blob, count)
-	next := uint64(headerSize) // where the next blob must start
+	next := uint64(headerSize) // where the next stored span must start
+	gstart := -1               // first entry of the group being read, -1 outside one
+	var graw uint64            // plaintext bytes of that group so far
+	endGroup := func(end int) {
+		for j := gstart; j >= 0 && j < end; j++ {
+			blobs[j].GroupRaw = uint32(graw)
+		}
+		gstart = -1
+	}
 	for i := range blobs {
 		blobs[i] = getEntry(buf[countSize+i*entrySize:])
 		b := &blobs[i] // in the slice: naming b.ID in errors must not move a copy to the heap
 		if msg := checkEntry(*b); msg != "" {
 			return nil, corrupt("pack trailer entry %d (blob %x): %s", i, b.ID[:6], msg)
 		}
+		if b.Codec == CodecGroup && head[4] < 2 {
+			return nil, corrupt("pack trailer entry %d (blob %x): group codec in a version %d pack", i, b.ID[:6], head[4])
+		}
+		if b.Codec == CodecGroup && gstart >= 0 && b.Offset == blobs[gstart].Offset {
+			// A further member of the group: the same frame, the next bytes
+			// of its plaintext.
+			if b.Stored != blobs[gstart].Stored {
+				return nil, corrupt("pack trailer entry %d (blob %x): group member with %d stored bytes in a group of %d", i, b.ID[:6], b.Stored, blobs[gstart].Stored)
+			}
+			if graw+uint64(b.Raw) > MaxBlobSize {
+				return nil, corrupt("pack trailer entry %d (blob %x): group plaintext above the %d maximum", i, b.ID[:6], MaxBlobSize)
+			}
+			b.GroupOff = uint32(graw)
+			graw += uint64(b.Raw)
+			continue
+		}
+		endGroup(i)
 		switch {
 		case b.Offset < headerSize || b.Offset > uint64(tstart):
 			return nil, corrupt("pack trailer entry %d (blob %x): offset %d outside the blob area [%d, %d)", i, b.ID[:6], b.Offset, headerSize, tstart)
@@ -95,7 +120,11 @@ func ReadTrailer(r io.ReaderAt, size int64) ([]Blob, error) {
 			return nil, corrupt("pack trailer entry %d (blob %x): %d stored bytes at offset %d run past the blob area, which ends at %d", i, b.ID[:6], b.Stored, b.Offset, tstart)
 		}
 		next = b.Offset + uint64(b.Stored)
+		if b.Codec == CodecGroup {
+			gstart, graw = i, uint64(b.Raw)
+		}
 	}
+	endGroup(len(blobs))
 	if next != uint64(tstart) {
 		return nil, corrupt("pack trailer is damaged: blobs end at %d but the trailer starts at %d", next, tstart)
 	}

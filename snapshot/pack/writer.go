@@ -85,6 +85,9 @@ func (w *Writer) Add(id [32]byte, kind, codec uint8, stored []byte, raw uint32) 
 	if len(w.blobs) >= maxCount {
 		return Blob{}, fmt.Errorf("pack: add blob %x: pack already holds the maximum of %d blobs", id[:6], maxCount)
 	}
+	if codec == CodecGroup {
+		return Blob{}, fmt.Errorf("pack: add blob %x: a group member is added with AddGroup", id[:6])
+	}
 	b := Blob{ID: id, Kind: kind, Codec: codec, Stored: uint32(len(stored)), Raw: raw}
 	if msg := checkEntry(b); msg != "" {
 		return Blob{}, fmt.Errorf("pack: add blob %x: %s", id[:6], msg)
@@ -98,6 +101,59 @@ func (w *Writer) Add(id [32]byte, kind, codec uint8, stored []byte, raw uint32) 
 	}
 	w.blobs = append(w.blobs, b)
 	return b, nil
+}
+
+// AddGroup appends one group: stored is a single zstd frame (from
+// CompressGroup) of the members' plaintexts back to back, in the order of
+// members, of which each gives ID, Kind and Raw. It returns the members'
+// trailer entries (codec CodecGroup, all naming the frame's Offset and
+// Stored, each its GroupOff in the GroupRaw plaintext bytes). A group holds
+// at least one member and at most MaxBlobSize plaintext bytes.
+func (w *Writer) AddGroup(members []Blob, stored []byte) ([]Blob, error) {
+	if w.err != nil {
+		return nil, w.err
+	}
+	if w.done {
+		return nil, errFinished
+	}
+	if len(members) == 0 {
+		return nil, errors.New("pack: add group: no members")
+	}
+	if len(stored) == 0 || len(stored) > MaxBlobSize {
+		return nil, fmt.Errorf("pack: add group of %x: stored length %d, want 1 to %d", members[0].ID[:6], len(stored), MaxBlobSize)
+	}
+	if len(w.blobs)+len(members) > maxCount {
+		return nil, fmt.Errorf("pack: add group of %x: pack would hold more than the maximum of %d blobs", members[0].ID[:6], maxCount)
+	}
+	var total uint64
+	for _, m := range members {
+		total += uint64(m.Raw)
+	}
+	if total > MaxBlobSize {
+		return nil, fmt.Errorf("pack: add group of %x: %d plaintext bytes above the %d maximum", members[0].ID[:6], total, MaxBlobSize)
+	}
+	first := len(w.blobs)
+	off := uint64(w.n)
+	if !w.started {
+		off = headerSize
+	}
+	var goff uint32
+	for _, m := range members {
+		b := Blob{ID: m.ID, Kind: m.Kind, Codec: CodecGroup, Offset: off, Stored: uint32(len(stored)), Raw: m.Raw, GroupOff: goff, GroupRaw: uint32(total)}
+		if msg := checkEntry(b); msg != "" {
+			w.blobs = w.blobs[:first]
+			return nil, fmt.Errorf("pack: add group member %x: %s", m.ID[:6], msg)
+		}
+		w.blobs = append(w.blobs, b)
+		goff += m.Raw
+	}
+	if err := w.writeHeader(); err != nil {
+		return nil, err
+	}
+	if err := w.write(stored); err != nil {
+		return nil, err
+	}
+	return w.blobs[first:len(w.blobs):len(w.blobs)], nil
 }
 
 // Size returns the number of bytes written to w so far: the header and the
