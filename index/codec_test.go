@@ -71,10 +71,10 @@ func TestLocationVersion1(t *testing.T) {
 func TestLocationRejects(t *testing.T) {
 	good := marshalLocation(nil, snapshot.Location{Offset: 1})
 	bad := map[string][]byte{
-		"empty":   nil,
-		"short":   good[:locationLen-1],
-		"long":    append(append([]byte{}, good...), 0),
-		"version": append([]byte{3}, good[1:]...),
+		"empty":    nil,
+		"short":    good[:locationLen-1],
+		"long":     append(append([]byte{}, good...), 0),
+		"version":  append([]byte{3}, good[1:]...),
 		"v2 short": good[:locationLen-8],
 	}
 	for name, b := range bad {
