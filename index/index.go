@@ -11,13 +11,17 @@
 //
 // One Badger keyspace, split by a two-byte prefix:
 //
-//	"c/" + blob id (32 bytes)  →  Location, 51 bytes:
-//	                              version(1)=1 | pack(32) | offset(8) | stored(4) | raw(4) | kind(1) | codec(1)
+//	"c/" + blob id (32 bytes)  →  Location, 59 bytes:
+//	                              version(1)=2 | pack(32) | offset(8) | stored(4) | raw(4) | kind(1) | codec(1) |
+//	                              groupOff(4) | groupRaw(4)
 //	"p/" + pack id (32 bytes)  →  pack size in bytes, 8 bytes
 //	"m/" + key                 →  meta value, as given to SetMeta
 //
-// Integers are big-endian. A Location whose version byte is not 1 is refused
-// with an error rather than guessed at. A blob has one location: when two
+// Integers are big-endian. groupOff and groupRaw place a group member
+// (codec 2) in its frame's plaintext; they are 0 for other blobs. A version
+// 1 Location (51 bytes, written before groups existed) lacks them and reads
+// with both 0. A Location of another version or length is refused with an
+// error rather than guessed at. A blob has one location: when two
 // packs hold the same blob, the later AddPack wins (which is what a repack
 // during prune wants: the new pack takes over, then RemovePack of the old
 // pack leaves the blob alone because it no longer points there).

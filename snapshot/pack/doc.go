@@ -9,12 +9,12 @@
 // This package must never import snapforge/snapshot (snapshot imports it), nor
 // anything above it. It knows nothing of indexes, trees or repositories.
 //
-// # Byte format (version 1)
+// # Byte format (version 2)
 //
 // All integers are little-endian. Offsets are from the start of the file.
 //
 //	pack    = header blob* trailer footer
-//	header  = "SFPK" version:u8=1 reserved:[3]u8=0             8 bytes, at offset 0
+//	header  = "SFPK" version:u8=2 reserved:[3]u8=0             8 bytes, at offset 0
 //	blob    = the stored bytes, with no framing of their own   Stored bytes each
 //	trailer = count:u32 entry*count                            4 + 50*count bytes
 //	entry   = id:[32]u8 kind:u8 codec:u8 offset:u64 stored:u32 raw:u32   50 bytes
@@ -22,15 +22,23 @@
 //
 // The fields mean:
 //
-//   - version is 1; any other value is rejected, and so are non-zero reserved bytes.
+//   - version is 2, or 1 for packs written before groups (no codec 2); any
+//     other value is rejected, and so are non-zero reserved bytes.
 //   - The blob area runs from offset 8 to the start of the trailer. Blobs are
 //     laid out in trailer order, exactly back to back: the first blob starts at
 //     offset 8, each next one where the previous one ends, and the last one ends
 //     where the trailer starts. Blobs of zero stored bytes are allowed.
 //   - id is the BLAKE3-256 hash of the blob's raw (plaintext) bytes.
 //   - kind is 0 (data: a file content chunk) or 1 (tree: an encoded directory).
-//   - codec is 0 (raw: the stored bytes are the plaintext, so stored == raw) or
-//     1 (zstd: the stored bytes are zstd frames that decode to exactly raw bytes).
+//   - codec is 0 (raw: the stored bytes are the plaintext, so stored == raw),
+//     1 (zstd: the stored bytes are zstd frames that decode to exactly raw bytes)
+//     or 2 (group member, below).
+//   - A group is a run of consecutive codec-2 entries with the same offset
+//     and stored length: one zstd frame, stored once, that decodes to the
+//     members' plaintexts back to back in trailer order. A member's place in
+//     it (Blob.GroupOff) and the frame's plaintext length (Blob.GroupRaw, at
+//     most MaxBlobSize) follow from the members' raw lengths; they are not
+//     stored. For the back-to-back rule below a group counts as one blob.
 //   - stored and raw are at most MaxBlobSize (64 MiB).
 //   - length is the trailer length in bytes, 4 + 50*count.
 //   - checksum is the first 16 bytes of BLAKE3-256 over the trailer (the count
@@ -51,8 +59,9 @@
 //
 // # Compression
 //
-// Compress stores a blob as zstd (fastest level, no zstd checksum: the caller
-// checks BLAKE3) only when that saves at least 1/32 of its size and at least 64
+// CompressGroup compresses a group's plaintexts as one frame at zstd's
+// default level, kept under the same rule as Compress. Compress stores a
+// blob as zstd (fastest level, no zstd checksum: the caller checks BLAKE3) only when that saves at least 1/32 of its size and at least 64
 // bytes; otherwise the blob is stored raw. Decode bounds zstd decoding by the
 // recorded raw length: a frame that declares another content size is rejected
 // before decoding, the output buffer is limited to raw bytes, and the decoder

@@ -18,6 +18,8 @@ func FuzzReadTrailer(f *testing.F) {
 	f.Add(small)
 	f.Add(small[:len(small)-1])
 	f.Add(small[:len(small)/2])
+	grouped, _, _ := groupPack(f)
+	f.Add(grouped)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkReadTrailer(t, data)
 		// Mutations rarely keep the checksum right; reseal a copy so the
@@ -44,8 +46,17 @@ func checkReadTrailer(t *testing.T, data []byte) {
 	}
 	next := uint64(headerSize)
 	for i, b := range blobs {
+		if b.Codec == CodecGroup && i > 0 && blobs[i-1].Codec == CodecGroup && b.Offset == blobs[i-1].Offset { // a further member
+			if b.Stored != blobs[i-1].Stored || b.GroupOff != blobs[i-1].GroupOff+blobs[i-1].Raw || b.GroupRaw != blobs[i-1].GroupRaw {
+				t.Fatalf("accepted group member %d %+v after %+v", i, b, blobs[i-1])
+			}
+			continue
+		}
 		if msg := checkEntry(b); msg != "" || b.Offset != next {
 			t.Fatalf("accepted entry %d %+v (%s), want offset %d", i, b, msg, next)
+		}
+		if b.Codec == CodecGroup && (b.GroupOff != 0 || b.GroupRaw < b.Raw || b.GroupRaw > MaxBlobSize) {
+			t.Fatalf("accepted group %d %+v", i, b)
 		}
 		next += uint64(b.Stored)
 	}

@@ -13,7 +13,7 @@ import (
 // groupPack writes: a raw blob, a group of three text blobs, a zstd blob,
 // a group of one, and returns the pack bytes, the entries the writer
 // returned and every blob's plaintext by id.
-func groupPack(t *testing.T) ([]byte, []Blob, map[[32]byte][]byte) {
+func groupPack(t testing.TB) ([]byte, []Blob, map[[32]byte][]byte) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(7, 8))
 	plain := map[[32]byte][]byte{}

@@ -18,7 +18,10 @@ import (
 // version or reserved byte; a pack too short or without its footer magic
 // ("truncated or its trailer is damaged"); a trailer length, count or checksum
 // that does not match; an unknown kind or codec; a length above MaxBlobSize;
-// and offsets that are not exactly back to back across the blob area. A read
+// offsets that are not exactly back to back across the blob area (the
+// members of a group share their frame's, and must agree on its length);
+// and a group in a version 1 pack or above MaxBlobSize of plaintext. It sets
+// GroupOff and GroupRaw of every group member. A read
 // error other than a short read is returned as is. ReadTrailer never panics,
 // and it allocates only for lengths already checked against size and against
 // the trailer's own count, so at most about twice the trailer's size.
