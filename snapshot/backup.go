@@ -232,14 +232,13 @@ func compressJob(j blobJob) packJob {
 	scratch := getBuf(pack.CompressBound(len(j.raw)))
 	defer putBuf(scratch)
 	var stored []byte
-	codec := pack.CodecGroup
-	if j.members != nil {
-		var ok bool
-		if stored, ok = pack.CompressGroup((*scratch)[:0], j.raw); !ok {
-			stored, codec = j.raw, pack.CodecRaw
-		}
-	} else {
+	var codec uint8
+	if j.members == nil {
 		stored, codec = pack.Compress((*scratch)[:0], j.raw)
+	} else if frame, ok := pack.CompressGroup((*scratch)[:0], j.raw); ok {
+		stored, codec = frame, pack.CodecGroup
+	} else {
+		stored, codec = j.raw, pack.CodecRaw // each member raw on its own (addJob)
 	}
 	pj := packJob{id: j.id, kind: j.kind, codec: codec, raw: uint32(len(j.raw)), members: j.members, weight: j.weight}
 	if codec == pack.CodecRaw {

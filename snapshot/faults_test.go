@@ -246,7 +246,7 @@ func fltLaterClock(o *snapshot.Options) {
 func TestFaultsA1FlippedPayloadByte(t *testing.T) {
 	ctx := t.Context()
 	r, repo := indextest.NewRepo(t)
-	damaged := fltText(1, 64<<10) // one chunk: below the chunker's minimum
+	damaged := fltText(1, 256<<10) // one chunk (the chunker's minimum), and too large to be grouped
 	src1 := fltSource(t, map[string][]byte{"a.txt": damaged, "b.txt": fltText(2, 64<<10)})
 	src2 := fltSource(t, map[string][]byte{"sub/a-copy.txt": damaged, "c.txt": fltText(3, 10<<10)})
 	src3 := fltSource(t, map[string][]byte{"d.txt": fltText(4, 10<<10)})

@@ -132,28 +132,26 @@ func (w *Writer) AddGroup(members []Blob, stored []byte) ([]Blob, error) {
 	if total > MaxBlobSize {
 		return nil, fmt.Errorf("pack: add group of %x: %d plaintext bytes above the %d maximum", members[0].ID[:6], total, MaxBlobSize)
 	}
-	first := len(w.blobs)
-	off := uint64(w.n)
-	if !w.started {
-		off = headerSize
-	}
+	entries := make([]Blob, len(members))
 	var goff uint32
-	for _, m := range members {
-		b := Blob{ID: m.ID, Kind: m.Kind, Codec: CodecGroup, Offset: off, Stored: uint32(len(stored)), Raw: m.Raw, GroupOff: goff, GroupRaw: uint32(total)}
-		if msg := checkEntry(b); msg != "" {
-			w.blobs = w.blobs[:first]
+	for i, m := range members {
+		entries[i] = Blob{ID: m.ID, Kind: m.Kind, Codec: CodecGroup, Stored: uint32(len(stored)), Raw: m.Raw, GroupOff: goff, GroupRaw: uint32(total)}
+		if msg := checkEntry(entries[i]); msg != "" {
 			return nil, fmt.Errorf("pack: add group member %x: %s", m.ID[:6], msg)
 		}
-		w.blobs = append(w.blobs, b)
 		goff += m.Raw
 	}
 	if err := w.writeHeader(); err != nil {
 		return nil, err
 	}
+	for i := range entries {
+		entries[i].Offset = uint64(w.n)
+	}
 	if err := w.write(stored); err != nil {
 		return nil, err
 	}
-	return w.blobs[first:len(w.blobs):len(w.blobs)], nil
+	w.blobs = append(w.blobs, entries...)
+	return entries, nil
 }
 
 // Size returns the number of bytes written to w so far: the header and the
