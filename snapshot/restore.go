@@ -199,6 +199,11 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	defer rs.root.Close()
 	rs.pr = r.newPackReader(64)
 	rs.pr.direct = true // packs are read once: no page cache for them (see directMin)
+	// Each worker may be reading from a group of its own, and a large file's
+	// chunks are loaded ahead: with the default four decoded groups kept, the
+	// benchmark's restore decoded 663 groups (690 MB) for 464 distinct; with
+	// two per worker, 469.
+	rs.pr.groups.max = 2 * restoreWorkers()
 	defer rs.pr.Close()
 	if rs.resume {
 		rs.sweepTemps(".")
