@@ -1252,19 +1252,31 @@ func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, 
 		}
 		return nil
 	}
-	j := blobJob{id: id, kind: kind, buf: getBuf(len(data))}
+	// The copy is made once the bytes in flight allow: a reader waiting
+	// for the compressors holds no buffer meanwhile.
+	j := blobJob{id: id, kind: kind, weight: min(int64(len(data)), inflightMax)}
+	if err := b.inflight.Acquire(ctx, j.weight); err != nil {
+		return err
+	}
+	j.buf = getBuf(len(data))
 	j.raw = append((*j.buf)[:0], data...)
 	*j.buf = j.raw
-	return b.queue(ctx, j)
+	return b.send(ctx, j)
 }
 
-// queue hands j to the compressors once the bytes in flight allow.
+// queue hands j (a group, its buffer already filled) to the compressors
+// once the bytes in flight allow.
 func (b *backup) queue(ctx context.Context, j blobJob) error {
 	j.weight = min(int64(len(j.raw)), inflightMax)
 	if err := b.inflight.Acquire(ctx, j.weight); err != nil {
 		putBuf(j.buf)
 		return err
 	}
+	return b.send(ctx, j)
+}
+
+// send hands j, its bytes counted in flight, to the compressors.
+func (b *backup) send(ctx context.Context, j blobJob) error {
 	select {
 	case b.blobs <- j:
 		return nil
