@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"snapforge/snapshot"
 )
@@ -36,6 +37,10 @@ type chunkCache struct {
 	freeBytes     int64
 	bgLoads       sync.WaitGroup
 	life          *gate // loads enter it; FS.Close closes it first
+
+	trees       []snapshot.ID // directory trees to load ahead, next first (guarded by mu)
+	treeWorkers int           // goroutines loading them (guarded by mu)
+	treesAhead  atomic.Int64  // trees they loaded
 }
 
 type centry struct {
@@ -239,12 +244,70 @@ func (c *chunkCache) background(run []snapshot.ChunkRef, slots chan struct{}) bo
 	return true
 }
 
+// Trees loaded ahead: a listing of a directory queues its subdirectories'
+// trees, so a walk (ls -lR, find, a file manager opening folders) finds
+// them decoded instead of waiting for each cold pack read in turn.
+const (
+	treeQueueMax = 512 // ids queued; the oldest are dropped beyond
+	treeWorkers  = 2
+)
+
+// prefetchTrees queues ids (a directory's subdirectories, in order) ahead
+// of those queued before: a walk descends into the directory it just
+// listed before it moves on to that directory's siblings.
+func (c *chunkCache) prefetchTrees(ids []snapshot.ID) {
+	if len(ids) == 0 {
+		return
+	}
+	if len(ids) > treeQueueMax {
+		ids = ids[:treeQueueMax]
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	keep := min(len(c.trees), treeQueueMax-len(ids))
+	q := make([]snapshot.ID, 0, len(ids)+keep)
+	c.trees = append(append(q, ids...), c.trees[:keep]...)
+	for c.treeWorkers < treeWorkers && c.treeWorkers < len(c.trees) {
+		c.treeWorkers++
+		c.bgLoads.Add(1)
+		go c.treeWorker()
+	}
+}
+
+// treeWorker loads queued trees into the repository's tree cache until the
+// queue is empty (large ones are skipped: see snapshot.PrefetchTree). A
+// failed load is left to the request that needs the tree, which reports it.
+func (c *chunkCache) treeWorker() {
+	defer c.bgLoads.Done()
+	for {
+		c.mu.Lock()
+		if c.closed || len(c.trees) == 0 {
+			c.treeWorkers--
+			c.mu.Unlock()
+			return
+		}
+		id := c.trees[0]
+		c.trees = c.trees[1:]
+		c.mu.Unlock()
+		if c.life.enter() {
+			if c.cr.PrefetchTree(context.Background(), id) {
+				c.treesAhead.Add(1)
+			}
+			c.life.leave()
+		}
+	}
+}
+
 // close stops background loads and waits for those running, so nothing
 // reads the repository after the file system is closed.
 func (c *chunkCache) close() {
 	c.life.close()
 	c.mu.Lock()
 	c.closed = true
+	c.trees = nil
 	c.mu.Unlock()
 	c.bgLoads.Wait()
 }

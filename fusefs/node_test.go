@@ -528,3 +528,88 @@ func TestReadaheadRuns(t *testing.T) {
 		off += int(ahead[k].Size)
 	}
 }
+
+// treeQueueIdle waits until the tree prefetch queue is drained and its
+// workers have stopped.
+func treeQueueIdle(t *testing.T, c *chunkCache) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		idle := len(c.trees) == 0 && c.treeWorkers == 0
+		c.mu.Unlock()
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the tree prefetch queue did not drain")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestListingPrefetchesSubtrees: listing a directory loads its
+// subdirectories' trees ahead, each once, and a listing that finds them
+// cached loads nothing again; their listings are those of the snapshot.
+// Closing the file system while trees are queued stops the workers (run
+// with -race).
+func TestListingPrefetchesSubtrees(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	for i := range 5 {
+		indextest.WriteFile(t, filepath.Join(src, fmt.Sprintf("d%d", i), "sub", "f"), []byte{byte(i)})
+	}
+	indextest.WriteFile(t, filepath.Join(src, "top"), []byte("top"))
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTestFS(t, r, Options{Location: time.UTC})
+	snap := lookup(t, f.Root(), "snapshots", FolderName(m.Created(), time.UTC)).(*treeDir)
+	if _, _, errno := snap.OpendirHandle(context.Background(), 0); errno != 0 {
+		t.Fatal(errno)
+	}
+	treeQueueIdle(t, f.chunks)
+	if got := f.chunks.treesAhead.Load(); got != 5 {
+		t.Fatalf("listing the snapshot loaded %d trees ahead, want its 5 directories'", got)
+	}
+	for i := range 5 {
+		d := lookup(t, snap, fmt.Sprintf("d%d", i)).(*treeDir)
+		h, _, errno := d.OpendirHandle(context.Background(), 0)
+		if errno != 0 {
+			t.Fatal(errno)
+		}
+		if ents := h.(*dirHandle).ents; len(ents) != 1 || ents[0].Name != "sub" {
+			t.Fatalf("d%d lists %v", i, ents)
+		}
+	}
+	treeQueueIdle(t, f.chunks)
+	if got := f.chunks.treesAhead.Load(); got != 10 {
+		t.Fatalf("after listing d0..d4, %d trees loaded ahead, want 10 (each sub once)", got)
+	}
+	if _, _, errno := snap.OpendirHandle(context.Background(), 0); errno != 0 {
+		t.Fatal(errno)
+	}
+	treeQueueIdle(t, f.chunks)
+	if got := f.chunks.treesAhead.Load(); got != 10 {
+		t.Fatalf("listing again loaded %d trees ahead, want none (cached)", got-10)
+	}
+
+	// A long queue, then Close: the workers stop, nothing is read after.
+	ids := make([]snapshot.ID, treeQueueMax)
+	for i := range ids {
+		ids[i][0], ids[i][1] = byte(i), byte(i>>8) // not stored: each a lookup
+	}
+	f.chunks.prefetchTrees(ids)
+	f.Close()
+	f.chunks.mu.Lock()
+	left, workers := len(f.chunks.trees), f.chunks.treeWorkers
+	f.chunks.mu.Unlock()
+	if left != 0 || workers != 0 {
+		t.Fatalf("after Close: %d trees queued, %d workers", left, workers)
+	}
+	f.chunks.prefetchTrees(ids[:1])
+	if f.chunks.treeWorkers != 0 {
+		t.Fatal("a worker started after Close")
+	}
+}

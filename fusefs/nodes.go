@@ -347,6 +347,15 @@ func (d *treeDir) load(ctx context.Context) (*snapshot.Tree, syscall.Errno) {
 		return nil, errno(err)
 	}
 	d.tree = t
+	var subs []snapshot.ID
+	for _, n := range t.Nodes {
+		if n.Type == snapshot.TypeDir {
+			if ok, _ := visible(d.filter, d.childRel(n.Name)); ok {
+				subs = append(subs, n.Subtree)
+			}
+		}
+	}
+	d.f.chunks.prefetchTrees(subs)
 	return t, 0
 }
 

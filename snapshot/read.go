@@ -138,6 +138,30 @@ func (c *ChunkReader) LoadTree(ctx context.Context, id ID) (*Tree, error) {
 	return c.r.loadTreeVia(ctx, c.pr, id, true)
 }
 
+// treePrefetchMax bounds the trees PrefetchTree loads: a tree is kept in
+// the cache only up to treeCacheNodes nodes, and a node takes at least 16
+// bytes, so a larger tree might be decoded ahead for nothing (a directory
+// of 100,000 entries: a few MB, decoded once when it is listed).
+const treePrefetchMax = treeCacheNodes * 16
+
+// PrefetchTree loads tree id into the tree cache ahead of its use, unless
+// it is cached already or too large to keep, and reports whether it loaded
+// it. Errors are left to the load that needs the tree.
+func (c *ChunkReader) PrefetchTree(ctx context.Context, id ID) bool {
+	c.r.mu.Lock()
+	_, ok := c.r.treeCache[id]
+	c.r.mu.Unlock()
+	if ok || c.r.errIfNoIndex() != nil {
+		return false
+	}
+	loc, err := c.r.idx.Lookup(ctx, id)
+	if err != nil || loc.Kind != KindTree || loc.Raw > treePrefetchMax {
+		return false
+	}
+	_, err = c.r.loadTreeVia(ctx, c.pr, id, true)
+	return err == nil
+}
+
 // FindNode is Repo.FindNode from a root tree id, reading through the
 // reader's open packs.
 func (c *ChunkReader) FindNode(ctx context.Context, root ID, rel string) (*Node, error) {
