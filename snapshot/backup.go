@@ -1167,11 +1167,33 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r 
 			}
 		}()
 	}
+	// A content-defined chunk is read into a buffer of ours, which a new
+	// chunk takes on to the compressors and the pack (see storeBlob): its
+	// bytes are copied from the file's pages or direct-read blocks once.
+	cdc, _ := ch.(*chunker.Chunker)
+	var buf *[]byte
+	grow := func(old []byte, n int) []byte {
+		nb := getBuf(max(n, min(2*cap(old), b.r.cfg.Chunker.Max)))
+		out := append((*nb)[:0], old...)
+		putBuf(buf)
+		buf = nb
+		return out
+	}
+	defer func() { putBuf(buf) }()
 	var refs []ChunkRef
 	var size int64
 	first := true
 	for {
-		data, err := ch.Next()
+		var data []byte
+		var err error
+		if cdc != nil {
+			if buf == nil {
+				buf = getBuf(chunkBufStart(b.r.cfg.Chunker, sizeHint))
+			}
+			data, err = cdc.NextInto((*buf)[:0], grow)
+		} else {
+			data, err = ch.Next()
+		}
 		if err == io.EOF {
 			break
 		}
@@ -1202,7 +1224,11 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r 
 		refs = append(refs, ChunkRef{ID: id, Size: uint32(len(data))})
 		size += int64(len(data))
 		b.o.Live.BytesDone.Add(int64(len(data)))
-		if err := b.storeBlob(ctx, id, KindData, data, g); err != nil {
+		taken, err := b.storeBlob(ctx, id, KindData, data, g, buf)
+		if taken {
+			buf = nil
+		}
+		if err != nil {
 			return size, &repoError{err}
 		}
 	}
@@ -1216,6 +1242,14 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r 
 	return size, nil
 }
 
+// chunkBufStart is the buffer a content-defined chunk is first read into:
+// room for most chunks of a large file (they cluster around Avg), so few
+// grow, and no more than a small file needs. A chunk that outgrows it is
+// moved once or twice (doubling, up to Max).
+func chunkBufStart(p chunker.Params, sizeHint int64) int {
+	return int(min(max(sizeHint+1, chunker.ReadSize), int64(p.Avg+p.Avg/2)))
+}
+
 // chunkID names a chunk. Maximum-size runs of zeros (holes of sparse files)
 // are common and all share one precomputed id.
 func (b *backup) chunkID(data []byte) ID {
@@ -1227,41 +1261,54 @@ func (b *backup) chunkID(data []byte) ID {
 }
 
 // storeBlob queues blob id for packing unless it is already stored or in
-// flight. data is only borrowed: it is copied before queueing. A small data
-// blob goes into g's group (nil g: every blob on its own, as trees are).
-func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, g *grouper) error {
+// flight. A small data blob goes into g's group (nil g: every blob on its
+// own, as trees are). data is only borrowed: it is copied before queueing,
+// unless own (from getBuf) holds it: then a blob queued on its own takes
+// own with it, no copy, and taken reports that (the caller needs another
+// buffer; on an error own may have been taken too).
+func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, g *grouper, own *[]byte) (taken bool, err error) {
 	b.mu.Lock()
 	_, dup := b.seen[id]
 	b.seen[id] = struct{}{}
 	b.mu.Unlock()
 	if dup {
-		return nil
+		return false, nil
 	}
 	loc, err := b.r.idx.Lookup(ctx, id)
 	if err == nil && b.r.usable(loc) {
-		return nil
+		return false, nil
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("look up chunk %s: %w", id.Short(), err)
+		return false, fmt.Errorf("look up chunk %s: %w", id.Short(), err)
 	}
 	b.newBytes.Add(int64(len(data)))
 	b.o.Live.NewBytes.Add(int64(len(data)))
 	if g != nil && kind == KindData && len(data) < groupMax {
 		if j, full := g.add(id, data); full {
-			return b.queue(ctx, j)
+			return false, b.queue(ctx, j)
 		}
-		return nil
+		return false, nil
+	}
+	j := blobJob{id: id, kind: kind, weight: min(int64(len(data)), inflightMax)}
+	if own != nil {
+		// The buffer goes on as it is: it weighs what it holds.
+		j.weight = min(int64(cap(*own)), inflightMax)
+		if err := b.inflight.Acquire(ctx, j.weight); err != nil {
+			return false, err
+		}
+		*own = data
+		j.buf, j.raw = own, data
+		return true, b.send(ctx, j)
 	}
 	// The copy is made once the bytes in flight allow: a reader waiting
 	// for the compressors holds no buffer meanwhile.
-	j := blobJob{id: id, kind: kind, weight: min(int64(len(data)), inflightMax)}
 	if err := b.inflight.Acquire(ctx, j.weight); err != nil {
-		return err
+		return false, err
 	}
 	j.buf = getBuf(len(data))
 	j.raw = append((*j.buf)[:0], data...)
 	*j.buf = j.raw
-	return b.send(ctx, j)
+	return false, b.send(ctx, j)
 }
 
 // queue hands j (a group, its buffer already filled) to the compressors
@@ -1392,7 +1439,7 @@ func (b *backup) storeTree(ctx context.Context, ds *dirState, rel string, items 
 		return ID{}, err
 	}
 	id := Hash(enc)
-	if err := b.storeBlob(ctx, id, KindTree, enc, nil); err != nil {
+	if _, err := b.storeBlob(ctx, id, KindTree, enc, nil, nil); err != nil {
 		return ID{}, err
 	}
 	return id, nil

@@ -25,13 +25,14 @@ import (
 // The block size weighs a single large file, read with one request in
 // flight (the harness's mutated backup, where a database and a model
 // changed, by hand, cold: 2.0 to 2.2 s with 1 or 2 MiB blocks, 1.7 s with 4
-// MiB, 1.4 to 1.8 s through the page cache and its 8 MiB readahead),
-// against memory: two blocks for each of the two readers (peak RSS of the
-// initial backup 80 MB at 2 MiB, 84 to 89 MB at 4 MiB; issue 3 wants it at
-// most borg's 82 MB).
+// MiB, 1.4 to 1.8 s through the page cache and its 8 MiB readahead; again
+// with chunks read straight into their buffers, 3 interleaved runs of each:
+// 1.7 to 2.1 s at 1 MiB, 1.8 to 2.1 s at 2 MiB), against memory: two blocks
+// for each of the two readers (peak RSS of the initial backup, median of
+// 4: 79 MB at 1 MiB, 83 MB at 2 MiB; issue 3 wants it at most borg's 82).
 const (
 	directFileMin = 1 << 20
-	directBlock   = 2 << 20
+	directBlock   = 1 << 20
 )
 
 // directReader reads a regular file from offset 0 with O_DIRECT set on its

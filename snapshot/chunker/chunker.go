@@ -12,7 +12,7 @@ const (
 	// and must fit inside a chunk before the first cut test.
 	minMin = 64
 	// maxMax is the largest allowed Params.Max (64 MiB), which bounds the
-	// chunker's buffer (2*Max) and the memory any single chunk can take.
+	// chunker's buffer and the memory any single chunk can take.
 	maxMax = 64 << 20
 )
 
@@ -76,33 +76,53 @@ func newCutter(p Params) cutter {
 // cut returns the length of the chunk at the front of data, where data holds
 // either at least Max bytes or everything up to the end of the stream.
 func (c *cutter) cut(data []byte) int {
-	n, _ := c.boundary(data)
+	n, _ := c.boundary(data, &scanState{})
 	return n
 }
 
+// scanState is how far the search for the boundary of the chunk at the
+// front of a growing buffer has got: the bytes before pos are tested and h
+// is the rolling hash after them (pos 0: nothing tested yet). A search
+// resumed with it tests each byte once however the bytes arrive.
+type scanState struct {
+	pos int
+	h   uint64
+}
+
 // boundary returns the length of the chunk at the front of data and whether
-// a content boundary ends it. A boundary found is final whatever follows
-// data: the rolling hash at a position depends only on the 64 bytes before
-// it. Without one the length is len(data) up to Max, which is the chunk
-// only when data reaches Max or the end of the stream.
-func (c *cutter) boundary(data []byte) (int, bool) {
+// a content boundary ends it, testing only the bytes st has not seen (data
+// only grows between calls with the same st). A boundary found is final
+// whatever follows data: the rolling hash at a position depends only on the
+// 64 bytes before it. Without one the length is len(data) up to Max, which
+// is the chunk only when data reaches Max or the end of the stream.
+func (c *cutter) boundary(data []byte, st *scanState) (int, bool) {
 	n := len(data)
 	if n <= c.min {
 		return n, false
 	}
 	n = min(n, c.max)
-	var h uint64
-	for _, b := range data[c.min-64 : c.min-1] {
-		h = h<<1 + gear[b]
+	if st.pos == 0 {
+		var h uint64
+		for _, b := range data[c.min-64 : c.min-1] {
+			h = h<<1 + gear[b]
+		}
+		st.pos, st.h = c.min-1, h
 	}
-	// Candidate lengths L below avg test maskS: data indexes min-1 .. avg-2.
-	normal := min(c.avg-1, n)
-	i, h, ok := scan(data[c.min-1:normal], h, c.maskS)
-	if ok {
-		return c.min + i, true
+	// Candidate lengths L below avg test maskS: data indexes min-1 .. avg-2;
+	// the byte at index i ends the candidate of length i+1.
+	if normal := min(c.avg-1, n); st.pos < normal {
+		i, h, ok := scan(data[st.pos:normal], st.h, c.maskS)
+		if ok {
+			return st.pos + i + 1, true
+		}
+		st.pos, st.h = normal, h
 	}
-	if i, _, ok := scan(data[normal:n], h, c.maskL); ok {
-		return normal + i + 1, true
+	if st.pos < n {
+		i, h, ok := scan(data[st.pos:n], st.h, c.maskL)
+		if ok {
+			return st.pos + i + 1, true
+		}
+		st.pos, st.h = n, h
 	}
 	return n, false
 }
@@ -168,36 +188,37 @@ func Split(data []byte, p Params) [][]byte {
 const maxEmptyReads = 100
 
 // Chunker cuts the stream from an io.Reader into content-defined chunks.
-// A Chunker is not safe for concurrent use.
+// It reads each chunk straight into a buffer: its own (Next) or the
+// caller's (NextInto), which a backup then hands on to be compressed and
+// stored without another copy. Only the bytes read past a boundary, at most
+// one read's worth, are kept for the next chunk. A Chunker is not safe for
+// concurrent use.
 type Chunker struct {
-	c          cutter
-	r          io.Reader
-	buf        []byte // len bufferLen(Max)
-	start, end int    // unconsumed bytes are buf[start:end]
-	eof        bool   // r has returned io.EOF
-	err        error  // sticky read error
+	c     cutter
+	r     io.Reader
+	carry []byte // read past the last boundary: the next chunk's first bytes
+	own   []byte // Next's buffer, grown as chunks need, up to Max
+	eof   bool   // r has returned io.EOF
+	err   error  // sticky read error
 }
 
-// New returns a chunker reading r. It allocates one buffer of Max plus a
-// quarter (at least 64 KiB) bytes; Reset lets a caller reuse it for another
-// stream. New panics if p is
-// invalid; check Params read from a repository config with Validate first.
+// ReadSize is the most a Chunker asks its reader for at a time: the bytes
+// read past a boundary are copied once more, into the next chunk. A buffer
+// given to NextInto with less room grows when it is full.
+const ReadSize = 128 << 10
+
+// New returns a chunker reading r; Reset lets a caller reuse it for another
+// stream. New panics if p is invalid; check Params read from a repository
+// config with Validate first.
 func New(r io.Reader, p Params) *Chunker {
-	c := newCutter(p)
-	return &Chunker{c: c, r: r, buf: make([]byte, bufferLen(c.max))}
+	return &Chunker{c: newCutter(p), r: r}
 }
 
-// bufferLen is the buffer a chunker of maximum max needs: room for a whole
-// chunk and for reads of a useful size beside the unfinished one. (It was
-// 2*max; a chunk whose boundary is already in the buffer needs no refill,
-// so max and a quarter serve as well, in 3 MiB less at the default 4 MiB.)
-func bufferLen(maxChunk int) int { return maxChunk + max(maxChunk/4, 64<<10) }
-
-// Reset makes c read a new stream from r, keeping its buffer and Params.
-// Chunks returned before Reset become invalid.
+// Reset makes c read a new stream from r, keeping its buffers and Params.
+// Chunks returned by Next before Reset become invalid.
 func (c *Chunker) Reset(r io.Reader) {
 	c.r = r
-	c.start, c.end = 0, 0
+	c.carry = c.carry[:0]
 	c.eof = false
 	c.err = nil
 }
@@ -209,63 +230,81 @@ func (c *Chunker) Reset(r io.Reader) {
 // chunks). If the reader fails, Next returns its error unwrapped, drops the
 // chunks it had not yet returned, and returns the same error from then on.
 func (c *Chunker) Next() ([]byte, error) {
+	chunk, err := c.NextInto(c.own[:0], nil)
+	if cap(chunk) > cap(c.own) {
+		c.own = chunk[:0]
+	}
+	if err != nil {
+		return nil, err
+	}
+	return chunk[:len(chunk):len(chunk)], nil
+}
+
+// NextInto is Next reading the chunk into dst, from its start, and
+// returning it there. When dst is too small for what the chunk needs, grow
+// is called with the bytes so far and the length needed and must return a
+// buffer of at least that capacity starting with those bytes (nil grow:
+// doubling, up to Max). The chunk is the caller's: c keeps no reference to
+// it. On io.EOF or an error the returned slice is empty but carries the
+// buffer in use (grown or not), for the caller to reuse.
+func (c *Chunker) NextInto(dst []byte, grow func(b []byte, n int) []byte) ([]byte, error) {
+	if grow == nil {
+		grow = c.grow
+	}
+	buf := dst[:0]
 	if c.err != nil {
-		return nil, c.err
+		return buf, c.err
 	}
-	for c.end-c.start < c.c.max && !c.eof {
-		// Fewer than Max bytes and more to come: a boundary among them is
-		// final; without one, read more.
-		if n, ok := c.c.boundary(c.buf[c.start:c.end]); ok {
-			return c.take(n), nil
-		}
-		c.fill()
-		if c.err != nil {
-			return nil, c.err
-		}
+	if len(c.carry) > cap(buf) {
+		buf = grow(buf, len(c.carry))
 	}
-	if c.start == c.end {
-		return nil, io.EOF
-	}
-	return c.take(c.c.cut(c.buf[c.start:c.end])), nil
-}
-
-// take returns the next n unconsumed bytes as a chunk.
-func (c *Chunker) take(n int) []byte {
-	chunk := c.buf[c.start : c.start+n : c.start+n]
-	c.start += n
-	return chunk
-}
-
-// fill moves the unconsumed bytes to the front of the buffer and reads until
-// the buffer is full, the stream ends or the reader fails.
-func (c *Chunker) fill() {
-	if c.start > 0 {
-		c.end = copy(c.buf, c.buf[c.start:c.end])
-		c.start = 0
-	}
+	buf = append(buf, c.carry...)
+	c.carry = c.carry[:0]
+	var st scanState
 	empty := 0
-	for c.end < len(c.buf) {
-		n, err := c.r.Read(c.buf[c.end:])
-		if n < 0 || n > len(c.buf)-c.end {
-			c.err = fmt.Errorf("chunker: reader returned invalid count %d", n)
-			return
+	for {
+		if n, ok := c.c.boundary(buf, &st); ok || len(buf) >= c.c.max || c.eof {
+			if n == 0 {
+				return buf[:0], io.EOF
+			}
+			c.carry = append(c.carry, buf[n:]...)
+			return buf[:n], nil
 		}
-		c.end += n
+		// Fewer than Max bytes, no boundary among them, and more to come:
+		// read into the room left, growing the buffer only once it is full.
+		want := min(ReadSize, c.c.max-len(buf))
+		if room := cap(buf) - len(buf); room == 0 {
+			buf = grow(buf, len(buf)+want)
+		} else {
+			want = min(want, room)
+		}
+		n, err := c.r.Read(buf[len(buf) : len(buf)+want])
+		if n < 0 || n > want {
+			c.err = fmt.Errorf("chunker: reader returned invalid count %d", n)
+			return buf[:0], c.err
+		}
+		buf = buf[:len(buf)+n]
 		switch {
 		case err == io.EOF: // io.Reader's contract: EOF itself, never wrapped
 			c.eof = true // data returned with it was kept above
-			return
 		case err != nil:
 			c.err = err
-			return
+			return buf[:0], err
 		case n == 0:
-			empty++
-			if empty >= maxEmptyReads {
+			if empty++; empty >= maxEmptyReads {
 				c.err = io.ErrNoProgress
-				return
+				return buf[:0], c.err
 			}
 		default:
 			empty = 0
 		}
 	}
+}
+
+// grow is NextInto's default: double the buffer, at least to n, at most to
+// Max (the largest chunk; n never exceeds it).
+func (c *Chunker) grow(b []byte, n int) []byte {
+	nb := make([]byte, len(b), max(n, min(2*cap(b), c.c.max)))
+	copy(nb, b)
+	return nb
 }

@@ -552,3 +552,132 @@ func BenchmarkSplit(b *testing.B) {
 		Split(data, DefaultParams())
 	}
 }
+
+// nextIntoAll chunks r with NextInto into buffers of initial capacity
+// start, scribbling over each chunk once it is copied (the chunker must
+// keep no reference to it), and checks every growth request.
+func nextIntoAll(t testing.TB, r io.Reader, p Params, start int) (chunks [][]byte, grows int) {
+	t.Helper()
+	c := New(r, p)
+	var owned []byte // the buffer the last grow returned
+	grow := func(b []byte, n int) []byte {
+		grows++
+		if n <= cap(b) || n > p.Max {
+			t.Fatalf("grow(%d bytes, cap %d) to %d: not needed, or above Max %d", len(b), cap(b), n, p.Max)
+		}
+		owned = make([]byte, len(b), max(n, min(2*cap(b), p.Max)))
+		copy(owned, b)
+		return owned
+	}
+	for {
+		dst := make([]byte, 0, start)
+		owned = nil
+		chunk, err := c.NextInto(dst, grow)
+		if err == io.EOF {
+			if len(chunk) != 0 {
+				t.Fatalf("NextInto returned %d bytes with io.EOF", len(chunk))
+			}
+			return chunks, grows
+		}
+		if err != nil {
+			t.Fatalf("NextInto: %v", err)
+		}
+		home := dst
+		if owned != nil {
+			home = owned
+		}
+		if len(chunk) == 0 || &chunk[:1][0] != &home[:1][0] {
+			t.Fatalf("chunk %d (%d bytes) is not in the caller's buffer", len(chunks), len(chunk))
+		}
+		chunks = append(chunks, bytes.Clone(chunk))
+		for i := range chunk {
+			chunk[i] ^= 0xff
+		}
+	}
+}
+
+// TestNextIntoMatchesSplit: chunks read into the caller's buffers, from
+// readers of every read size and starting with buffers too small or large
+// enough, are those of Split; growth is asked for only when the buffer is
+// full and never beyond Max, and Next's own buffer never outgrows Max.
+func TestNextIntoMatchesSplit(t *testing.T) {
+	p := DefaultParams()
+	data := mixedData(9<<20, 16, p)
+	want := lengths(Split(data, p))
+	for _, start := range []int{0, 1, 64 << 10, p.Avg, p.Max} {
+		for name, r := range map[string]func() io.Reader{
+			"whole":   func() io.Reader { return bytes.NewReader(data) },
+			"half":    func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) },
+			"short4k": func() io.Reader { return &shortReader{bytes.NewReader(data), rand.New(rand.NewPCG(2, 3)), 4096} },
+			"dataerr": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(data)) },
+		} {
+			chunks, grows := nextIntoAll(t, r(), p, start)
+			checkChunks(t, data, chunks, p)
+			if got := lengths(chunks); !equalInts(got, want) {
+				t.Fatalf("start %d, %s: NextInto gives %d chunks, Split %d", start, name, len(got), len(want))
+			}
+			if start >= p.Max && grows != 0 {
+				t.Fatalf("start %d, %s: %d growths with room for Max", start, name, grows)
+			}
+		}
+	}
+	c := New(bytes.NewReader(data), p)
+	got := lengths(readAllWith(t, c))
+	if !equalInts(got, want) {
+		t.Fatalf("Next gives %d chunks, Split %d", len(got), len(want))
+	}
+	if cap(c.own) > p.Max || cap(c.carry) > ReadSize {
+		t.Fatalf("Next's buffer %d bytes (Max %d), carry %d (a read %d)", cap(c.own), p.Max, cap(c.carry), ReadSize)
+	}
+}
+
+// TestNextIntoError: a read error is returned unwrapped, with no chunk,
+// and stays; the chunks before it were whole.
+func TestNextIntoError(t *testing.T) {
+	p := small
+	data := randomData(p.Max*3, 17)
+	boom := errors.New("boom")
+	c := New(io.MultiReader(bytes.NewReader(data), iotest.ErrReader(boom)), p)
+	var total int
+	for {
+		chunk, err := c.NextInto(nil, nil)
+		if err != nil {
+			if err != boom || len(chunk) != 0 {
+				t.Fatalf("err %v with %d bytes, want boom with none", err, len(chunk))
+			}
+			break
+		}
+		if !bytes.Equal(chunk, data[total:total+len(chunk)]) {
+			t.Fatalf("chunk at %d differs from the stream", total)
+		}
+		total += len(chunk)
+	}
+	if total > len(data) {
+		t.Fatalf("%d bytes returned, the stream had %d", total, len(data))
+	}
+	if _, err := c.NextInto(nil, nil); err != boom {
+		t.Fatalf("after the error: %v, want it again", err)
+	}
+}
+
+// BenchmarkChunkerNextInto is BenchmarkChunker reading each chunk into a
+// buffer of the caller's, as a backup does (one buffer, reused).
+func BenchmarkChunkerNextInto(b *testing.B) {
+	data := random64MiB()
+	r := bytes.NewReader(data)
+	c := New(r, DefaultParams())
+	buf := make([]byte, 0, DefaultParams().Max)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for b.Loop() {
+		r.Reset(data)
+		c.Reset(r)
+		for {
+			if _, err := c.NextInto(buf, nil); err == io.EOF {
+				break
+			} else if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

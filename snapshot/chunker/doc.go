@@ -74,9 +74,12 @@
 //
 // # Reading
 //
-// A [Chunker] reads through one buffer of 2*Max bytes. Whenever fewer than Max
-// bytes remain unconsumed it moves them to the front and fills the rest,
-// tolerating short reads and data returned together with io.EOF, so that the
-// boundaries are those of [Split] on the whole stream whatever the reader's
-// read sizes.
+// A [Chunker] reads each chunk into the buffer that will hold it (its own for
+// [Chunker.Next], the caller's for [Chunker.NextInto]), at most 128 KiB at a
+// time and never beyond Max bytes, testing each new byte once: the search
+// for the boundary resumes where the last read left it. A boundary found is
+// final (the hash looks back 64 bytes only); the bytes read past it start
+// the next chunk. Short reads and data returned together with io.EOF are
+// tolerated, so the boundaries are those of [Split] on the whole stream
+// whatever the reader's read sizes.
 package chunker

@@ -48,6 +48,10 @@ func FuzzSplit(f *testing.F) {
 		if viaNext := lengths(readAll(t, r, p)); !equalInts(got, viaNext) {
 			t.Fatalf("%+v: Split lengths %v, New/Next %v", p, got, viaNext)
 		}
+		into, _ := nextIntoAll(t, iotest.OneByteReader(bytes.NewReader(data)), p, len(data)%7)
+		if viaInto := lengths(into); !equalInts(got, viaInto) {
+			t.Fatalf("%+v: Split lengths %v, NextInto %v", p, got, viaInto)
+		}
 	})
 }
 
