@@ -356,11 +356,42 @@ func (r *Repo) loadHeader(id string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	links := hardLinkCounts(m.Items)
 	m.Items = nil
 	r.mu.Lock()
 	r.headers[id] = m
+	r.keepLinksLocked(id, links)
 	r.mu.Unlock()
 	return m, nil
+}
+
+// keepLinksLocked records the hard-link counts of snapshot id, so HardLinks
+// (the mount asks for them when it first shows a file of the snapshot)
+// need not read its manifest again. r.mu is held.
+func (r *Repo) keepLinksLocked(id string, links map[string]uint32) {
+	if r.links == nil {
+		r.links = map[string]map[string]uint32{}
+	}
+	r.links[id] = links
+}
+
+// hardLinkCounts returns the number of names of every hard-linked file of
+// items, by the raw path of its first name; nil when there are none.
+func hardLinkCounts(items []Item) map[string]uint32 {
+	var links map[string]uint32
+	for _, it := range items {
+		if it.Type == TypeHardlink.String() {
+			if links == nil {
+				links = map[string]uint32{}
+			}
+			t := it.RawTarget()
+			if links[t] == 0 {
+				links[t] = 1
+			}
+			links[t]++
+		}
+	}
+	return links
 }
 
 // Snapshots lists every snapshot, oldest first; damaged ones are listed
@@ -438,9 +469,21 @@ func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
 
 // HardLinks returns, for snapshot id, the number of names of each
 // hard-linked file, keyed by the raw path of its first name (the target of
-// its other names' items). A snapshot without hard links costs one scan of
-// the manifest's bytes; the manifest is not kept.
+// its other names' items). The counts of a snapshot whose manifest was read
+// whole before (Snapshots, LoadManifest) are kept from then and cost
+// nothing; otherwise a snapshot without hard links costs one scan of the
+// manifest's bytes, and the manifest itself is not kept.
 func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
+	r.mu.Lock()
+	links, ok := r.links[id]
+	if full := r.manifest[id]; !ok && full != nil {
+		links, ok = hardLinkCounts(full.Items), true
+		r.keepLinksLocked(id, links)
+	}
+	r.mu.Unlock()
+	if ok {
+		return links, nil
+	}
 	b, err := os.ReadFile(r.manifestPath(id))
 	if err != nil {
 		return nil, fmt.Errorf("read snapshot %s: %w", id, err)
@@ -452,16 +495,10 @@ func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
 	if err != nil {
 		return nil, err
 	}
-	links := map[string]uint32{}
-	for _, it := range m.Items {
-		if it.Type == TypeHardlink.String() {
-			t := it.RawTarget()
-			if links[t] == 0 {
-				links[t] = 1
-			}
-			links[t]++
-		}
-	}
+	links = hardLinkCounts(m.Items)
+	r.mu.Lock()
+	r.keepLinksLocked(id, links)
+	r.mu.Unlock()
 	return links, nil
 }
 

@@ -132,9 +132,10 @@ type Repo struct {
 	lock  *ownerLock
 	audit *audit.Log
 
-	mu             sync.Mutex           // guards the caches
-	manifest       map[string]*Manifest // full manifests loaded by LoadManifest
-	headers        map[string]*Manifest // Snapshots' entries: checked, items dropped
+	mu             sync.Mutex                   // guards the caches
+	manifest       map[string]*Manifest         // full manifests loaded by LoadManifest
+	headers        map[string]*Manifest         // Snapshots' entries: checked, items dropped
+	links          map[string]map[string]uint32 // HardLinks of the manifests read whole (nil: none)
 	treeCache      map[ID]*Tree
 	treeCacheNodes int // nodes held by treeCache
 

@@ -4,6 +4,8 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -85,4 +87,42 @@ func TestMemLimitFollowsLiveHeap(t *testing.T) {
 	if l := limitNow(); l != math.MaxInt64 {
 		t.Fatalf("a collection after stop set the limit to %d", l)
 	}
+}
+
+// TestMemLimitPinnedNodes: while the kernel holds many nodes (a huge
+// directory listed through the mount), the headroom is real: the limit is
+// above everything in use after a collection (live heap plus the runtime's
+// own memory) by a quarter of base, not above the live heap alone; with
+// few nodes it follows the live heap as before.
+func TestMemLimitPinnedNodes(t *testing.T) {
+	if old := limitNow(); old != math.MaxInt64 {
+		t.Skipf("GOMEMLIMIT is set (%d): the test changes the process's limit", old)
+	}
+	const base = 64 << 20
+	m := startMemLimit(base)
+	defer m.stop()
+	var nodes atomic.Int64
+	m.pinnedBy(func() int { return int(nodes.Load()) })
+
+	held := make([][]byte, 0, 128) // 128 MiB of live heap
+	for range cap(held) {
+		b := make([]byte, 1<<20)
+		b[0] = 1
+		held = append(held, b)
+	}
+	waitLimit(t, "few nodes, 128 MiB live", func(l int64) bool { return l >= 128<<20+base/4 })
+	few := limitNow()
+	nodes.Store(pinnedMany)
+	inUse := func() int64 {
+		s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+		metrics.Read(s)
+		return int64(s[0].Value.Uint64() - s[1].Value.Uint64())
+	}
+	waitLimit(t, "many nodes", func(l int64) bool { return l > few && l >= inUse()+base/4-8<<20 })
+	if l := limitNow(); l > inUse()+base/4+64<<20 {
+		t.Fatalf("many nodes: limit %d MiB, in use %d MiB: more headroom than asked", l>>20, inUse()>>20)
+	}
+	nodes.Store(pinnedMany - 1)
+	waitLimit(t, "few nodes again", func(l int64) bool { return l <= few+4<<20 })
+	runtime.KeepAlive(held)
 }

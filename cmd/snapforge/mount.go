@@ -79,6 +79,9 @@ func init() {
 			return err
 		}
 		defer f.Close()
+		if a.mem != nil {
+			a.mem.pinnedBy(f.LiveNodes)
+		}
 		// Listing the snapshots parsed and checked every manifest in full;
 		// give that garbage back before settling down to serve.
 		debug.FreeOSMemory()
