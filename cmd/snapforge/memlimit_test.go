@@ -27,28 +27,42 @@ func waitLimit(t *testing.T, what string, ok func(int64) bool) {
 	}
 }
 
+// startTestLimit starts a limit of base for a test, skipping it when
+// GOMEMLIMIT is set (the test changes the process's limit).
+func startTestLimit(t *testing.T, base int64) *memLimit {
+	t.Helper()
+	if old := limitNow(); old != math.MaxInt64 {
+		t.Skipf("GOMEMLIMIT is set (%d): the test changes the process's limit", old)
+	}
+	m := startMemLimit(base)
+	t.Cleanup(m.stop)
+	return m
+}
+
+// holdHeap returns n MiB of live heap, each page touched.
+func holdHeap(n int) [][]byte {
+	held := make([][]byte, 0, n)
+	for range n {
+		b := make([]byte, 1<<20)
+		b[0] = 1
+		held = append(held, b)
+	}
+	return held
+}
+
 // TestMemLimitFollowsLiveHeap: the mount's limit is base while the live
 // heap is small, rises above a live heap that outgrows it (the kernel
 // holding 100,000 nodes) so the collector does not run back to back, comes
 // back to base when that heap is gone, and is off while the owner runs a
 // command (lift), whatever the collections find meanwhile.
 func TestMemLimitFollowsLiveHeap(t *testing.T) {
-	if old := limitNow(); old != math.MaxInt64 {
-		t.Skipf("GOMEMLIMIT is set (%d): the test changes the process's limit", old)
-	}
 	const base = 64 << 20
-	m := startMemLimit(base)
-	defer m.stop()
+	m := startTestLimit(t, base)
 	if got := limitNow(); got != base {
 		t.Fatalf("limit %d at start, want base %d", got, base)
 	}
 
-	held := make([][]byte, 0, 192) // 192 MiB of live heap
-	for range cap(held) {
-		b := make([]byte, 1<<20)
-		b[0] = 1
-		held = append(held, b)
-	}
+	held := holdHeap(192)
 	waitLimit(t, "with 192 MiB live", func(l int64) bool { return l >= 192<<20+base/4 })
 	if l := limitNow(); l > 192<<20+base/4+64<<20 {
 		t.Fatalf("with 192 MiB live the limit is %d MiB: more headroom than the live heap needs", l>>20)
@@ -95,21 +109,12 @@ func TestMemLimitFollowsLiveHeap(t *testing.T) {
 // own memory) by a quarter of base, not above the live heap alone; with
 // few nodes it follows the live heap as before.
 func TestMemLimitPinnedNodes(t *testing.T) {
-	if old := limitNow(); old != math.MaxInt64 {
-		t.Skipf("GOMEMLIMIT is set (%d): the test changes the process's limit", old)
-	}
 	const base = 64 << 20
-	m := startMemLimit(base)
-	defer m.stop()
+	m := startTestLimit(t, base)
 	var nodes atomic.Int64
 	m.pinnedBy(func() int { return int(nodes.Load()) })
 
-	held := make([][]byte, 0, 128) // 128 MiB of live heap
-	for range cap(held) {
-		b := make([]byte, 1<<20)
-		b[0] = 1
-		held = append(held, b)
-	}
+	held := holdHeap(128)
 	waitLimit(t, "few nodes, 128 MiB live", func(l int64) bool { return l >= 128<<20+base/4 })
 	few := limitNow()
 	nodes.Store(pinnedMany)

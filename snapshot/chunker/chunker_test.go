@@ -525,22 +525,32 @@ func TestBoundariesAreStable(t *testing.T) {
 	}
 }
 
+// BenchmarkChunker reads a stream through a Chunker: into its own buffer
+// (Next), and into a buffer of the caller's, reused, as a backup does
+// (NextInto).
 func BenchmarkChunker(b *testing.B) {
 	data := random64MiB()
-	r := bytes.NewReader(data)
-	c := New(r, DefaultParams())
-	b.SetBytes(int64(len(data)))
-	b.ResetTimer()
-	for b.Loop() {
-		r.Reset(data)
-		c.Reset(r)
-		for {
-			if _, err := c.Next(); err == io.EOF {
-				break
-			} else if err != nil {
-				b.Fatal(err)
+	buf := make([]byte, 0, DefaultParams().Max)
+	for name, next := range map[string]func(c *Chunker) error{
+		"Next":     func(c *Chunker) error { _, err := c.Next(); return err },
+		"NextInto": func(c *Chunker) error { _, err := c.NextInto(buf, nil); return err },
+	} {
+		b.Run(name, func(b *testing.B) {
+			r := bytes.NewReader(data)
+			c := New(r, DefaultParams())
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				r.Reset(data)
+				c.Reset(r)
+				for {
+					if err := next(c); err == io.EOF {
+						break
+					} else if err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
-		}
+		})
 	}
 }
 
@@ -657,27 +667,5 @@ func TestNextIntoError(t *testing.T) {
 	}
 	if _, err := c.NextInto(nil, nil); err != boom {
 		t.Fatalf("after the error: %v, want it again", err)
-	}
-}
-
-// BenchmarkChunkerNextInto is BenchmarkChunker reading each chunk into a
-// buffer of the caller's, as a backup does (one buffer, reused).
-func BenchmarkChunkerNextInto(b *testing.B) {
-	data := random64MiB()
-	r := bytes.NewReader(data)
-	c := New(r, DefaultParams())
-	buf := make([]byte, 0, DefaultParams().Max)
-	b.SetBytes(int64(len(data)))
-	b.ResetTimer()
-	for b.Loop() {
-		r.Reset(data)
-		c.Reset(r)
-		for {
-			if _, err := c.NextInto(buf, nil); err == io.EOF {
-				break
-			} else if err != nil {
-				b.Fatal(err)
-			}
-		}
 	}
 }
