@@ -17,11 +17,11 @@ import (
 // inodes and ours). Under a fixed limit the collector would then run back
 // to back, up to half the CPU (Go's cap), for as long as the kernel keeps
 // them: 60 % of the mount's CPU while listing such a directory (issue 4).
-// So after every collection the limit follows the live heap with the
-// headroom the collector keeps anyway (GOGC 50: half the live heap), and
-// comes back to base once the kernel forgets the nodes and a collection
-// finds them gone. While the owner runs a command for a client there is no
-// limit at all (lift).
+// So after every collection the limit follows the live heap, a quarter of
+// base above it (with many nodes held, above everything in use: see
+// pinnedMany), and comes back to base once the kernel forgets the nodes and
+// a collection finds them gone. While the owner runs a command for a client
+// there is no limit at all (lift).
 type memLimit struct {
 	mu      sync.Mutex
 	base    int64
