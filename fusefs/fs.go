@@ -104,7 +104,13 @@ func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
 		o.Location = time.Local
 	}
 	cr := repo.NewChunkReader(64)
-	f := &FS{repo: repo, opts: o, cr: cr, chunks: newChunkCache(cr, o.CacheBytes), inos: newInoTable(),
+	// The reader keeps decoded groups (runs of small files and pages) of
+	// its own: they count inside the budget for decoded data.
+	chunkBytes := o.CacheBytes
+	if chunkBytes >= 2*snapshot.GroupCacheBytes {
+		chunkBytes -= snapshot.GroupCacheBytes
+	}
+	f := &FS{repo: repo, opts: o, cr: cr, chunks: newChunkCache(cr, chunkBytes), inos: newInoTable(),
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: time.Now()}
 	f.life = f.chunks.life
 	f.root = &rootNode{}

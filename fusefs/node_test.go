@@ -613,3 +613,20 @@ func TestListingPrefetchesSubtrees(t *testing.T) {
 		t.Fatal("a worker started after Close")
 	}
 }
+
+// TestDecodedBudget: the decoded groups the chunk reader keeps count
+// inside the mount's budget for decoded data; a budget too small to share
+// goes to the chunk cache whole.
+func TestDecodedBudget(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	for _, c := range []struct{ budget, chunks int64 }{
+		{DefaultCacheBytes, DefaultCacheBytes - snapshot.GroupCacheBytes},
+		{64 << 20, 64<<20 - snapshot.GroupCacheBytes},
+		{2*snapshot.GroupCacheBytes - 1, 2*snapshot.GroupCacheBytes - 1},
+	} {
+		f := newTestFS(t, r, Options{CacheBytes: c.budget})
+		if f.chunks.max != c.chunks {
+			t.Errorf("budget %d: chunk cache %d, want %d", c.budget, f.chunks.max, c.chunks)
+		}
+	}
+}

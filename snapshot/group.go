@@ -86,6 +86,11 @@ type groupEntry struct {
 // concurrent readers of a restore or a mount to each find theirs.
 const groupsKept = 4
 
+// GroupCacheBytes is the most a ChunkReader keeps of decoded frames (its
+// groupsKept frames of up to groupTarget bytes): a mount counts it inside
+// its memory budget for decoded data.
+const GroupCacheBytes = groupsKept * groupTarget
+
 // get returns the entry for key, loading it with load when it is not
 // there; release it when done with its bytes.
 func (c *groupCache) get(key groupKey, load func() ([]byte, *[]byte, error)) (*groupEntry, error) {
