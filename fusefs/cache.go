@@ -38,7 +38,7 @@ type chunkCache struct {
 	bgLoads       sync.WaitGroup
 	life          *gate // loads enter it; FS.Close closes it first
 
-	trees       []snapshot.ID // directory trees to load ahead, next first (guarded by mu)
+	trees       []snapshot.ID // directory trees to load ahead, next last (guarded by mu)
 	treeWorkers int           // goroutines loading them (guarded by mu)
 	treesAhead  atomic.Int64  // trees they loaded
 }
@@ -254,22 +254,24 @@ const (
 
 // prefetchTrees queues ids (a directory's subdirectories, in order) ahead
 // of those queued before: a walk descends into the directory it just
-// listed before it moves on to that directory's siblings.
+// listed before it moves on to that directory's siblings. The queue is a
+// stack, next on top: ids go on in reverse order, and the oldest are
+// dropped beyond treeQueueMax.
 func (c *chunkCache) prefetchTrees(ids []snapshot.ID) {
 	if len(ids) == 0 {
 		return
-	}
-	if len(ids) > treeQueueMax {
-		ids = ids[:treeQueueMax]
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return
 	}
-	keep := min(len(c.trees), treeQueueMax-len(ids))
-	q := make([]snapshot.ID, 0, len(ids)+keep)
-	c.trees = append(append(q, ids...), c.trees[:keep]...)
+	for i := len(ids) - 1; i >= 0; i-- {
+		c.trees = append(c.trees, ids[i])
+	}
+	if over := len(c.trees) - treeQueueMax; over > 0 {
+		c.trees = slices.Delete(c.trees, 0, over)
+	}
 	for c.treeWorkers < treeWorkers && c.treeWorkers < len(c.trees) {
 		c.treeWorkers++
 		c.bgLoads.Add(1)
@@ -289,8 +291,8 @@ func (c *chunkCache) treeWorker() {
 			c.mu.Unlock()
 			return
 		}
-		id := c.trees[0]
-		c.trees = c.trees[1:]
+		id := c.trees[len(c.trees)-1]
+		c.trees = c.trees[:len(c.trees)-1]
 		c.mu.Unlock()
 		if c.life.enter() {
 			if c.cr.PrefetchTree(context.Background(), id) {

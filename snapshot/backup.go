@@ -1173,7 +1173,7 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r 
 	cdc, _ := ch.(*chunker.Chunker)
 	var buf *[]byte
 	grow := func(old []byte, n int) []byte {
-		nb := getBuf(max(n, min(2*cap(old), b.r.cfg.Chunker.Max)))
+		nb := getBuf(n)
 		out := append((*nb)[:0], old...)
 		putBuf(buf)
 		buf = nb
@@ -1245,7 +1245,7 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r 
 // chunkBufStart is the buffer a content-defined chunk is first read into:
 // room for most chunks of a large file (they cluster around Avg), so few
 // grow, and no more than a small file needs. A chunk that outgrows it is
-// moved once or twice (doubling, up to Max).
+// moved once or twice (the chunker doubles it, up to Max).
 func chunkBufStart(p chunker.Params, sizeHint int64) int {
 	return int(min(max(sizeHint+1, chunker.ReadSize), int64(p.Avg+p.Avg/2)))
 }
@@ -1291,24 +1291,22 @@ func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, 
 	}
 	j := blobJob{id: id, kind: kind, weight: min(int64(len(data)), inflightMax)}
 	if own != nil {
-		// The buffer goes on as it is: it weighs what it holds.
-		j.weight = min(int64(cap(*own)), inflightMax)
-		if err := b.inflight.Acquire(ctx, j.weight); err != nil {
-			return false, err
-		}
-		*own = data
-		j.buf, j.raw = own, data
-		return true, b.send(ctx, j)
+		j.weight = min(int64(cap(*own)), inflightMax) // it goes on as it is: it weighs what it holds
 	}
-	// The copy is made once the bytes in flight allow: a reader waiting
-	// for the compressors holds no buffer meanwhile.
+	// A copy is made only once the bytes in flight allow: a reader waiting
+	// for the compressors holds no new buffer meanwhile.
 	if err := b.inflight.Acquire(ctx, j.weight); err != nil {
 		return false, err
 	}
-	j.buf = getBuf(len(data))
-	j.raw = append((*j.buf)[:0], data...)
-	*j.buf = j.raw
-	return false, b.send(ctx, j)
+	if own != nil {
+		*own = data
+		j.buf, j.raw = own, data
+	} else {
+		j.buf = getBuf(len(data))
+		j.raw = append((*j.buf)[:0], data...)
+		*j.buf = j.raw
+	}
+	return own != nil, b.send(ctx, j)
 }
 
 // queue hands j (a group, its buffer already filled) to the compressors

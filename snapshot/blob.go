@@ -427,18 +427,27 @@ func (r *Repo) loadTree(ctx context.Context, id ID, cache bool) (*Tree, error) {
 // loadTreeVia is loadTree reading through the open packs of pr (nil: open
 // the pack for this one read).
 func (r *Repo) loadTreeVia(ctx context.Context, pr *packReader, id ID, cache bool) (*Tree, error) {
-	if cache {
-		r.mu.Lock()
-		t, ok := r.treeCache[id]
-		r.mu.Unlock()
-		if ok {
-			return t, nil
-		}
+	if t := r.cachedTree(id); cache && t != nil {
+		return t, nil
 	}
 	b, err := r.loadBlob(ctx, pr, id, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load tree %s: %w", id.Short(), err)
 	}
+	return r.keepTree(id, b, cache)
+}
+
+// cachedTree returns tree id from the tree cache, or nil.
+func (r *Repo) cachedTree(id ID) *Tree {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.treeCache[id]
+}
+
+// keepTree decodes tree id from its checked plaintext b and, with cache,
+// keeps it in the tree cache (emptied when it would hold more than
+// treeCacheNodes nodes; a larger tree is not kept).
+func (r *Repo) keepTree(id ID, b []byte, cache bool) (*Tree, error) {
 	t, err := DecodeTree(b)
 	if err != nil {
 		return nil, &CorruptError{ID: id, Detail: err.Error()}

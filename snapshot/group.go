@@ -93,7 +93,7 @@ const GroupCacheBytes = groupsKept * groupTarget
 
 // get returns the entry for key, loading it with load when it is not
 // there; release it when done with its bytes.
-func (c *groupCache) get(key groupKey, load func() ([]byte, *[]byte, error)) (*groupEntry, error) {
+func (c *groupCache) get(key groupKey, load func() (*[]byte, error)) (*groupEntry, error) {
 	c.mu.Lock()
 	for i, e := range c.entries {
 		if e.key == key {
@@ -114,7 +114,7 @@ func (c *groupCache) get(key groupKey, load func() ([]byte, *[]byte, error)) (*g
 	c.evict()
 	c.mu.Unlock()
 
-	_, e.buf, e.err = load()
+	e.buf, e.err = load()
 	close(e.ready)
 	if e.err != nil {
 		c.mu.Lock()
@@ -175,23 +175,23 @@ func (r *Repo) readGrouped(pr *packReader, op *openPack, id ID, loc Location, bu
 		return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: fmt.Sprintf("group member [%d, +%d) outside its group of %d bytes", loc.GroupOff, loc.Raw, loc.GroupRaw)}
 	}
 	key := groupKey{pack: loc.Pack, off: loc.Offset, stored: loc.Stored, raw: loc.GroupRaw}
-	e, err := pr.groups.get(key, func() ([]byte, *[]byte, error) {
+	e, err := pr.groups.get(key, func() (*[]byte, error) {
 		stored, done, err := op.readStored(int64(loc.Offset), int(loc.Stored))
 		defer done()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil, nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
+				return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
 			}
-			return nil, nil, fmt.Errorf("read pack %s: %w", loc.Pack.Short(), err)
+			return nil, fmt.Errorf("read pack %s: %w", loc.Pack.Short(), err)
 		}
 		bp := getBuf(int(loc.GroupRaw) + pack.DecodeSlack)
 		out, err := pack.Decode((*bp)[:0], stored, pack.CodecGroup, loc.GroupRaw)
 		if err != nil {
 			putBuf(bp)
-			return nil, nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "its group's frame: " + err.Error()}
+			return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "its group's frame: " + err.Error()}
 		}
 		*bp = out
-		return out, bp, nil
+		return bp, nil
 	})
 	if err != nil {
 		var ce *CorruptError

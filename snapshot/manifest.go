@@ -471,8 +471,8 @@ func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
 // hard-linked file, keyed by the raw path of its first name (the target of
 // its other names' items). The counts of a snapshot whose manifest was read
 // whole before (Snapshots, LoadManifest) are kept from then and cost
-// nothing; otherwise a snapshot without hard links costs one scan of the
-// manifest's bytes, and the manifest itself is not kept.
+// nothing; otherwise the first call reads the manifest (a snapshot without
+// hard links: one scan of its bytes), and only the counts are kept.
 func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
 	r.mu.Lock()
 	links, ok := r.links[id]
@@ -488,14 +488,13 @@ func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read snapshot %s: %w", id, err)
 	}
-	if !bytes.Contains(b, []byte(`"hardlink"`)) {
-		return nil, nil
+	if bytes.Contains(b, []byte(`"hardlink"`)) {
+		m, err := r.readManifest(id)
+		if err != nil {
+			return nil, err
+		}
+		links = hardLinkCounts(m.Items)
 	}
-	m, err := r.readManifest(id)
-	if err != nil {
-		return nil, err
-	}
-	links = hardLinkCounts(m.Items)
 	r.mu.Lock()
 	r.keepLinksLocked(id, links)
 	r.mu.Unlock()

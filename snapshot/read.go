@@ -148,17 +148,17 @@ const treePrefetchMax = treeCacheNodes * 16
 // it is cached already or too large to keep, and reports whether it loaded
 // it. Errors are left to the load that needs the tree.
 func (c *ChunkReader) PrefetchTree(ctx context.Context, id ID) bool {
-	c.r.mu.Lock()
-	_, ok := c.r.treeCache[id]
-	c.r.mu.Unlock()
-	if ok || c.r.errIfNoIndex() != nil {
+	if c.r.cachedTree(id) != nil || c.r.errIfNoIndex() != nil {
 		return false
 	}
 	loc, err := c.r.idx.Lookup(ctx, id)
 	if err != nil || loc.Kind != KindTree || loc.Raw > treePrefetchMax {
 		return false
 	}
-	_, err = c.r.loadTreeVia(ctx, c.pr, id, true)
+	b, err := c.r.readBlob(c.pr, id, loc, nil, true)
+	if err == nil {
+		_, err = c.r.keepTree(id, b, true)
+	}
 	return err == nil
 }
 

@@ -60,16 +60,7 @@ func (m *memLimit) afterGC() {
 	}
 	metrics.Read(m.live)
 	live, total, released := sampleBytes(m.live[0]), sampleBytes(m.live[1]), sampleBytes(m.live[2])
-	m.set = m.target(live)
-	if m.pinned != nil && m.pinned() >= pinnedMany {
-		// The limit counts all the process's memory, and beside the live
-		// heap the runtime keeps 15-20 MB of its own (spans, metadata,
-		// free pages): live + a quarter of base left 2-5 MB between
-		// collections, 25 of them while 100,000 entries were listed, half
-		// the mount's CPU. With that many nodes held the heap grows with
-		// them: headroom above everything in use.
-		m.set = max(m.base, total-released+m.base/4)
-	}
+	m.set = m.target(live, total-released)
 	if m.lifted == 0 {
 		debug.SetMemoryLimit(m.set)
 	}
@@ -99,8 +90,20 @@ func sampleBytes(s metrics.Sample) int64 {
 	return int64(min(s.Value.Uint64(), math.MaxInt64/2))
 }
 
-// target is the limit for a live heap of live bytes.
-func (m *memLimit) target(live int64) int64 { return max(m.base, live+m.base/4) }
+// target is the limit after a collection that found live bytes of live
+// heap and inUse bytes of memory in use in all.
+func (m *memLimit) target(live, inUse int64) int64 {
+	if m.pinned != nil && m.pinned() >= pinnedMany {
+		// The limit counts all the process's memory, and beside the live
+		// heap the runtime keeps 15-20 MB of its own (spans, metadata,
+		// free pages): live + a quarter of base left 2-5 MB between
+		// collections, 25 of them while 100,000 entries were listed, half
+		// the mount's CPU. With that many nodes held the heap grows with
+		// them: headroom above everything in use.
+		return max(m.base, inUse+m.base/4)
+	}
+	return max(m.base, live+m.base/4)
+}
 
 // lift removes the limit until the returned function is called (by every
 // caller of lift).

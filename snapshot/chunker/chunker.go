@@ -241,22 +241,22 @@ func (c *Chunker) Next() ([]byte, error) {
 }
 
 // NextInto is Next reading the chunk into dst, from its start, and
-// returning it there. When dst is too small for what the chunk needs, grow
-// is called with the bytes so far and the length needed and must return a
-// buffer of at least that capacity starting with those bytes (nil grow:
-// doubling, up to Max). The chunk is the caller's: c keeps no reference to
-// it. On io.EOF or an error the returned slice is empty but carries the
+// returning it there. When dst is full before the chunk ends, grow is
+// called with the bytes so far and a capacity (double the buffer's, at
+// least what the chunk needs, at most Max) and must return a buffer of at
+// least that capacity starting with those bytes (nil grow: a new slice).
+// The chunk is the caller's: c keeps no reference to it. On io.EOF or an error the returned slice is empty but carries the
 // buffer in use (grown or not), for the caller to reuse.
 func (c *Chunker) NextInto(dst []byte, grow func(b []byte, n int) []byte) ([]byte, error) {
 	if grow == nil {
-		grow = c.grow
+		grow = func(b []byte, n int) []byte { return append(make([]byte, 0, n), b...) }
 	}
 	buf := dst[:0]
 	if c.err != nil {
 		return buf, c.err
 	}
 	if len(c.carry) > cap(buf) {
-		buf = grow(buf, len(c.carry))
+		buf = grow(buf, c.growTo(len(c.carry), cap(buf)))
 	}
 	buf = append(buf, c.carry...)
 	c.carry = c.carry[:0]
@@ -274,7 +274,7 @@ func (c *Chunker) NextInto(dst []byte, grow func(b []byte, n int) []byte) ([]byt
 		// read into the room left, growing the buffer only once it is full.
 		want := min(ReadSize, c.c.max-len(buf))
 		if room := cap(buf) - len(buf); room == 0 {
-			buf = grow(buf, len(buf)+want)
+			buf = grow(buf, c.growTo(len(buf)+want, cap(buf)))
 		} else {
 			want = min(want, room)
 		}
@@ -301,10 +301,9 @@ func (c *Chunker) NextInto(dst []byte, grow func(b []byte, n int) []byte) ([]byt
 	}
 }
 
-// grow is NextInto's default: double the buffer, at least to n, at most to
-// Max (the largest chunk; n never exceeds it).
-func (c *Chunker) grow(b []byte, n int) []byte {
-	nb := make([]byte, len(b), max(n, min(2*cap(b), c.c.max)))
-	copy(nb, b)
-	return nb
+// growTo is the capacity a full buffer of capacity has grows to when need
+// bytes must fit: double, at least need, at most Max (the largest chunk;
+// need never exceeds it), so a chunk moves at most a few times.
+func (c *Chunker) growTo(need, capacity int) int {
+	return max(need, min(2*capacity, c.c.max))
 }

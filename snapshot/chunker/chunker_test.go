@@ -575,7 +575,7 @@ func nextIntoAll(t testing.TB, r io.Reader, p Params, start int) (chunks [][]byt
 		if n <= cap(b) || n > p.Max {
 			t.Fatalf("grow(%d bytes, cap %d) to %d: not needed, or above Max %d", len(b), cap(b), n, p.Max)
 		}
-		owned = make([]byte, len(b), max(n, min(2*cap(b), p.Max)))
+		owned = make([]byte, len(b), n)
 		copy(owned, b)
 		return owned
 	}
