@@ -116,10 +116,7 @@ func (r *Repo) readBlob(pr *packReader, id ID, loc Location, buf []byte, check b
 		}
 		out, err := op.readRaw(buf, int64(loc.Offset), int(loc.Raw))
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
-			}
-			return nil, fmt.Errorf("read pack %s: %w", loc.Pack.Short(), err)
+			return nil, packReadError(id, loc, err)
 		}
 		if check && Hash(out) != id {
 			return nil, &CorruptError{ID: id, Pack: loc.Pack, Detail: "content does not match its hash"}
@@ -129,10 +126,7 @@ func (r *Repo) readBlob(pr *packReader, id ID, loc Location, buf []byte, check b
 	stored, done, err := op.readStored(int64(loc.Offset), int(loc.Stored))
 	defer done()
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
-		}
-		return nil, fmt.Errorf("read pack %s: %w", loc.Pack.Short(), err)
+		return nil, packReadError(id, loc, err)
 	}
 	out, err := pack.Decode(buf[:0], stored, loc.Codec, loc.Raw)
 	if err != nil {
@@ -359,6 +353,16 @@ func directDone(got int, err error, want int) (ok bool, _ error) {
 		return true, io.ErrUnexpectedEOF
 	}
 	return true, err
+}
+
+// packReadError is the error of a failed read of blob id's bytes at loc:
+// a pack shorter than the index says is a *MissingError (integrity), any
+// other failure a plain read error.
+func packReadError(id ID, loc Location, err error) error {
+	if errors.Is(err, io.EOF) {
+		return &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
+	}
+	return fmt.Errorf("read pack %s: %w", loc.Pack.Short(), err)
 }
 
 // directRange returns the aligned range of the pack around [off, off+n).

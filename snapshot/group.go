@@ -3,7 +3,6 @@ package snapshot
 import (
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 
 	"snapforge/snapshot/pack"
@@ -179,10 +178,7 @@ func (r *Repo) readGrouped(pr *packReader, op *openPack, id ID, loc Location, bu
 		stored, done, err := op.readStored(int64(loc.Offset), int(loc.Stored))
 		defer done()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil, &MissingError{ID: id, Pack: loc.Pack, Detail: "is shorter than the index says (size mismatch with index: truncated?)"}
-			}
-			return nil, fmt.Errorf("read pack %s: %w", loc.Pack.Short(), err)
+			return nil, packReadError(id, loc, err)
 		}
 		bp := getBuf(int(loc.GroupRaw) + pack.DecodeSlack)
 		out, err := pack.Decode((*bp)[:0], stored, pack.CodecGroup, loc.GroupRaw)
