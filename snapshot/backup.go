@@ -184,6 +184,7 @@ type backup struct {
 	links     []hardlink             // the later names, in walk order
 
 	newBytes atomic.Int64
+	ahead    chan string // small files for the readahead workers (readahead.go)
 
 	zeroOnce sync.Once
 	zeroMax  ID // id of a chunk of Max zero bytes
@@ -456,8 +457,10 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 				rootTree = nil
 			}
 		}
+		stopAhead := b.startReadahead(ctx)
 		root, werr := b.walkDir(ctx, b.o.Root, "", rootTree)
 		close(b.jobs)
+		stopAhead()
 		rg.Wait()
 		if werr != nil {
 			return werr
@@ -708,6 +711,9 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 				b.o.Live.BytesDone.Add(st.Size)
 			} else {
 				j := &fileJob{node: n, abs: cabs, rel: crel, sqlite: sqlite, st: st}
+				if !sqlite {
+					b.offerReadahead(cabs, st.Size)
+				}
 				select {
 				case b.jobs <- j:
 				case <-ctx.Done():

@@ -10,6 +10,8 @@
 //
 //	walk the source root in name-byte order (repository, /proc-like and, with
 //	    OneFileSystem, other filesystems are never entered)
+//	each small file the walk queues is read ahead (POSIX_FADV_WILLNEED) by a
+//	    few readahead workers, so the disk serves many at once (readahead.go)
 //	for each regular file, in ReadConcurrency workers:
 //	    if the strategy trusts the parent and size, mtime, ctime and inode are
 //	        unchanged and every chunk is still indexed: reuse its chunk list
