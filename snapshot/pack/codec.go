@@ -99,11 +99,18 @@ var decoder = sync.OnceValue(func() *zstd.Decoder {
 // when its capacity allows for the worst case (a little over len(raw)), else
 // in a new buffer. To reuse the output buffer, keep stored only when codec is
 // CodecZstd: with CodecRaw it is raw. Compress is safe for concurrent use.
+//
+// A blob of probeMin bytes or more is first probed (incompressible): when
+// samples spread over it do not compress, it is stored raw without
+// compressing the whole.
 func Compress(dst, raw []byte) (stored []byte, codec uint8) {
 	if len(raw) <= minSaving { // the frame header alone eats the saving
 		return raw, CodecRaw
 	}
 	enc := encoder()
+	if len(raw) >= probeMin && incompressible(enc, raw) {
+		return raw, CodecRaw
+	}
 	if n := enc.MaxEncodedSize(len(raw)); cap(dst) < n {
 		dst = make([]byte, 0, n) // room for the worst case: EncodeAll never reallocates
 	}
@@ -113,6 +120,51 @@ func Compress(dst, raw []byte) (stored []byte, codec uint8) {
 		return raw, CodecRaw
 	}
 	return out, CodecZstd
+}
+
+// The probe of a large blob (see incompressible): probeSamples pieces of
+// probeSample bytes each, evenly spread.
+//
+// Large blobs are mostly chunks of large files, and many large files do not
+// compress at all (models, media, archives, encrypted data): compressing a
+// 1 MiB chunk of random bytes at the fastest level only to throw the result
+// away costs about 0.6 ms of CPU with the data coming from memory (the
+// reference dataset's 1 GB of models: 0.6 s of a backup's 3.5 s of CPU),
+// the probe about 0.02 ms. A piece of 1 KiB is enough for zstd to find what
+// text, logs, database pages and sparse runs of zeros look like. What the
+// probe cannot see is a chunk that is random except for a region narrower
+// than the gap between samples (1/16 of it), or data whose repeats are
+// further apart than a piece: such a chunk is stored raw, as it would have
+// been had the whole compressed by less than 1/minSavingDiv.
+const (
+	probeMin     = 64 << 10
+	probeSamples = 16
+	probeSample  = 1 << 10
+)
+
+// probeBuf holds a probe's samples and their compressed form.
+type probeBuf struct {
+	in, out []byte
+}
+
+var probeBufs = sync.Pool{New: func() any {
+	return &probeBuf{in: make([]byte, 0, probeSamples*probeSample), out: make([]byte, 0, 2*probeSamples*probeSample)}
+}}
+
+// incompressible reports whether samples of raw (len(raw) >= probeMin)
+// save less than 1/(2*minSavingDiv) of their size: half the saving Compress
+// asks of a whole blob, so a blob near the line is still compressed whole.
+func incompressible(enc *zstd.Encoder, raw []byte) bool {
+	pb := probeBufs.Get().(*probeBuf)
+	defer probeBufs.Put(pb)
+	pb.in = pb.in[:0]
+	step := (len(raw) - probeSample) / (probeSamples - 1)
+	for i := range probeSamples {
+		off := i * step
+		pb.in = append(pb.in, raw[off:off+probeSample]...)
+	}
+	pb.out = enc.EncodeAll(pb.in, pb.out[:0])
+	return len(pb.in)-len(pb.out) < len(pb.in)/(2*minSavingDiv)
 }
 
 // CompressBound is the capacity of a dst that Compress builds its output

@@ -72,6 +72,60 @@ func TestCompressRule(t *testing.T) {
 	}
 }
 
+// TestCompressProbe: a blob of probeMin bytes or more whose samples do not
+// compress is stored raw without compressing the whole; one with a
+// compressible region at least as wide as the gap between samples, wherever
+// it is, is still compressed, under the same rule as a small blob.
+func TestCompressProbe(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	for _, size := range []int{probeMin, probeMin + 1, 300 << 10, 1 << 20, 4 << 20} {
+		random := randomBytes(rng, size)
+		if !incompressible(encoder(), random) {
+			t.Fatalf("%d random bytes: the probe finds them compressible", size)
+		}
+		if stored, codec := Compress(nil, random); codec != CodecRaw || &stored[0] != &random[0] {
+			t.Fatalf("%d random bytes: codec %d, want raw itself", size, codec)
+		}
+		for _, name := range []string{"text", "zeros"} {
+			raw := textish(rng, size)
+			if name == "zeros" {
+				raw = make([]byte, size)
+			}
+			stored, codec := Compress(nil, raw)
+			if codec != CodecZstd {
+				t.Fatalf("%d bytes of %s: codec %d, want zstd", size, name, codec)
+			}
+			checkDecode(t, stored, codec, raw)
+		}
+		// A region of zeros one gap plus one sample wide always holds a
+		// whole sample: at the start, the end and in between.
+		gap := (size-probeSample)/(probeSamples-1) + probeSample
+		for _, at := range []int{0, size/3 + 17, size - gap} {
+			raw := bytes.Clone(random)
+			clear(raw[at : at+gap])
+			stored, codec := Compress(nil, raw)
+			z := len(encoder().EncodeAll(raw, nil))
+			if codec != CodecZstd || len(stored) != z {
+				t.Fatalf("%d bytes, %d zeros at %d: codec %d, %d bytes stored; zstd makes %d", size, gap, at, codec, len(stored), z)
+			}
+			checkDecode(t, stored, codec, raw)
+		}
+	}
+	// Below probeMin nothing is probed: the rule alone decides (TestCompressRule).
+	small := append(randomBytes(rng, probeMin-1-4096), make([]byte, 4096)...)
+	if _, codec := Compress(nil, small); codec != CodecZstd {
+		t.Fatalf("%d bytes ending in 4 KiB of zeros: codec %d, want zstd (not probed)", len(small), codec)
+	}
+}
+
+func checkDecode(t *testing.T, stored []byte, codec uint8, raw []byte) {
+	t.Helper()
+	got, err := Decode(nil, stored, codec, uint32(len(raw)))
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("decode: %v, equal %v", err, bytes.Equal(got, raw))
+	}
+}
+
 func TestCompressDecodeReuseBuffers(t *testing.T) {
 	raw := textish(rand.New(rand.NewPCG(1, 1)), 100<<10)
 	dst := make([]byte, 0, 200<<10)
