@@ -78,11 +78,8 @@ func (r *Repo) fetchBlob(ctx context.Context, pr *packReader, id ID, buf []byte,
 		return nil, err
 	}
 	loc, err := r.idx.Lookup(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, &MissingError{ID: id, Detail: "no pack holds it (was a pack deleted? run `snapforge verify`)"}
-	}
 	if err != nil {
-		return nil, fmt.Errorf("look up chunk %s: %w", id.Short(), err)
+		return nil, lookupError(id, err)
 	}
 	return r.readBlob(pr, id, loc, buf, check)
 }

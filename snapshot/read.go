@@ -97,7 +97,7 @@ func (r *Repo) WriteContent(ctx context.Context, n *Node, w io.Writer) (int64, e
 	pr := r.newPackReader(8)
 	defer pr.Close()
 	var total int64
-	err := r.streamContent(ctx, pr, n, checkChunksAndFile, func(data []byte, _ int64) error {
+	err := r.streamContent(ctx, pr, n, checkChunksAndFile, nil, func(data []byte, _ int64) error {
 		nw, err := w.Write(data)
 		total += int64(nw)
 		return err
@@ -171,10 +171,33 @@ func (c *ChunkReader) FindNode(ctx context.Context, root ID, rel string) (*Node,
 // Close closes the open packs.
 func (c *ChunkReader) Close() { c.pr.Close() }
 
-// prefetch is how many chunks are loaded (read, decompressed, hash-checked)
-// ahead of the consumer: enough to keep both cores busy on one big file,
-// few enough to bound memory (prefetch × 4 MiB).
+// prefetch is how many loaders read, decompress and check the chunks of a
+// file ahead of the consumer, and how many chunks they may hold: enough to
+// keep both cores busy on one big file, few enough to bound memory
+// (prefetch × 4 MiB).
 const prefetch = 3
+
+// A file of small chunks (a database's pages, 4 to 64 KiB each) may be
+// loaded further ahead, up to the same bytes (prefetchBytes), but no more
+// than prefetchMax chunks. Such chunks sit in groups of about 1 MiB, one
+// frame each: with only prefetch chunks ahead, the loaders would reach the
+// next group when the consumer is a few pages from the end of this one, and
+// decoding it (some 7 ms) would wait for the whole-file hash, and the hash
+// for the decoding. Further ahead, the two overlap (verify of the reference
+// dataset's 300 MB database, 16 KiB pages: see docs/performance.md).
+const (
+	prefetchBytes = prefetch * (4 << 20)
+	prefetchMax   = 128
+)
+
+// aheadFor returns how many chunks of refs may be loaded ahead.
+func aheadFor(refs []ChunkRef) int {
+	var largest uint32 = 1
+	for _, c := range refs {
+		largest = max(largest, c.Size)
+	}
+	return min(max(prefetchBytes/int(largest), prefetch), prefetchMax)
+}
 
 // emptyHash is the BLAKE3 of no bytes, the hash of every empty file.
 var emptyHash = Hash(nil)
@@ -207,42 +230,69 @@ const (
 // than a success for any damaged content. (Chunk ids are plain BLAKE3; a
 // keyed id would need the whole-file pass for checkChunks and could not use
 // checkFile's shortcut from file to chunks as it stands.)
-func (r *Repo) streamContent(ctx context.Context, pr *packReader, n *Node, mode contentCheck, fn func(data []byte, off int64) error) error {
+func (r *Repo) streamContent(ctx context.Context, pr *packReader, n *Node, mode contentCheck, locs []Location, fn func(data []byte, off int64) error) error {
 	if mode != checkFile || len(n.Chunks) < 2 {
-		return r.streamChunks(ctx, pr, n, mode != checkChunks, true, fn)
+		return r.streamChunks(ctx, pr, n, locs, mode != checkChunks, true, fn)
 	}
-	err := r.streamChunks(ctx, pr, n, true, false, fn)
+	err := r.streamChunks(ctx, pr, n, locs, true, false, fn)
 	var ce *CorruptError
 	if errors.As(err, &ce) && ce.ID == n.Hash && ctx.Err() == nil {
 		// Which chunk? Read it all again, every chunk checked.
-		if cerr := r.streamChunks(ctx, pr, n, true, true, func([]byte, int64) error { return nil }); cerr != nil {
+		if cerr := r.streamChunks(ctx, pr, n, locs, true, true, func([]byte, int64) error { return nil }); cerr != nil {
 			return cerr
 		}
 	}
 	return err
 }
 
+// lookupBatch is how many chunk locations streamChunks looks up in one
+// index read, when its caller has not looked them up already.
+const lookupBatch = 256
+
+// chunkTask is a chunk for streamChunks' loaders: the i-th of the file, with
+// its location, or the error looking it up.
+type chunkTask struct {
+	i   int
+	c   ChunkRef
+	loc Location
+	err error
+}
+
 // streamChunks is streamContent: whole recomputes the file hash, chunks
-// checks every chunk against its id before fn sees it.
-func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, whole, chunks bool, fn func(data []byte, off int64) error) error {
+// checks every chunk against its id before fn sees it. locs, when not nil,
+// holds the location of each chunk (the caller looked them up); otherwise
+// they are looked up lookupBatch at a time.
+//
+// A file of several chunks is loaded by prefetch loaders, ahead of fn and in
+// order: a dispatcher hands them the chunks once a slot is free (at most
+// ahead chunks loaded and not yet consumed, see aheadFor), and chunk i comes
+// back on ring[i%ahead], free by then since chunk i-ahead was consumed.
+func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, locs []Location, whole, chunks bool, fn func(data []byte, off int64) error) error {
 	if n.Type != TypeFile && n.Type != TypeHardlink {
 		return fmt.Errorf("%s is a %s, not a file", DisplayName(n.Name), n.Type)
+	}
+	if locs != nil && len(locs) != len(n.Chunks) {
+		return fmt.Errorf("%s: %d chunk locations for %d chunks", DisplayName(n.Name), len(locs), len(n.Chunks))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	type loaded struct {
 		buf *[]byte
 		err error
 	}
-	results := make([]chan loaded, len(n.Chunks))
-	for i := range results {
-		results[i] = make(chan loaded, 1) // loaders never block, even when the consumer stops early
+	ahead := 1
+	if len(n.Chunks) > 1 {
+		ahead = aheadFor(n.Chunks)
 	}
-	slots := make(chan struct{}, prefetch)
+	ring := make([]chan loaded, ahead)
+	for i := range ring {
+		ring[i] = make(chan loaded, 1) // loaders never block, even when the consumer stops early
+	}
+	slots := make(chan struct{}, ahead)
 	var wg sync.WaitGroup
 	defer func() {
 		cancel() // stop the loaders before waiting for them
 		wg.Wait()
-		for _, c := range results { // buffers of chunks loaded but not consumed
+		for _, c := range ring { // buffers of chunks loaded but not consumed
 			select {
 			case l := <-c:
 				if l.buf != nil {
@@ -253,23 +303,26 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, whole,
 		}
 	}()
 	if len(n.Chunks) > 1 {
+		tasks := make(chan chunkTask)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i, c := range n.Chunks {
-				select {
-				case slots <- struct{}{}:
-				case <-ctx.Done():
-					return
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					buf, err := r.loadChunk(ctx, pr, c, chunks)
-					results[i] <- loaded{buf, err}
-				}()
-			}
+			defer close(tasks)
+			r.dispatchChunks(ctx, n.Chunks, locs, slots, tasks)
 		}()
+		for range min(prefetch, len(n.Chunks)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for t := range tasks {
+					var l loaded
+					if l.err = t.err; l.err == nil {
+						l.buf, l.err = r.loadChunkAt(pr, t.c, t.loc, chunks)
+					}
+					ring[t.i%ahead] <- l
+				}
+			}()
+		}
 	}
 	var h *blake3.Hasher
 	if whole && len(n.Chunks) > 1 {
@@ -282,7 +335,7 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, whole,
 			l.buf, l.err = r.loadChunk(ctx, pr, c, chunks)
 		} else {
 			select {
-			case l = <-results[i]:
+			case l = <-ring[i%ahead]:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -317,11 +370,80 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, whole,
 	return nil
 }
 
+// dispatchChunks hands the chunks of a file to streamChunks' loaders in
+// order, each once a slot is free, with its location: from locs, or looked
+// up lookupBatch at a time. It stops at the first failed index read (that
+// chunk carries the error) or when ctx is done.
+func (r *Repo) dispatchChunks(ctx context.Context, refs []ChunkRef, locs []Location, slots chan struct{}, tasks chan<- chunkTask) {
+	var batch [lookupBatch]chunkTask
+	for start := 0; start < len(refs); start += lookupBatch {
+		todo := batch[:min(lookupBatch, len(refs)-start)]
+		for k := range todo {
+			todo[k] = chunkTask{i: start + k, c: refs[start+k]}
+			if locs != nil {
+				todo[k].loc = locs[start+k]
+			}
+		}
+		if locs == nil {
+			err := r.errIfNoIndex()
+			if err == nil {
+				err = r.idx.LookupEach(ctx, refs[start:start+len(todo)], func(k int, loc Location, err error) bool {
+					todo[k].loc, todo[k].err = loc, lookupError(todo[k].c.ID, err)
+					return true
+				})
+			}
+			if err != nil {
+				todo[0].err, todo = lookupError(todo[0].c.ID, err), todo[:1]
+			}
+		}
+		for _, t := range todo {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case tasks <- t:
+			case <-ctx.Done():
+				return
+			}
+			if t.err != nil {
+				return // the consumer stops at this chunk
+			}
+		}
+	}
+}
+
+// lookupError is the error reading a blob fails with when looking up its
+// location failed with err (nil for nil).
+func lookupError(id ID, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return &MissingError{ID: id, Detail: "no pack holds it (was a pack deleted? run `snapforge verify`)"}
+	default:
+		return fmt.Errorf("look up chunk %s: %w", id.Short(), err)
+	}
+}
+
 // loadChunk loads chunk c into a pooled buffer, checked against its id
 // when check is set.
 func (r *Repo) loadChunk(ctx context.Context, pr *packReader, c ChunkRef, check bool) (*[]byte, error) {
+	if err := r.errIfNoIndex(); err != nil {
+		return nil, err
+	}
+	loc, err := r.idx.Lookup(ctx, c.ID)
+	if err != nil {
+		return nil, lookupError(c.ID, err)
+	}
+	return r.loadChunkAt(pr, c, loc, check)
+}
+
+// loadChunkAt is loadChunk for a chunk whose location is known.
+func (r *Repo) loadChunkAt(pr *packReader, c ChunkRef, loc Location, check bool) (*[]byte, error) {
 	buf := getBuf(BufferSize(int(c.Size)))
-	data, err := r.fetchBlob(ctx, pr, c.ID, (*buf)[:0], check)
+	data, err := r.readBlob(pr, c.ID, loc, (*buf)[:0], check)
 	if err == nil && len(data) != int(c.Size) {
 		err = &CorruptError{ID: c.ID, Detail: "chunk size differs from the tree"}
 	}

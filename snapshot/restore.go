@@ -708,7 +708,7 @@ func (rs *restorer) restoreFile(ctx context.Context, dir *dirHandle, name, rel s
 // (sparse files stay sparse, FAULTS D9). Every chunk is checked against its
 // hash before it is written (streamContent).
 func (rs *restorer) writeContent(ctx context.Context, f *os.File, n *Node) error {
-	err := rs.r.streamContent(ctx, rs.pr, n, checkChunks, func(data []byte, off int64) error {
+	err := rs.r.streamContent(ctx, rs.pr, n, checkChunks, nil, func(data []byte, off int64) error {
 		rs.o.Live.BytesDone.Add(int64(len(data)))
 		return writeSparse(f, data, off)
 	})

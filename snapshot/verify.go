@@ -289,8 +289,15 @@ func (v *verifier) file(ctx context.Context, n *Node) string {
 func (v *verifier) checkFile(ctx context.Context, n *Node) string {
 	var sum int64
 	problem := ""
+	var locs []Location // read again below: not looked up twice
+	if v.opts.ReadData && len(n.Chunks) > 1 {
+		locs = make([]Location, len(n.Chunks))
+	}
 	err := v.r.idx.LookupEach(ctx, n.Chunks, func(i int, loc Location, err error) bool {
 		c := n.Chunks[i]
+		if locs != nil {
+			locs[i] = loc
+		}
 		sum += int64(c.Size)
 		why, bad := v.badPack[loc.Pack]
 		size, known := v.onDisk[loc.Pack]
@@ -321,7 +328,7 @@ func (v *verifier) checkFile(ctx context.Context, n *Node) string {
 		v.opts.Live.BytesDone.Add(n.Size)
 		return ""
 	}
-	err = v.r.streamContent(ctx, v.pr, n, checkFile, func(data []byte, _ int64) error {
+	err = v.r.streamContent(ctx, v.pr, n, checkFile, locs, func(data []byte, _ int64) error {
 		v.opts.Live.BytesDone.Add(int64(len(data)))
 		return nil
 	})

@@ -1,0 +1,101 @@
+package snapshot_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"snapforge/index/indextest"
+	"snapforge/snapshot"
+	"snapforge/snapshot/chunker"
+	"snapforge/snapshot/pack"
+)
+
+// pagedFile returns the bytes of a file that backup cuts into fixed 16 KiB
+// chunks, as it does a SQLite database: a database header (page size 4096)
+// then text. With chunks chunks it spans several index reads of
+// streamChunks (lookupBatch, 256) and several 1 MiB groups.
+func pagedFile(chunks int) []byte {
+	b := fltText(77, chunks*chunker.DefaultSQLiteChunk)[:chunks*chunker.DefaultSQLiteChunk]
+	copy(b, "SQLite format 3\x00")
+	binary.BigEndian.PutUint16(b[16:], 4096)
+	return b
+}
+
+// TestStreamManySmallChunks reads back a file of 700 small chunks, stored in
+// groups, by every path that streams a file: restore, cat (WriteContent)
+// and verify, which passes the locations it looked up to the loaders. Then
+// one group in the middle of the file is damaged: each path fails on that
+// file, naming the damage, and the other file stays readable.
+func TestStreamManySmallChunks(t *testing.T) {
+	ctx := context.Background()
+	r, repo := indextest.NewRepo(t)
+	db := pagedFile(700)
+	other := fltText(5, 300<<10)
+	src := fltSource(t, map[string][]byte{"app.db": db, "notes.txt": other})
+	m := fltBackup(t, r, src)
+
+	n, err := r.FindNode(ctx, m, "app.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Chunks) != 700 {
+		t.Fatalf("app.db in %d chunks, want 700 of 16 KiB", len(n.Chunks))
+	}
+	fltCompare(t, src, fltRestore(t, r, m))
+	fltVerifyOK(t, r, m.BackupID)
+	var out bytes.Buffer
+	if got, err := r.WriteContent(ctx, n, &out); err != nil || got != int64(len(db)) || !bytes.Equal(out.Bytes(), db) {
+		t.Fatalf("cat app.db: %d bytes, %v; equal %v", got, err, bytes.Equal(out.Bytes(), db))
+	}
+
+	// Damage the group holding chunk 600 (in the third index read).
+	victim := n.Chunks[600].ID
+	packPath, b := fltLocate(t, repo, victim)
+	if b.Codec != pack.CodecGroup {
+		t.Fatalf("chunk 600 stored with codec %d, want a group member", b.Codec)
+	}
+	fltFlipByte(t, packPath, int64(b.Offset)+int64(b.Stored)/2, 0xff)
+	packID := fltPackID(t, packPath)
+
+	rep := fltVerify(t, r, true, m.BackupID)
+	if rep.OK() || len(rep.Snapshots) != 1 {
+		t.Fatalf("verify after damage: ok %v, %d snapshots", rep.OK(), len(rep.Snapshots))
+	}
+	probs := rep.Snapshots[0].Problems
+	if len(probs) != 1 || probs[0].Path != "app.db" || !strings.Contains(probs[0].Problem, packID.Short()) {
+		t.Fatalf("verify problems %+v, want one on app.db naming pack %s", probs, packID.Short())
+	}
+	out.Reset()
+	_, err = r.WriteContent(ctx, n, &out)
+	var ce *snapshot.CorruptError
+	if !errors.As(err, &ce) || ce.Pack != packID {
+		t.Fatalf("cat of the damaged file: %v, want a CorruptError in pack %s", err, packID.Short())
+	}
+	if out.Len() >= 600*chunker.DefaultSQLiteChunk {
+		t.Fatalf("cat wrote %d bytes, past the damaged chunk at %d", out.Len(), 600*chunker.DefaultSQLiteChunk)
+	}
+	if !bytes.Equal(out.Bytes(), db[:out.Len()]) {
+		t.Fatal("cat wrote wrong bytes before the damage")
+	}
+	target := filepath.Join(t.TempDir(), "restore")
+	if _, err := r.Restore(ctx, m, snapshot.RestoreOptions{Target: target}); err == nil {
+		t.Fatal("restore of a snapshot with a damaged chunk succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(target, "app.db")); err == nil {
+		t.Fatal("restore left the damaged app.db in place as if complete")
+	}
+	on, err := r.FindNode(ctx, m, "notes.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if _, err := r.WriteContent(ctx, on, &out); err != nil || !bytes.Equal(out.Bytes(), other) {
+		t.Fatalf("cat notes.txt after the damage elsewhere: %v", err)
+	}
+}
