@@ -73,9 +73,11 @@ func TestCompressRule(t *testing.T) {
 }
 
 // TestCompressProbe: a blob of probeMin bytes or more whose samples do not
-// compress is stored raw without compressing the whole; one with a
-// compressible region at least as wide as the gap between samples, wherever
-// it is, is still compressed, under the same rule as a small blob.
+// compress is stored raw without compressing the whole (no output buffer is
+// even allocated); one with a compressible region at least as wide as the
+// gap between samples, wherever it is and whatever kind (zeros, or records
+// that repeat, which the fastest level misses in pieces joined after random
+// ones), is still compressed, under the same rule as a small blob.
 func TestCompressProbe(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
 	for _, size := range []int{probeMin, probeMin + 1, 300 << 10, 1 << 20, 4 << 20} {
@@ -85,6 +87,9 @@ func TestCompressProbe(t *testing.T) {
 		}
 		if stored, codec := Compress(nil, random); codec != CodecRaw || &stored[0] != &random[0] {
 			t.Fatalf("%d random bytes: codec %d, want raw itself", size, codec)
+		}
+		if allocs := testing.AllocsPerRun(3, func() { Compress(nil, random) }); allocs != 0 {
+			t.Fatalf("%d random bytes: %v allocations: the whole was compressed", size, allocs)
 		}
 		for _, name := range []string{"text", "zeros"} {
 			raw := textish(rng, size)
@@ -97,24 +102,54 @@ func TestCompressProbe(t *testing.T) {
 			}
 			checkDecode(t, stored, codec, raw)
 		}
-		// A region of zeros one gap plus one sample wide always holds a
-		// whole sample: at the start, the end and in between.
+		// A region one gap plus one sample wide always holds a whole
+		// sample: at the start, the end and in between.
 		gap := (size-probeSample)/(probeSamples-1) + probeSample
-		for _, at := range []int{0, size/3 + 17, size - gap} {
-			raw := bytes.Clone(random)
-			clear(raw[at : at+gap])
-			stored, codec := Compress(nil, raw)
-			z := len(encoder().EncodeAll(raw, nil))
-			if codec != CodecZstd || len(stored) != z {
-				t.Fatalf("%d bytes, %d zeros at %d: codec %d, %d bytes stored; zstd makes %d", size, gap, at, codec, len(stored), z)
+		records := randomBytes(rng, 16*64)
+		for _, kind := range []string{"zeros", "records"} {
+			width := gap
+			if kind == "records" {
+				width = 3 * gap // saves about 1/32: the rule's line
 			}
-			checkDecode(t, stored, codec, raw)
+			for _, at := range []int{0, size/3 + 17, size - width} {
+				raw := bytes.Clone(random)
+				region := raw[at : at+width]
+				if kind == "zeros" {
+					clear(region)
+				} else { // 64-byte records, 16 distinct ones
+					for i := 0; i < len(region); i += 64 {
+						r := rng.IntN(16)
+						copy(region[i:], records[r*64:(r+1)*64])
+					}
+				}
+				stored, codec := Compress(nil, raw)
+				z := len(encoder().EncodeAll(raw, nil))
+				// Whatever the probe says, the blob is stored as the
+				// rule says for the whole; the zeros, and the records
+				// in a chunk of 1 MiB or more, always pass it.
+				want := uint8(CodecRaw)
+				if saved := len(raw) - z; saved >= minSaving && saved >= len(raw)/minSavingDiv {
+					want = CodecZstd
+				} else if kind == "zeros" || size >= 1<<20 {
+					t.Fatalf("%d bytes, %d bytes of %s at %d: the whole saves only %d bytes", size, width, kind, at, saved)
+				}
+				if codec != want || (codec == CodecZstd && len(stored) != z) {
+					t.Fatalf("%d bytes, %d bytes of %s at %d: codec %d, %d bytes stored; zstd makes %d", size, width, kind, at, codec, len(stored), z)
+				}
+				checkDecode(t, stored, codec, raw)
+			}
 		}
 	}
-	// Below probeMin nothing is probed: the rule alone decides (TestCompressRule).
-	small := append(randomBytes(rng, probeMin-1-4096), make([]byte, 4096)...)
+	// Below probeMin nothing is probed: zeros between where samples would
+	// be are found by compressing the whole (TestCompressRule).
+	small := randomBytes(rng, probeMin-1)
+	step := (len(small) - probeSample) / (probeSamples - 1)
+	clear(small[step+probeSample+100 : 2*step-100])
+	if incompressible(encoder(), small) == false {
+		t.Fatal("the probe would see the zeros: the test no longer checks that blobs under probeMin are not probed")
+	}
 	if _, codec := Compress(nil, small); codec != CodecZstd {
-		t.Fatalf("%d bytes ending in 4 KiB of zeros: codec %d, want zstd (not probed)", len(small), codec)
+		t.Fatalf("%d bytes with %d zeros between sample positions: codec %d, want zstd (not probed)", len(small), step-probeSample-200, codec)
 	}
 }
 
