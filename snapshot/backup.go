@@ -184,7 +184,7 @@ type backup struct {
 	links     []hardlink             // the later names, in walk order
 
 	newBytes atomic.Int64
-	ahead    chan string // small files for the readahead workers (readahead.go)
+	ahead    chan aheadFile // small files for the readahead workers (readahead.go)
 
 	zeroOnce sync.Once
 	zeroMax  ID // id of a chunk of Max zero bytes
@@ -1008,9 +1008,7 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 	if b.o.BeforeOpen != nil {
 		b.o.BeforeOpen(j.rel)
 	}
-	// O_NOFOLLOW|O_NONBLOCK: a file swapped for a symlink or FIFO after lstat
-	// is neither followed nor waited on (FAULTS D3).
-	f, err := os.OpenFile(j.abs, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	f, err := os.OpenFile(j.abs, sourceOpenFlags, 0)
 	if err != nil {
 		b.skip(n)
 		switch {
@@ -1094,6 +1092,11 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 	b.o.Live.FilesDone.Add(1)
 	return nil
 }
+
+// sourceOpenFlags open a file of the backup's source: O_NOFOLLOW|O_NONBLOCK,
+// so a file swapped for a symlink or FIFO after lstat is neither followed
+// nor waited on (FAULTS D3).
+const sourceOpenFlags = os.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
 
 // repoError marks failures on the repository side (not the source's).
 type repoError struct{ err error }

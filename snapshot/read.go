@@ -315,8 +315,11 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, locs [
 			go func() {
 				defer wg.Done()
 				for t := range tasks {
-					var l loaded
-					if l.err = t.err; l.err == nil {
+					l := loaded{err: t.err}
+					if l.err == nil {
+						l.err = ctx.Err() // the consumer stopped: load nothing more
+					}
+					if l.err == nil {
 						l.buf, l.err = r.loadChunkAt(pr, t.c, t.loc, chunks)
 					}
 					ring[t.i%ahead] <- l
@@ -375,40 +378,49 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, locs [
 // up lookupBatch at a time. It stops at the first failed index read (that
 // chunk carries the error) or when ctx is done.
 func (r *Repo) dispatchChunks(ctx context.Context, refs []ChunkRef, locs []Location, slots chan struct{}, tasks chan<- chunkTask) {
-	var batch [lookupBatch]chunkTask
-	for start := 0; start < len(refs); start += lookupBatch {
-		todo := batch[:min(lookupBatch, len(refs)-start)]
+	send := func(t chunkTask) bool {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		if ctx.Err() != nil { // both were ready: select may pick either
+			return false
+		}
+		select {
+		case tasks <- t:
+			return t.err == nil // the consumer stops at a chunk with an error
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if locs != nil {
+		for i, c := range refs {
+			if !send(chunkTask{i: i, c: c, loc: locs[i]}) {
+				return
+			}
+		}
+		return
+	}
+	batch := make([]chunkTask, min(lookupBatch, len(refs)))
+	for start := 0; start < len(refs); start += len(batch) {
+		todo := batch[:min(len(batch), len(refs)-start)]
 		for k := range todo {
 			todo[k] = chunkTask{i: start + k, c: refs[start+k]}
-			if locs != nil {
-				todo[k].loc = locs[start+k]
-			}
 		}
-		if locs == nil {
-			err := r.errIfNoIndex()
-			if err == nil {
-				err = r.idx.LookupEach(ctx, refs[start:start+len(todo)], func(k int, loc Location, err error) bool {
-					todo[k].loc, todo[k].err = loc, lookupError(todo[k].c.ID, err)
-					return true
-				})
-			}
-			if err != nil {
-				todo[0].err, todo = lookupError(todo[0].c.ID, err), todo[:1]
-			}
+		err := r.errIfNoIndex()
+		if err == nil {
+			err = r.idx.LookupEach(ctx, refs[start:start+len(todo)], func(k int, loc Location, err error) bool {
+				todo[k].loc, todo[k].err = loc, lookupError(todo[k].c.ID, err)
+				return true
+			})
+		}
+		if err != nil {
+			todo[0].err, todo = lookupError(todo[0].c.ID, err), todo[:1]
 		}
 		for _, t := range todo {
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
+			if !send(t) {
 				return
-			}
-			select {
-			case tasks <- t:
-			case <-ctx.Done():
-				return
-			}
-			if t.err != nil {
-				return // the consumer stops at this chunk
 			}
 		}
 	}
@@ -430,20 +442,21 @@ func lookupError(id ID, err error) error {
 // loadChunk loads chunk c into a pooled buffer, checked against its id
 // when check is set.
 func (r *Repo) loadChunk(ctx context.Context, pr *packReader, c ChunkRef, check bool) (*[]byte, error) {
-	if err := r.errIfNoIndex(); err != nil {
-		return nil, err
-	}
-	loc, err := r.idx.Lookup(ctx, c.ID)
-	if err != nil {
-		return nil, lookupError(c.ID, err)
-	}
-	return r.loadChunkAt(pr, c, loc, check)
+	buf := getBuf(BufferSize(int(c.Size)))
+	data, err := r.fetchBlob(ctx, pr, c.ID, (*buf)[:0], check)
+	return chunkLoaded(buf, data, c, err)
 }
 
 // loadChunkAt is loadChunk for a chunk whose location is known.
 func (r *Repo) loadChunkAt(pr *packReader, c ChunkRef, loc Location, check bool) (*[]byte, error) {
 	buf := getBuf(BufferSize(int(c.Size)))
 	data, err := r.readBlob(pr, c.ID, loc, (*buf)[:0], check)
+	return chunkLoaded(buf, data, c, err)
+}
+
+// chunkLoaded ends a load of chunk c into buf: data holds its plaintext,
+// which must be as long as the tree says, and buf is given back on error.
+func chunkLoaded(buf *[]byte, data []byte, c ChunkRef, err error) (*[]byte, error) {
 	if err == nil && len(data) != int(c.Size) {
 		err = &CorruptError{ID: c.ID, Detail: "chunk size differs from the tree"}
 	}

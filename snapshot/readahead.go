@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,11 +18,13 @@ import (
 // at once. The readers still read and check every file themselves; a
 // readahead that fails or is skipped changes nothing but the time.
 //
-// The readahead runs no further ahead than the readers' queue (the walk
-// blocks when it is full) plus readaheadQueue: at most a few MiB of small
-// files in the page cache, which the readers take next. Files of
-// directFileMin bytes and more are read directly, one block ahead
-// (directReader), and are not read ahead here.
+// The readahead keeps pace with the walk, which waits when the readers'
+// queue is full: it runs ahead of the readers by that queue (64 files)
+// plus readaheadQueue and the workers' files. For typical small files that
+// is a few MiB of page cache, at most some 140 MiB (files just under 1 MiB),
+// which the readers take next and the kernel may reclaim. Only the size the
+// walk saw is read ahead. Files of directFileMin bytes and more are read
+// directly, one block ahead (directReader), and are not read ahead here.
 const (
 	readaheadWorkers = 8
 	readaheadQueue   = 64
@@ -32,24 +33,32 @@ const (
 // startReadahead starts the readahead workers; the returned function stops
 // them once no more files are offered.
 func (b *backup) startReadahead(ctx context.Context) (stop func()) {
-	b.ahead = make(chan string, readaheadQueue)
+	ahead := make(chan aheadFile, readaheadQueue)
+	b.ahead = ahead
 	done := make(chan struct{})
 	for range readaheadWorkers {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			for p := range b.ahead {
+			for f := range ahead {
 				if ctx.Err() == nil {
-					readahead(p)
+					readahead(f.path, f.size)
 				}
 			}
 		}()
 	}
 	return func() {
-		close(b.ahead)
+		b.ahead = nil // offers after this are no-ops
+		close(ahead)
 		for range readaheadWorkers {
 			<-done
 		}
 	}
+}
+
+// aheadFile is a file offered for readahead, with the size the walk saw.
+type aheadFile struct {
+	path string
+	size int64
 }
 
 // offerReadahead hands the file at abs, size bytes, to the readahead
@@ -59,19 +68,19 @@ func (b *backup) offerReadahead(abs string, size int64) {
 		return
 	}
 	select {
-	case b.ahead <- abs:
+	case b.ahead <- aheadFile{abs, size}:
 	default: // the workers are behind: the reader will read it as before
 	}
 }
 
-// readahead asks the kernel to read the file at p into the page cache. It
-// opens the file as saveFile does (no symlink followed, never waiting on a
-// FIFO) and only for reading; errors are the reader's to find and report.
-func readahead(p string) {
-	fd, err := unix.Open(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+// readahead asks the kernel to read the first size bytes of the file at p
+// into the page cache. It opens the file as saveFile does (sourceOpenFlags);
+// errors are the reader's to find and report.
+func readahead(p string, size int64) {
+	fd, err := unix.Open(p, sourceOpenFlags, 0)
 	if err != nil {
 		return
 	}
-	unix.Fadvise(fd, 0, 0, unix.FADV_WILLNEED)
+	unix.Fadvise(fd, 0, size, unix.FADV_WILLNEED)
 	unix.Close(fd)
 }

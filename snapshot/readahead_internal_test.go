@@ -64,7 +64,7 @@ func evict(t *testing.T, p string) {
 
 // TestReadaheadFillsPageCache: a small file offered to the readahead
 // workers is in the page cache afterwards, without anyone reading it; a
-// large one (read directly by the backup) and an empty one are not offered.
+// large one (read directly by the backup) is not offered.
 func TestReadaheadFillsPageCache(t *testing.T) {
 	dir := t.TempDir()
 	small := filepath.Join(dir, "small")
@@ -110,13 +110,17 @@ func TestReadaheadFillsPageCache(t *testing.T) {
 // TestOfferReadaheadNeverWaits: with the workers stuck, the walk goes on;
 // what does not fit the queue is simply not read ahead.
 func TestOfferReadaheadNeverWaits(t *testing.T) {
-	b := &backup{ahead: make(chan string, readaheadQueue)}
+	b := &backup{ahead: make(chan aheadFile, readaheadQueue)}
+	b.offerReadahead("/empty", 0)
+	b.offerReadahead("/large", directFileMin)
+	if len(b.ahead) != 0 {
+		t.Fatalf("an empty or a large file was offered: %v", <-b.ahead)
+	}
 	done := make(chan struct{})
 	go func() {
 		for i := range 3 * readaheadQueue {
 			b.offerReadahead(fmt.Sprintf("/f%d", i), 100)
 		}
-		b.offerReadahead("/empty", 0)
 		close(done)
 	}()
 	select {
@@ -127,9 +131,12 @@ func TestOfferReadaheadNeverWaits(t *testing.T) {
 	if len(b.ahead) != readaheadQueue {
 		t.Fatalf("%d files queued, want the queue's %d", len(b.ahead), readaheadQueue)
 	}
-	if first := <-b.ahead; first != "/f0" {
-		t.Fatalf("first queued %q, want /f0", first)
+	if first := <-b.ahead; first != (aheadFile{"/f0", 100}) {
+		t.Fatalf("first queued %v, want /f0 of 100 bytes", first)
 	}
 	var nb backup
 	nb.offerReadahead("/x", 100) // no workers started: nothing to do, no panic
+	stop := nb.startReadahead(t.Context())
+	stop()
+	nb.offerReadahead("/x", 100) // stopped: nothing to do, no panic
 }

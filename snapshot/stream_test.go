@@ -7,8 +7,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"snapforge/index/indextest"
 	"snapforge/snapshot"
@@ -98,4 +101,88 @@ func TestStreamManySmallChunks(t *testing.T) {
 	if _, err := r.WriteContent(ctx, on, &out); err != nil || !bytes.Equal(out.Bytes(), other) {
 		t.Fatalf("cat notes.txt after the damage elsewhere: %v", err)
 	}
+}
+
+// failingWriter takes n bytes, then fails (or, with cancel, cancels the
+// context and keeps taking bytes).
+type failingWriter struct {
+	buf    bytes.Buffer
+	n      int
+	cancel context.CancelFunc
+}
+
+var errWriterFull = errors.New("writer full")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.buf.Len()+len(p) > w.n {
+		if w.cancel == nil {
+			return 0, errWriterFull
+		}
+		w.cancel()
+	}
+	return w.buf.Write(p)
+}
+
+// settled waits for the goroutines started by a call to end (every loader
+// of the stream must have returned), up to a generous bound.
+func settled(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines left running, %d before", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStreamStops: a chunk the index does not know, in the third index
+// read of a 700-chunk file, fails the stream at that chunk with a
+// MissingError, after exactly the bytes before it; a consumer that fails
+// or cancels part way stops the stream, and no loader is left behind.
+func TestStreamStops(t *testing.T) {
+	ctx := context.Background()
+	r, _ := indextest.NewRepo(t)
+	db := pagedFile(700)
+	m := fltBackup(t, r, fltSource(t, map[string][]byte{"app.db": db}))
+	n, err := r.FindNode(ctx, m, "app.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := chunker.DefaultSQLiteChunk
+
+	before := runtime.NumGoroutine()
+	unknown := *n
+	unknown.Chunks = slices.Clone(n.Chunks)
+	unknown.Chunks[600].ID = snapshot.Hash([]byte("a chunk no pack holds"))
+	var out bytes.Buffer
+	_, err = r.WriteContent(ctx, &unknown, &out)
+	var me *snapshot.MissingError
+	if !errors.As(err, &me) || me.ID != unknown.Chunks[600].ID {
+		t.Fatalf("stream with chunk 600 unknown: %v, want a MissingError naming it", err)
+	}
+	if out.Len() != 600*page || !bytes.Equal(out.Bytes(), db[:600*page]) {
+		t.Fatalf("%d bytes written before the unknown chunk, want the %d before it", out.Len(), 600*page)
+	}
+	settled(t, before)
+
+	w := &failingWriter{n: 250 * page}
+	if _, err := r.WriteContent(ctx, n, w); !errors.Is(err, errWriterFull) {
+		t.Fatalf("stream into a writer that fails: %v", err)
+	}
+	if !bytes.Equal(w.buf.Bytes(), db[:w.buf.Len()]) {
+		t.Fatal("wrong bytes before the writer failed")
+	}
+	settled(t, before)
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w = &failingWriter{n: 400 * page, cancel: cancel}
+	if _, err := r.WriteContent(cctx, n, w); !errors.Is(err, context.Canceled) {
+		t.Fatalf("stream cancelled part way: %v", err)
+	}
+	if w.buf.Len() >= len(db) || !bytes.Equal(w.buf.Bytes(), db[:w.buf.Len()]) {
+		t.Fatalf("cancelled stream: %d of %d bytes, or wrong bytes", w.buf.Len(), len(db))
+	}
+	settled(t, before)
 }
