@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,4 +186,84 @@ func TestStreamStops(t *testing.T) {
 		t.Fatalf("cancelled stream: %d of %d bytes, or wrong bytes", w.buf.Len(), len(db))
 	}
 	settled(t, before)
+}
+
+// countingIndex counts the index reads of each blob id.
+type countingIndex struct {
+	snapshot.Index
+	mu    sync.Mutex
+	reads map[snapshot.ID]int
+}
+
+func (c *countingIndex) count(id snapshot.ID) {
+	c.mu.Lock()
+	c.reads[id]++
+	c.mu.Unlock()
+}
+
+func (c *countingIndex) Lookup(ctx context.Context, id snapshot.ID) (snapshot.Location, error) {
+	c.count(id)
+	return c.Index.Lookup(ctx, id)
+}
+
+func (c *countingIndex) LookupEach(ctx context.Context, refs []snapshot.ChunkRef, fn func(i int, loc snapshot.Location, err error) bool) error {
+	for _, r := range refs {
+		c.count(r.ID)
+	}
+	return c.Index.LookupEach(ctx, refs, fn)
+}
+
+// TestStreamLooksUpOnce: verify reads each chunk's location from the index
+// once (it hands the locations it checked to the loaders), and so do
+// restore and cat (in batches).
+func TestStreamLooksUpOnce(t *testing.T) {
+	ctx := context.Background()
+	ci := &countingIndex{reads: map[snapshot.ID]int{}}
+	r, _ := indextest.NewRepo(t, func(o *snapshot.Options) {
+		open := o.OpenIndex
+		o.OpenIndex = func(dir string, create bool) (snapshot.Index, error) {
+			idx, err := open(dir, create)
+			ci.Index = idx
+			return ci, err
+		}
+	})
+	db := pagedFile(700)
+	src := fltSource(t, map[string][]byte{"app.db": db})
+	m := fltBackup(t, r, src)
+	n, err := r.FindNode(ctx, m, "app.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	distinct := map[snapshot.ID]bool{}
+	for _, c := range n.Chunks {
+		distinct[c.ID] = true
+	}
+	check := func(what string, run func()) {
+		t.Helper()
+		ci.mu.Lock()
+		clear(ci.reads)
+		ci.mu.Unlock()
+		run()
+		ci.mu.Lock()
+		defer ci.mu.Unlock()
+		for id := range distinct {
+			want := 0
+			for _, c := range n.Chunks {
+				if c.ID == id {
+					want++
+				}
+			}
+			if ci.reads[id] != want {
+				t.Fatalf("%s: chunk %s read from the index %d times, want %d (once per place in the file)", what, id.Short(), ci.reads[id], want)
+			}
+		}
+	}
+	check("verify", func() { fltVerifyOK(t, r, m.BackupID) })
+	check("cat", func() {
+		var out bytes.Buffer
+		if _, err := r.WriteContent(ctx, n, &out); err != nil || !bytes.Equal(out.Bytes(), db) {
+			t.Fatalf("cat: %v", err)
+		}
+	})
+	check("restore", func() { fltCompare(t, src, fltRestore(t, r, m)) })
 }
