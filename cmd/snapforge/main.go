@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 	"time"
@@ -128,6 +129,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if f, err := os.Create(p); err == nil {
 			pprof.StartCPUProfile(f)
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
+	if p := os.Getenv("SNAPFORGE_TRACE"); p != "" { // execution trace, for `go tool trace` (issue 3); off by default
+		if f, err := os.Create(p); err == nil {
+			trace.Start(f)
+			defer func() { trace.Stop(); f.Close() }()
 		}
 	}
 	if p := os.Getenv("SNAPFORGE_MEMPROFILE"); p != "" { // heap profile at the peak of in-use memory (issue 3)
