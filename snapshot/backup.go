@@ -411,6 +411,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		g.Go(func() error {
 			defer rg.Done()
 			ch := &chunkers{cdc: chunker.New(nil, b.r.cfg.Chunker)}
+			defer ch.close()
 			for j := range b.jobs {
 				if err := b.saveFile(ctx, ch, j); err != nil {
 					putBuf(ch.group.buf)
@@ -1045,9 +1046,10 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 		if before.Size >= directFileMin {
 			if ch.dbufs[0] == nil {
 				ch.dbufs = newDirectBuffers()
+				ch.aio, _ = newAIOContext() // nil where there is none: reads go on a goroutine
 			}
 			if attempt == 0 {
-				ch.dr.reset(f, ch.dbufs)
+				ch.dr.reset(f, ch.dbufs, ch.aio)
 				defer ch.dr.drain() // before f is closed (deferred earlier, so run later)
 			} else {
 				ch.dr.rewind()
@@ -1122,7 +1124,17 @@ type chunkers struct {
 	fixed map[int]*chunker.Fixed // by chunk size, made when first needed
 	dr    directReader           // for large files (directFileMin)
 	dbufs [2][]byte              // its buffers, made when first needed
+	aio   *aioContext            // its reads' AIO context, made with dbufs; closed by close
 	group grouper                // small blobs waiting for their group to fill
+}
+
+// close releases what the chunkers hold outside the heap.
+func (ch *chunkers) close() {
+	ch.dr.drain()
+	if ch.aio != nil {
+		ch.aio.close()
+		ch.aio = nil
+	}
 }
 
 // chunkerFor returns the chunker for file f: fixed chunks aligned to its

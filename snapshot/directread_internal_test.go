@@ -17,7 +17,22 @@ import (
 // file read again (rewind) must come back whole. With a buffer the file
 // system refuses for direct reads (misaligned), the reader goes on through
 // the page cache: same bytes, O_DIRECT off.
+//
+// It runs twice: reads ahead on a goroutine, then submitted to a native AIO
+// context, which must then have taken every direct read ahead.
 func TestDirectReader(t *testing.T) {
+	t.Run("goroutine", func(t *testing.T) { testDirectReader(t, nil) })
+	t.Run("aio", func(t *testing.T) {
+		a, err := newAIOContext()
+		if err != nil {
+			t.Skipf("no native AIO here (%v): backups read ahead on a goroutine", err)
+		}
+		defer a.close()
+		testDirectReader(t, a)
+	})
+}
+
+func testDirectReader(t *testing.T, a *aioContext) {
 	dir := t.TempDir()
 	bufs := newDirectBuffers()
 	for _, size := range []int{0, 1, 4095, 4096, directBlock, directBlock + 1, 3*directBlock + 12345} {
@@ -32,7 +47,7 @@ func TestDirectReader(t *testing.T) {
 			t.Fatal(err)
 		}
 		var d directReader
-		direct := d.reset(f, bufs)
+		direct := d.reset(f, bufs, a)
 		flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -43,6 +58,10 @@ func TestDirectReader(t *testing.T) {
 		if !direct {
 			t.Logf("this file system refuses O_DIRECT: reading through the page cache")
 		}
+		before := 0
+		if a != nil {
+			before = a.reads
+		}
 		for round := range 2 {
 			got := readOdd(t, &d)
 			if !bytes.Equal(got, data) {
@@ -52,6 +71,12 @@ func TestDirectReader(t *testing.T) {
 		}
 		d.drain()
 		f.Close()
+		// Each round reads every block after the first one ahead, and the
+		// end of the file (an empty read) when the size is a whole number
+		// of blocks; rewind submits the first block again.
+		if want := 2 * (size / directBlock); a != nil && direct && a.reads-before < want {
+			t.Fatalf("size %d: %d reads submitted to the AIO context, want at least %d", size, a.reads-before, want)
+		}
 
 		if size < 2*directAlign {
 			continue
@@ -63,7 +88,7 @@ func TestDirectReader(t *testing.T) {
 		var m directReader
 		odd := newDirectBuffers()
 		odd[0], odd[1] = odd[0][1:directBlock-directAlign], odd[1][1:directBlock-directAlign] // misaligned: refused when direct
-		wasDirect := m.reset(f, odd)
+		wasDirect := m.reset(f, odd, a)
 		if got := readOdd(t, &m); !bytes.Equal(got, data) {
 			t.Fatalf("size %d, misaligned buffer: %d bytes read, want the file's %d", size, len(got), size)
 		}
