@@ -8,10 +8,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot"
+	blake3 "snapforge/snapshot/b3"
 )
 
 // The live tree is only ever touched through directory descriptors opened

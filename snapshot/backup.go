@@ -20,12 +20,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot/audit"
+	blake3 "snapforge/snapshot/b3"
 	"snapforge/snapshot/chunker"
 	"snapforge/snapshot/pack"
 	"snapforge/snapshot/sqlitecap"
@@ -1169,7 +1169,8 @@ func (b *backup) chunkerFor(ch *chunkers, f io.ReaderAt) chunkSource {
 // cores busy; the chunk buffer is reused only after both are done with it.
 func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r io.Reader, n *Node, sizeHint int64) (int64, error) {
 	ch.Reset(r)
-	h := blake3.New()
+	h := blake3.Get()
+	defer blake3.Put(h) // deferred first: runs after the hashing goroutine below is done
 	var fileHash chan []byte
 	var hashed chan struct{}
 	if sizeHint > int64(b.r.cfg.Chunker.Min) {

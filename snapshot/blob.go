@@ -15,10 +15,10 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot/audit"
+	blake3 "snapforge/snapshot/b3"
 	"snapforge/snapshot/pack"
 )
 

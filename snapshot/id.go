@@ -4,7 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/zeebo/blake3"
+	blake3 "snapforge/snapshot/b3"
 )
 
 // ID names a chunk, tree or pack: the BLAKE3-256 hash of its plaintext bytes.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/zeebo/blake3"
+	blake3 "snapforge/snapshot/b3"
 )
 
 // WalkFunc is called for every node under a tree in pre-order, with the
@@ -329,7 +329,8 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, locs [
 	}
 	var h *blake3.Hasher
 	if whole && len(n.Chunks) > 1 {
-		h = blake3.New()
+		h = blake3.Get()
+		defer blake3.Put(h)
 	}
 	var off int64
 	for i, c := range n.Chunks {

@@ -19,11 +19,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot/audit"
+	blake3 "snapforge/snapshot/b3"
 )
 
 // RestoreOptions configure a plain restore into a new or empty directory.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/zeebo/blake3"
+	blake3 "snapforge/snapshot/b3"
 )
 
 // Writer appends blobs to an io.Writer and finishes the pack with its trailer.

@@ -1,0 +1,176 @@
+package b3
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	zeebo "github.com/zeebo/blake3"
+)
+
+// lengths covers the edges of the tree: empty, one block, one chunk, the
+// small-input cut, one buffer (16 chunks) and around it, and sizes whose
+// buffer count has several bits set (stack merges at several heights).
+var lengths = func() []int {
+	ls := []int{0, 1, 63, 64, 65, 1023, 1024, 1025, 2048, 4095, smallMax - 1, smallMax, smallMax + 1,
+		bufSize - 1, bufSize, bufSize + 1, 2 * bufSize, 2*bufSize + 1, 3*bufSize - 7, 7 * bufSize, 8 * bufSize,
+		8*bufSize + 1, 1 << 20, 1<<20 + 1, 5<<20 + 12345, 13 * bufSize}
+	return ls
+}()
+
+func input(n int) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16)}).Read(b)
+	return b
+}
+
+// TestAgainstZeebo compares every way of hashing here with
+// github.com/zeebo/blake3, an independent implementation, over lengths at
+// the tree's edges: the one-shot Sum256, one Write, and writes cut at
+// random points (which cross buffer and chunk boundaries in every way),
+// Sum in the middle (it must not change the state) and Reset.
+func TestAgainstZeebo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range lengths {
+		data := input(n)
+		want := zeebo.Sum256(data)
+		if got := Sum256(data); got != want {
+			t.Fatalf("Sum256 of %d bytes: %x, want %x", n, got, want)
+		}
+		var h Hasher
+		h.Write(data)
+		if got := h.Sum256(); got != want {
+			t.Fatalf("one Write of %d bytes: %x, want %x", n, got, want)
+		}
+		for round := 0; round < 8; round++ {
+			h.Reset()
+			rest := data
+			for len(rest) > 0 {
+				k := rng.IntN(min(len(rest), 3*bufSize)) + 1
+				if rng.IntN(4) == 0 {
+					k = min(len(rest), bufSize*(1+rng.IntN(3))) // whole buffers too
+				}
+				h.Write(rest[:k])
+				rest = rest[k:]
+				if rng.IntN(8) == 0 {
+					h.Sum(nil) // must not disturb what follows
+				}
+			}
+			if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+				t.Fatalf("%d bytes in random writes (round %d): %x, want %x", n, round, got, want)
+			}
+		}
+	}
+}
+
+// TestVectors checks the BLAKE3 reference vectors' input pattern (byte i is
+// i mod 251) against the hashes the reference implementation publishes,
+// for lengths that end inside and at the edges of chunks and buffers.
+func TestVectors(t *testing.T) {
+	want := map[int]string{
+		0:      "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+		1:      "2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213",
+		1023:   "10108970eeda3eb932baac1428c7a2163b0e924c9a9e25b35bba72b28f70bd11",
+		1024:   "42214739f095a406f3fc83deb889744ac00df831c10daa55189b5d121c855af7",
+		1025:   "d00278ae47eb27b34faecf67b4fe263f82d5412916c1ffd97c8cb7fb814b8444",
+		2048:   "e776b6028c7cd22a4d0ba182a8bf62205d2ef576467e838ed6f2529b85fba24a",
+		3072:   "b98cb0ff3623be03326b373de6b9095218513e64f1ee2edd2525c7ad1e5cffd2",
+		8192:   "aae792484c8efe4f19e2ca7d371d8c467ffb10748d8a5a1ae579948f718a2a63",
+		16384:  "f875d6646de28985646f34ee13be9a576fd515f76b5b0a26bb324735041ddde4",
+		31744:  "62b6960e1a44bcc1eb1a611a8d6235b6b4b78f32e7abc4fb4c6cdcce94895c47",
+		102400: "bc3e3d41a1146b069abffad3c0d44860cf664390afce4d9661f7902e7943e085",
+	}
+	for n, w := range want {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i % 251)
+		}
+		if got := Sum256(b); hex.EncodeToString(got[:]) != w {
+			t.Errorf("Sum256 of the %d-byte vector: %x, want %s", n, got, w)
+		}
+	}
+}
+
+// TestAgainstB3sum hashes a few files with the b3sum command, the
+// independent checker users run on restored files.
+func TestAgainstB3sum(t *testing.T) {
+	if _, err := exec.LookPath("b3sum"); err != nil {
+		t.Skip("b3sum not installed (Debian package b3sum): checked against zeebo/blake3 only")
+	}
+	dir := t.TempDir()
+	for _, n := range []int{0, 5000, bufSize, 3*bufSize + 99, 4 << 20} {
+		p := filepath.Join(dir, fmt.Sprint(n))
+		data := input(n)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("b3sum", "--no-names", p).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Sum256(data); hex.EncodeToString(got[:]) != strings.TrimSpace(string(out)) {
+			t.Fatalf("%d bytes: %x, b3sum says %s", n, got, out)
+		}
+	}
+}
+
+// TestWriteAllocates nothing.
+func TestWriteAllocates(t *testing.T) {
+	data := input(1 << 20)
+	h := New()
+	if a := testing.AllocsPerRun(10, func() { h.Reset(); h.Write(data); h.Sum256() }); a != 0 {
+		t.Fatalf("%v allocations per 1 MiB hashed, want 0", a)
+	}
+}
+
+func BenchmarkSum256(b *testing.B) {
+	for _, n := range []int{1 << 10, 2 << 10, 4 << 10, 7 << 10, 8 << 10, 16 << 10, 64 << 10, 1 << 20} {
+		data := input(n)
+		b.Run(fmt.Sprintf("b3/%d", n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				Sum256(data)
+			}
+		})
+		b.Run(fmt.Sprintf("zeebo/%d", n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				zeebo.Sum256(data)
+			}
+		})
+	}
+}
+
+// BenchmarkWrite streams 64 MiB in writes of the sizes a backup makes.
+func BenchmarkWrite(b *testing.B) {
+	for _, w := range []int{16 << 10, 1 << 20} {
+		data := input(w)
+		b.Run(fmt.Sprintf("b3/%d", w), func(b *testing.B) {
+			b.SetBytes(64 << 20)
+			h := New()
+			for b.Loop() {
+				h.Reset()
+				for range (64 << 20) / w {
+					h.Write(data)
+				}
+				h.Sum256()
+			}
+		})
+		b.Run(fmt.Sprintf("zeebo/%d", w), func(b *testing.B) {
+			b.SetBytes(64 << 20)
+			for b.Loop() {
+				h := zeebo.New()
+				for range (64 << 20) / w {
+					h.Write(data)
+				}
+				h.Sum(nil)
+			}
+		})
+	}
+}
