@@ -1036,6 +1036,10 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 		return nil
 	}
 	src := b.chunkerFor(ch, f) // reads the header through the page cache, before O_DIRECT is set below
+	// Direct or not is decided once, by the size at open: a file that
+	// grows past directFileMin or shrinks below it while read is read
+	// again the same way (the reader is set up for this file only once).
+	direct := before.Size >= directFileMin
 	for attempt := 0; ; attempt++ {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			b.skip(n)
@@ -1043,7 +1047,7 @@ func (b *backup) saveFile(ctx context.Context, ch *chunkers, j *fileJob) error {
 			return nil
 		}
 		var r io.Reader = f
-		if before.Size >= directFileMin {
+		if direct {
 			if ch.dbufs[0] == nil {
 				ch.dbufs = newDirectBuffers()
 				ch.aio, _ = newAIOContext() // nil where there is none: reads go on a goroutine

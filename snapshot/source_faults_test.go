@@ -7,7 +7,6 @@ package snapshot_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -86,19 +85,27 @@ func TestFaultsC7ReadEIO(t *testing.T) {
 	fltCompare(t, src, fltRestore(t, r, m), "bad.bin")
 }
 
-// appendOnFirstRead appends to the file at path during its first Read.
+// appendOnFirstRead appends to the file at path during its first Read, or
+// with rewrite replaces its content in place (same inode).
 type appendOnFirstRead struct {
-	r    io.Reader
-	path string
-	data []byte
-	done bool
-	t    testing.TB
+	r       io.Reader
+	path    string
+	data    []byte
+	rewrite bool
+	done    bool
+	t       testing.TB
 }
 
 func (a *appendOnFirstRead) Read(p []byte) (int, error) {
 	if !a.done {
 		a.done = true
-		fltAppend(a.t, a.path, a.data)
+		if a.rewrite {
+			if err := os.WriteFile(a.path, a.data, 0o644); err != nil {
+				a.t.Error(err)
+			}
+		} else {
+			fltAppend(a.t, a.path, a.data)
+		}
 	}
 	return a.r.Read(p)
 }
@@ -139,22 +146,38 @@ func (c *readCounter) get(rel string) int {
 
 // FAULTS D1: a file modified once while it is read is read again and stored
 // with its final content, without a warning; a small file through the page
-// cache, a large one with O_DIRECT (read again from its start).
+// cache, a large one with O_DIRECT (read again from its start). A file that
+// grows past the 1 MiB line of direct reads, or shrinks below it, is read
+// again the way it was first read: with one reader, whose direct reader
+// was never set up for a large file (reading it again through that reader
+// hung the backup), and with O_DIRECT still set on a file that shrank
+// (reading it through the page cache failed with EINVAL).
 func TestFaultsD1ChangedOnceIsReread(t *testing.T) {
-	for _, size := range []int{50 << 10, 3<<20 + 4321} {
-		t.Run(fmt.Sprint(size), func(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		size   int
+		change []byte // appended on the first read; with shrink, the file's new content
+		shrink bool
+	}{
+		{"small", 50 << 10, []byte("appended while read\n"), false},
+		{"large", 3<<20 + 4321, []byte("appended while read\n"), false},
+		{"grows-past-1MiB", 1<<20 - 4000, fltText(37, 100<<10), false},
+		{"shrinks-below-1MiB", 1<<20 + 5000, fltText(38, 300<<10), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			r, _ := indextest.NewRepo(t)
-			src := fltSource(t, map[string][]byte{"grow.log": fltText(33, size), "other.txt": fltText(34, 3<<10)})
+			src := fltSource(t, map[string][]byte{"grow.log": fltText(33, tc.size), "other.txt": fltText(34, 3<<10)})
 			growPath := filepath.Join(src, "grow.log")
 			var count readCounter
 			direct := 0
 			m := fltBackup(t, r, src, func(o *snapshot.BackupOptions) {
+				o.ReadConcurrency = 1
 				o.WrapReader = func(rel string, rd io.Reader) io.Reader {
 					rd = count.wrap(rel, rd)
 					if rel == "grow.log" {
 						direct += directOpen(t, src)
 						if count.get(rel) == 1 {
-							return &appendOnFirstRead{r: rd, path: growPath, data: []byte("appended while read\n"), t: t}
+							return &appendOnFirstRead{r: rd, path: growPath, data: tc.change, rewrite: tc.shrink, t: t}
 						}
 					}
 					return rd
@@ -166,7 +189,7 @@ func TestFaultsD1ChangedOnceIsReread(t *testing.T) {
 			if n := count.get("grow.log"); n != 2 {
 				t.Fatalf("grow.log read %d times, want 2 (the read that saw the change, then one more)", n)
 			}
-			if wantDirect := size >= 1<<20; (direct == 2) != wantDirect || (direct == 0) == wantDirect {
+			if wantDirect := tc.size >= 1<<20; (direct == 2) != wantDirect || (direct == 0) == wantDirect {
 				t.Fatalf("grow.log open with O_DIRECT in %d of its 2 reads; want %v", direct, wantDirect)
 			}
 			final, err := os.ReadFile(growPath)
