@@ -27,6 +27,7 @@ type aioContext struct {
 	ev      ioEvent
 	pending []byte // the buffer of the read in flight, kept reachable until it is collected
 	reads   int    // submitted so far
+	dead    bool   // destroyed (close, or a failed io_getevents): takes no reads
 }
 
 // iocb is struct iocb of linux/aio_abi.h (little-endian layout).
@@ -56,8 +57,9 @@ type ioEvent struct {
 const iocbCmdPread = 0
 
 // newAIOContext returns a context for one read in flight, or an error
-// where the kernel has no native AIO (ENOSYS) or no context is left
-// (EAGAIN: fs.aio-max-nr): reads are then started on a goroutine.
+// where the kernel has no native AIO (ENOSYS), a seccomp filter forbids it
+// (EPERM) or no context is left (EAGAIN: fs.aio-max-nr): reads are then
+// started on a goroutine.
 func newAIOContext() (*aioContext, error) {
 	a := &aioContext{}
 	if _, _, e := unix.Syscall(unix.SYS_IO_SETUP, 1, uintptr(unsafe.Pointer(&a.ctx)), 0); e != 0 {
@@ -69,7 +71,10 @@ func newAIOContext() (*aioContext, error) {
 
 // submit starts reading len(buf) bytes of fd at off into buf.
 func (a *aioContext) submit(fd int, buf []byte, off int64) error {
-	if a.pending != nil {
+	switch {
+	case a.dead:
+		return errAIODead
+	case a.pending != nil:
 		return errors.New("aio: a read is already in flight")
 	}
 	a.cb = iocb{opcode: iocbCmdPread, fildes: uint32(fd), buf: uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))), nbytes: uint64(len(buf)), offset: off}
@@ -100,7 +105,12 @@ func (a *aioContext) wait() (int, error) {
 			continue
 		}
 		if e != 0 {
-			return 0, e // the read may still be in flight: pending stays set, close waits for it
+			// The read may still be in flight. Destroying the context
+			// waits for it, so the buffer is the caller's again; the
+			// context takes no more reads.
+			unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0)
+			a.dead, a.pending = true, nil
+			return 0, e
 		}
 		a.pending = nil
 		if a.ev.res < 0 {
@@ -112,8 +122,16 @@ func (a *aioContext) wait() (int, error) {
 
 // close waits for a read still in flight and destroys the context.
 func (a *aioContext) close() {
+	if a.dead {
+		return
+	}
 	if a.pending != nil {
 		a.wait()
 	}
 	unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0)
+	a.dead = true
 }
+
+// errAIODead: the context was destroyed after a failure; reads go on a
+// goroutine.
+var errAIODead = errors.New("aio: context destroyed after an error")

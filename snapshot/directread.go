@@ -52,7 +52,7 @@ type directReader struct {
 	eof      bool // no block after the one being consumed
 	pending  bool // a block is being read into bufs[1-cur]; its outcome comes on ahead, or from aio
 	ahead    chan blockRead
-	direct   bool        // O_DIRECT is set; changed only by the read in flight
+	direct   bool        // O_DIRECT is set; changed only by readBlock (on the read's goroutine, or in collect)
 	aio      *aioContext // where not nil, direct reads are submitted here instead of started on a goroutine
 	viaAIO   bool        // the read in flight was submitted to aio
 	aheadOff int64       // its offset

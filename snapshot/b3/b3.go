@@ -75,8 +75,9 @@ func (h *Hasher) Reset() { h.count, h.n = 0, 0 }
 // Size returns Size.
 func (h *Hasher) Size() int { return Size }
 
-// BlockSize returns the chunk size of BLAKE3, for hash.Hash.
-func (h *Hasher) BlockSize() int { return guts.ChunkSize }
+// BlockSize returns BLAKE3's block size, 64 bytes, for hash.Hash (as
+// zeebo/blake3 and lukechampine.com/blake3 do: HMAC pads keys to it).
+func (h *Hasher) BlockSize() int { return guts.BlockSize }
 
 // Write adds p. It never fails.
 func (h *Hasher) Write(p []byte) (int, error) {
