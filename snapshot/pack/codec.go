@@ -164,6 +164,14 @@ var probeBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
+// Incompressible reports whether Compress would store raw as it is after
+// probing it, without compressing anything else: raw is probeMin bytes or
+// more and its samples do not compress (see incompressible). A caller can
+// then skip handing raw to a compressor.
+func Incompressible(raw []byte) bool {
+	return len(raw) >= probeMin && incompressible(encoder(), raw)
+}
+
 // incompressible reports whether the samples of raw (len(raw) >= probeMin)
 // save less than 1/(2*minSavingDiv) of their size: half the saving Compress
 // asks of a whole blob, so a blob near the line is still compressed whole.

@@ -83,8 +83,11 @@ func TestCompressProbe(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
 	for _, size := range []int{probeMin, probeMin + 1, 300 << 10, 1 << 20, 4 << 20} {
 		random := randomBytes(rng, size)
-		if !incompressible(encoder(), random) {
+		if !incompressible(encoder(), random) || !Incompressible(random) {
 			t.Fatalf("%d random bytes: the probe finds them compressible", size)
+		}
+		if Incompressible(random[:probeMin-1]) {
+			t.Fatalf("%d random bytes called incompressible: Compress does not probe under probeMin", probeMin-1)
 		}
 		if stored, codec := Compress(nil, random); codec != CodecRaw || &stored[0] != &random[0] {
 			t.Fatalf("%d random bytes: codec %d, want raw itself", size, codec)
@@ -107,8 +110,8 @@ func TestCompressProbe(t *testing.T) {
 				raw = make([]byte, size)
 			}
 			stored, codec := Compress(nil, raw)
-			if codec != CodecZstd {
-				t.Fatalf("%d bytes of %s: codec %d, want zstd", size, name, codec)
+			if codec != CodecZstd || Incompressible(raw) {
+				t.Fatalf("%d bytes of %s: codec %d (Incompressible %v), want zstd", size, name, codec, Incompressible(raw))
 			}
 			checkDecode(t, stored, codec, raw)
 		}
