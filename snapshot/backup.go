@@ -206,6 +206,7 @@ type blobJob struct {
 	buf     *[]byte     // holds raw
 	members []pack.Blob // a group's members (ID, Kind, Raw); nil for one blob
 	weight  int64       // held of backup.inflight until written
+	probed  bool        // found not Incompressible already: not probed again
 }
 
 type packJob struct {
@@ -234,7 +235,9 @@ func compressJob(j blobJob) packJob {
 	defer putBuf(scratch)
 	var stored []byte
 	var codec uint8
-	if j.members == nil {
+	if j.members == nil && j.probed {
+		stored, codec = pack.CompressProbed((*scratch)[:0], j.raw)
+	} else if j.members == nil {
 		stored, codec = pack.Compress((*scratch)[:0], j.raw)
 	} else if frame, ok := pack.CompressGroup((*scratch)[:0], j.raw); ok {
 		stored, codec = frame, pack.CodecGroup
@@ -1338,20 +1341,11 @@ func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, 
 		// waited for one to be scheduled while both cores were busy, only
 		// to be probed (a trace of the models' backup: each compressor
 		// waited 1.2 s for a core to run 0.1 s).
-		return own != nil, b.sendPack(ctx, packJob{id: id, kind: kind, codec: pack.CodecRaw, stored: j.raw, raw: uint32(len(j.raw)), buf: j.buf, weight: j.weight})
+		pj := packJob{id: id, kind: kind, codec: pack.CodecRaw, stored: j.raw, raw: uint32(len(j.raw)), buf: j.buf, weight: j.weight}
+		return own != nil, handOn(ctx, b.packs, pj, pj.buf)
 	}
+	j.probed = kind == KindData
 	return own != nil, b.send(ctx, j)
-}
-
-// sendPack hands pj, its bytes counted in flight, to the pack writer.
-func (b *backup) sendPack(ctx context.Context, pj packJob) error {
-	select {
-	case b.packs <- pj:
-		return nil
-	case <-ctx.Done():
-		putBuf(pj.buf)
-		return ctx.Err()
-	}
 }
 
 // queue hands j (a group, its buffer already filled) to the compressors
@@ -1367,11 +1361,17 @@ func (b *backup) queue(ctx context.Context, j blobJob) error {
 
 // send hands j, its bytes counted in flight, to the compressors.
 func (b *backup) send(ctx context.Context, j blobJob) error {
+	return handOn(ctx, b.blobs, j, j.buf)
+}
+
+// handOn sends v, whose bytes buf holds, on ch; if ctx ends first, buf goes
+// back to the pool.
+func handOn[T any](ctx context.Context, ch chan<- T, v T, buf *[]byte) error {
 	select {
-	case b.blobs <- j:
+	case ch <- v:
 		return nil
 	case <-ctx.Done():
-		putBuf(j.buf)
+		putBuf(buf)
 		return ctx.Err()
 	}
 }

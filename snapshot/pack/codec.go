@@ -104,13 +104,19 @@ var decoder = sync.OnceValue(func() *zstd.Decoder {
 // samples spread over it do not compress, it is stored raw without
 // compressing the whole.
 func Compress(dst, raw []byte) (stored []byte, codec uint8) {
+	if Incompressible(raw) {
+		return raw, CodecRaw
+	}
+	return CompressProbed(dst, raw)
+}
+
+// CompressProbed is Compress without the probe, for raw its caller found
+// not Incompressible already.
+func CompressProbed(dst, raw []byte) (stored []byte, codec uint8) {
 	if len(raw) <= minSaving { // the frame header alone eats the saving
 		return raw, CodecRaw
 	}
 	enc := encoder()
-	if len(raw) >= probeMin && incompressible(enc, raw) {
-		return raw, CodecRaw
-	}
 	if n := enc.MaxEncodedSize(len(raw)); cap(dst) < n {
 		dst = make([]byte, 0, n) // room for the worst case: EncodeAll never reallocates
 	}
