@@ -126,7 +126,9 @@ func (a *aioContext) close() {
 		return
 	}
 	if a.pending != nil {
-		a.wait()
+		if a.wait(); a.dead { // a failed wait destroyed it already
+			return
+		}
 	}
 	unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0)
 	a.dead = true
