@@ -83,7 +83,8 @@ func hashAt(dir int, name string) (snapshot.ID, unix.Stat_t, error) {
 		return sum, st, fmt.Errorf("%s is not a regular file", name)
 	}
 	unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
-	h := blake3.New()
+	h := blake3.Get()
+	defer blake3.Put(h)
 	bp := hashBufs.Get().(*[]byte)
 	defer hashBufs.Put(bp)
 	buf := *bp

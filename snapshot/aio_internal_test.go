@@ -57,11 +57,18 @@ func TestAIOContext(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("read %d bytes through AIO that differ from the file's %d", len(got), len(data))
 	}
+	clear(bufs[0])
 	if err := a.submit(int(f.Fd()), bufs[0], 0); err != nil {
 		t.Fatal(err)
 	}
 	a.close() // with the read in flight: waits for it
-	if a.pending != nil {
-		t.Fatal("close left the read in flight")
+	if a.pending != nil || !a.dead {
+		t.Fatal("close left the read in flight, or the context alive")
+	}
+	if !bytes.Equal(bufs[0], data[:directBlock]) {
+		t.Fatal("close returned before the read in flight had filled its buffer")
+	}
+	if err := a.submit(int(f.Fd()), bufs[0], 0); err == nil {
+		t.Fatal("a closed context took a read")
 	}
 }

@@ -960,7 +960,8 @@ func (b *backup) reuseSQLite(ctx context.Context, n, pn *Node, abs string, st *u
 // as its CTime, which is only for change detection. newest is the latest of
 // the times that count; ok is false when a side file cannot be examined.
 func sqliteState(abs string, st *unix.Stat_t) (fp, newest int64, ok bool) {
-	h := blake3.New()
+	h := blake3.Get()
+	defer blake3.Put(h)
 	h.WriteString("snapforge sqlite state 1\n")
 	add := func(st *unix.Stat_t, ctime int64) {
 		var b [40]byte

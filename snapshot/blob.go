@@ -624,7 +624,8 @@ func checkPackName(p string, id ID) error {
 		return err
 	}
 	defer f.Close()
-	h := blake3.New()
+	h := blake3.Get()
+	defer blake3.Put(h)
 	if _, err := io.Copy(h, f); err != nil {
 		return fmt.Errorf("read pack %s: %w", id.Short(), err)
 	}

@@ -778,7 +778,8 @@ func (rs *restorer) alreadyCorrect(dir *dirHandle, name string, n *Node) bool {
 		return false
 	}
 	defer f.Close()
-	h := blake3.New()
+	h := blake3.Get()
+	defer blake3.Put(h)
 	if _, err := io.Copy(h, f); err != nil {
 		return false
 	}
