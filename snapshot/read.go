@@ -234,15 +234,26 @@ func (r *Repo) streamContent(ctx context.Context, pr *packReader, n *Node, mode 
 	if mode != checkFile || len(n.Chunks) < 2 {
 		return r.streamChunks(ctx, pr, n, locs, mode != checkChunks, true, fn)
 	}
-	err := r.streamChunks(ctx, pr, n, locs, true, false, fn)
+	return r.nameDamage(ctx, pr, n, locs, r.streamChunks(ctx, pr, n, locs, true, false, fn))
+}
+
+// nameDamage returns err, the outcome of proving file n by its whole-file
+// hash alone, unless that hash did not match: then n is read again with
+// every chunk checked, and the error names the damaged chunk and pack.
+func (r *Repo) nameDamage(ctx context.Context, pr *packReader, n *Node, locs []Location, err error) error {
 	var ce *CorruptError
 	if errors.As(err, &ce) && ce.ID == n.Hash && ctx.Err() == nil {
-		// Which chunk? Read it all again, every chunk checked.
 		if cerr := r.streamChunks(ctx, pr, n, locs, true, true, func([]byte, int64) error { return nil }); cerr != nil {
 			return cerr
 		}
 	}
 	return err
+}
+
+// fileMismatch is the error for file n whose content does not hash to, or
+// add up to, what the snapshot recorded.
+func fileMismatch(n *Node) error {
+	return &CorruptError{ID: n.Hash, Detail: fmt.Sprintf("file %s: content hash or size does not match the snapshot", DisplayName(n.Name))}
 }
 
 // lookupBatch is how many chunk locations streamChunks looks up in one
@@ -262,11 +273,6 @@ type chunkTask struct {
 // checks every chunk against its id before fn sees it. locs, when not nil,
 // holds the location of each chunk (the caller looked them up); otherwise
 // they are looked up lookupBatch at a time.
-//
-// A file of several chunks is loaded by prefetch loaders, ahead of fn and in
-// order: a dispatcher hands them the chunks once a slot is free (at most
-// ahead chunks loaded and not yet consumed, see aheadFor), and chunk i comes
-// back on ring[i%ahead], free by then since chunk i-ahead was consumed.
 func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, locs []Location, whole, chunks bool, fn func(data []byte, off int64) error) error {
 	if n.Type != TypeFile && n.Type != TypeHardlink {
 		return fmt.Errorf("%s is a %s, not a file", DisplayName(n.Name), n.Type)
@@ -274,14 +280,53 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, locs [
 	if locs != nil && len(locs) != len(n.Chunks) {
 		return fmt.Errorf("%s: %d chunk locations for %d chunks", DisplayName(n.Name), len(locs), len(n.Chunks))
 	}
+	var h *blake3.Hasher
+	if whole && len(n.Chunks) > 1 {
+		h = blake3.Get()
+		defer blake3.Put(h)
+	}
+	off, err := r.streamRefs(ctx, pr, n.Chunks, locs, chunks, func(data []byte, off int64) error {
+		if h != nil {
+			h.Write(data)
+		}
+		return fn(data, off)
+	})
+	if err != nil {
+		return err
+	}
+	sum := n.Hash
+	switch {
+	case h != nil:
+		copy(sum[:], h.Sum(nil))
+	case len(n.Chunks) == 1:
+		sum = n.Chunks[0].ID
+	case len(n.Chunks) == 0:
+		sum = emptyHash
+	}
+	if sum != n.Hash || off != n.Size {
+		return fileMismatch(n)
+	}
+	return nil
+}
+
+// streamRefs calls fn with each of the chunks refs in order, with its offset
+// in the stream, and returns the stream's length; chunks and locs are as
+// for streamChunks, whose loading it does (verify's proveFile streams the
+// chunks of a file it must read, which may be a few of them).
+//
+// Several chunks are loaded by prefetch loaders, ahead of fn and in
+// order: a dispatcher hands them the chunks once a slot is free (at most
+// ahead chunks loaded and not yet consumed, see aheadFor), and chunk i comes
+// back on ring[i%ahead], free by then since chunk i-ahead was consumed.
+func (r *Repo) streamRefs(ctx context.Context, pr *packReader, refs []ChunkRef, locs []Location, chunks bool, fn func(data []byte, off int64) error) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	type loaded struct {
 		buf *[]byte
 		err error
 	}
 	ahead := 1
-	if len(n.Chunks) > 1 {
-		ahead = aheadFor(n.Chunks)
+	if len(refs) > 1 {
+		ahead = aheadFor(refs)
 	}
 	ring := make([]chan loaded, ahead)
 	for i := range ring {
@@ -302,15 +347,15 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, locs [
 			}
 		}
 	}()
-	if len(n.Chunks) > 1 {
+	if len(refs) > 1 {
 		tasks := make(chan chunkTask)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer close(tasks)
-			r.dispatchChunks(ctx, n.Chunks, locs, slots, tasks)
+			r.dispatchChunks(ctx, refs, locs, slots, tasks)
 		}()
-		for range min(prefetch, len(n.Chunks)) {
+		for range min(prefetch, len(refs)) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -327,51 +372,31 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, locs [
 			}()
 		}
 	}
-	var h *blake3.Hasher
-	if whole && len(n.Chunks) > 1 {
-		h = blake3.Get()
-		defer blake3.Put(h)
-	}
 	var off int64
-	for i, c := range n.Chunks {
+	for i, c := range refs {
 		var l loaded
-		if len(n.Chunks) == 1 { // no goroutines for the common small file
+		if len(refs) == 1 { // no goroutines for the common small file
 			l.buf, l.err = r.loadChunk(ctx, pr, c, chunks)
 		} else {
 			select {
 			case l = <-ring[i%ahead]:
 			case <-ctx.Done():
-				return ctx.Err()
+				return off, ctx.Err()
 			}
 			<-slots
 		}
 		if l.err != nil {
-			return l.err
+			return off, l.err
 		}
 		data := *l.buf
-		if h != nil {
-			h.Write(data)
-		}
 		err := fn(data, off)
 		putBuf(l.buf)
 		if err != nil {
-			return err
+			return off, err
 		}
 		off += int64(len(data))
 	}
-	sum := n.Hash
-	switch {
-	case h != nil:
-		copy(sum[:], h.Sum(nil))
-	case len(n.Chunks) == 1:
-		sum = n.Chunks[0].ID
-	case len(n.Chunks) == 0:
-		sum = emptyHash
-	}
-	if sum != n.Hash || off != n.Size {
-		return &CorruptError{ID: n.Hash, Detail: fmt.Sprintf("file %s: content hash or size does not match the snapshot", DisplayName(n.Name))}
-	}
-	return nil
+	return off, nil
 }
 
 // dispatchChunks hands the chunks of a file to streamChunks' loaders in

@@ -71,6 +71,99 @@ func TestAgainstZeebo(t *testing.T) {
 	}
 }
 
+// TestSubtrees checks OnSubtree and AddSubtree against zeebo: the CVs a
+// hash of A reports, given back by AddSubtree for the spans B shares with A
+// (at the same offsets), must give B's hash, for B changed in one span,
+// in several, or not at all, with the rest written in random pieces. It
+// also checks which spans are reported: every one but the input's last.
+func TestSubtrees(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{SubtreeSize + 1, 2 * SubtreeSize, 2*SubtreeSize + 1, 3*SubtreeSize - 7,
+		7 * SubtreeSize, 8 * SubtreeSize, 8*SubtreeSize + 1, 1 << 20, 1<<20 + 1, 5<<20 + 12345} {
+		a := input(n)
+		cvs := map[uint64]CV{}
+		var h Hasher
+		h.OnSubtree(func(i uint64, cv CV) {
+			if _, dup := cvs[i]; dup {
+				t.Fatalf("%d bytes: span %d reported twice", n, i)
+			}
+			cvs[i] = cv
+		})
+		writeRandomly(rng, &h, a)
+		if got, want := h.Sum256(), zeebo.Sum256(a); got != want {
+			t.Fatalf("%d bytes with OnSubtree: %x, want %x", n, got, want)
+		}
+		spans := uint64((n - 1) / SubtreeSize) // every span but the last, which may be partial
+		if uint64(len(cvs)) != spans {
+			t.Fatalf("%d bytes: %d spans reported, want %d", n, len(cvs), spans)
+		}
+		for round := 0; round < 6; round++ {
+			b := bytes.Clone(a)
+			changed := map[uint64]bool{}
+			for k := round; k > 0; k-- { // round 0: B is A
+				i := uint64(rng.IntN(n / SubtreeSize))
+				changed[i] = true
+				b[int(i)*SubtreeSize+rng.IntN(SubtreeSize)] ^= 0x5a
+			}
+			h.Reset()
+			reused := 0
+			for i := uint64(0); i < spans; i++ {
+				span := b[i*SubtreeSize : (i+1)*SubtreeSize]
+				if cv, ok := cvs[i]; ok && !changed[i] && rng.IntN(5) != 0 {
+					h.AddSubtree(cv)
+					reused++
+					continue
+				}
+				writeRandomly(rng, &h, span)
+			}
+			writeRandomly(rng, &h, b[spans*SubtreeSize:])
+			if got, want := h.Sum256(), zeebo.Sum256(b); got != want {
+				t.Fatalf("%d bytes, %d spans changed, %d added as CVs: %x, want %x", n, len(changed), reused, got, want)
+			}
+		}
+		// A CV of a changed span gives a different hash: the test can fail.
+		b := bytes.Clone(a)
+		b[0] ^= 1
+		h.Reset()
+		h.AddSubtree(cvs[0])
+		h.Write(b[SubtreeSize:])
+		if h.Sum256() == zeebo.Sum256(b) {
+			t.Fatalf("%d bytes: a stale CV gave the changed input's hash", n)
+		}
+	}
+}
+
+func TestSubtreeMisuse(t *testing.T) {
+	mustPanic := func(what string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Fatalf("%s did not panic", what)
+			}
+		}()
+		f()
+	}
+	mustPanic("AddSubtree after 5 bytes", func() {
+		var h Hasher
+		h.Write([]byte("hello"))
+		h.AddSubtree(CV{})
+	})
+	mustPanic("Sum256 right after AddSubtree", func() {
+		var h Hasher
+		h.AddSubtree(CV{})
+		h.Sum256()
+	})
+}
+
+// writeRandomly writes p to h in pieces of random length.
+func writeRandomly(rng *rand.Rand, h *Hasher, p []byte) {
+	for len(p) > 0 {
+		k := min(len(p), rng.IntN(3*SubtreeSize)+1)
+		h.Write(p[:k])
+		p = p[k:]
+	}
+}
+
 // TestVectors checks the BLAKE3 reference vectors' input pattern (byte i is
 // i mod 251) against the hashes the reference implementation publishes,
 // for lengths that end inside and at the edges of chunks and buffers.
