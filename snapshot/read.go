@@ -375,9 +375,12 @@ func (r *Repo) streamRefs(ctx context.Context, pr *packReader, refs []ChunkRef, 
 	var off int64
 	for i, c := range refs {
 		var l loaded
-		if len(refs) == 1 { // no goroutines for the common small file
+		switch {
+		case len(refs) == 1 && locs != nil: // no goroutines for the common small file
+			l.buf, l.err = r.loadChunkAt(pr, c, locs[0], chunks)
+		case len(refs) == 1:
 			l.buf, l.err = r.loadChunk(ctx, pr, c, chunks)
-		} else {
+		default:
 			select {
 			case l = <-ring[i%ahead]:
 			case <-ctx.Done():

@@ -70,38 +70,53 @@ func spanKeys(n *Node) []ID {
 	return keys
 }
 
-// proveFile recomputes the whole-file BLAKE3 of n, a file of several chunks
-// whose sizes add up to its size, from the CVs of spans proven before and
-// the bytes of the rest, and remembers the CVs of the spans it hashed. locs
-// are the chunks' locations. Each chunk read is passed to progress. A hash
-// that does not match is a CorruptError for n.Hash (see nameDamage).
-func (v *verifier) proveFile(ctx context.Context, n *Node, locs []Location, progress func(int)) error {
+// spanPlan is how proveFile will prove a file: its spans' keys, the CVs
+// known for them when planned, and the chunks to read, with their offsets
+// in the file and locations.
+type spanPlan struct {
+	keys  []ID
+	known []blake3.CV
+	have  []bool
+	refs  []ChunkRef
+	at    []int64
+	locs  []Location
+}
+
+// planSpans plans the proof of n, a file of several chunks whose sizes add
+// up to its size, from the CVs known now; locs are the chunks' locations.
+// The chunks to read are those that cover a span not known, or the last.
+func (v *verifier) planSpans(n *Node, locs []Location) *spanPlan {
 	const size = blake3.SubtreeSize
-	keys := spanKeys(n)
-	known := make([]blake3.CV, len(keys))
-	have := make([]bool, len(keys))
+	p := &spanPlan{keys: spanKeys(n)}
+	p.known = make([]blake3.CV, len(p.keys))
+	p.have = make([]bool, len(p.keys))
 	v.spans.mu.Lock()
-	for s, k := range keys {
-		known[s], have[s] = v.spans.cvs[k]
+	for s, k := range p.keys {
+		p.known[s], p.have[s] = v.spans.cvs[k]
 	}
 	v.spans.mu.Unlock()
-
-	// The chunks to read: those that cover a span not known, or the last.
-	var refs []ChunkRef
-	var at []int64 // offset of each in the file
-	var refLocs []Location
 	var start int64
 	for i, c := range n.Chunks {
 		end := start + int64(c.Size)
 		for s := start / size; s <= (end-1)/size; s++ {
-			if s >= int64(len(keys)) || !have[s] {
-				refs, at, refLocs = append(refs, c), append(at, start), append(refLocs, locs[i])
+			if s >= int64(len(p.keys)) || !p.have[s] {
+				p.refs, p.at, p.locs = append(p.refs, c), append(p.at, start), append(p.locs, locs[i])
 				break
 			}
 		}
 		start = end
 	}
+	return p
+}
 
+// proveFile recomputes the whole-file BLAKE3 of n as p says: from the CVs
+// of spans proven before and the bytes of the rest, and remembers the CVs
+// of the spans it hashed. Each chunk read is passed to progress, with its
+// index in p.refs. A hash that does not match is a CorruptError for n.Hash
+// (see nameDamage).
+func (v *verifier) proveFile(ctx context.Context, n *Node, p *spanPlan, progress func(i, size int)) error {
+	const size = blake3.SubtreeSize
+	keys, known, have := p.keys, p.known, p.have
 	h := blake3.Get()
 	defer blake3.Put(h)
 	type spanCV struct {
@@ -111,24 +126,36 @@ func (v *verifier) proveFile(ctx context.Context, n *Node, locs []Location, prog
 	var hashed []spanCV
 	h.OnSubtree(func(s uint64, cv blake3.CV) { hashed = append(hashed, spanCV{s, cv}) })
 	var pos int64 // bytes of the file hashed or added as CVs
+	nk := 0       // the first known span at or after pos's, or len(keys)
 	next := 0
-	_, err := v.r.streamRefs(ctx, v.pr, refs, refLocs, false, func(data []byte, _ int64) error {
-		co := at[next]
+	_, err := v.r.streamRefs(ctx, v.pr, p.refs, p.locs, false, func(data []byte, _ int64) error {
+		co := p.at[next]
+		progress(next, len(data))
 		next++
-		progress(len(data))
 		end := co + int64(len(data))
 		for pos < end {
-			if s := pos / size; pos%size == 0 && s < int64(len(keys)) && have[s] {
+			s := int(pos / size)
+			for nk < len(keys) && (nk < s || !have[nk]) {
+				nk++
+			}
+			if nk == s && nk < len(keys) && pos%size == 0 {
 				h.AddSubtree(known[s])
 				v.spans.reused.Add(size)
 				pos += size
 				continue
 			}
 			if pos < co { // bytes no chunk read covers, in a span not known: cannot be
-				return fmt.Errorf("file %s: offset %d is in no chunk read (span %d not known)", DisplayName(n.Name), pos, pos/size)
+				return fmt.Errorf("file %s: offset %d is in no chunk read (span %d not known)", DisplayName(n.Name), pos, s)
 			}
-			stop := min(end, (pos/size+1)*size)
-			h.Write(data[pos-co : stop-co])
+			stop := end // up to the next known span: hashed in runs as long as they come
+			if nk < len(keys) {
+				stop = min(end, int64(nk)*size)
+			}
+			if stop == n.Size {
+				h.Write(data[pos-co : stop-co])
+			} else {
+				h.WriteMid(data[pos-co : stop-co])
+			}
 			pos = stop
 		}
 		return nil

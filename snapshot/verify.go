@@ -222,19 +222,48 @@ func (v *verifier) snapshot(ctx context.Context, m *Manifest) (int64, []Problem)
 	}
 	var items []Item
 	var files int64
-	type job struct {
+	type walked struct {
 		rel string
 		n   *Node
 	}
-	jobs := make(chan job, 16)
+	walk := make(chan walked, 64)
+	jobs := make(chan *verifyJob, 1024)
+	var ra *readAhead
+	if v.opts.ReadData {
+		ra = newReadAhead(v.r)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i := 0; i < v.opts.Workers; i++ {
 		g.Go(func() error {
 			for j := range jobs {
-				if p := v.file(gctx, j.n); p != "" {
+				if p := v.file(gctx, j, ra); p != "" {
 					add(j.rel, p)
 				}
 			}
+			return nil
+		})
+	}
+	g.Go(func() error { // the planner
+		defer close(jobs)
+		if ra != nil {
+			defer ra.done()
+		}
+		for w := range walk {
+			j := v.plan(gctx, w.rel, w.n)
+			if ra != nil {
+				ra.plan(j, v.badPack)
+			}
+			select {
+			case jobs <- j:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	if ra != nil {
+		g.Go(func() error {
+			ra.run(gctx)
 			return nil
 		})
 	}
@@ -243,14 +272,14 @@ func (v *verifier) snapshot(ctx context.Context, m *Manifest) (int64, []Problem)
 		if n.Type == TypeFile || n.Type == TypeHardlink {
 			files++
 			select {
-			case jobs <- job{rel, n}:
+			case walk <- walked{rel, n}:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
 		}
 		return nil
 	})
-	close(jobs)
+	close(walk)
 	g.Wait()
 	if werr != nil {
 		add("", "trees unreadable: "+werr.Error())
@@ -276,59 +305,90 @@ func contentKey(n *Node) ID {
 	return Hash(b)
 }
 
-// file checks one file and returns a problem, or "".
-func (v *verifier) file(ctx context.Context, n *Node) string {
-	key := contentKey(n)
+// plan prepares the check of file n at rel: unless its content was proven
+// already, its chunks are looked up, and with ReadData the proof of a file
+// of several chunks is planned (which chunks to read, spans.go).
+func (v *verifier) plan(ctx context.Context, rel string, n *Node) *verifyJob {
+	j := &verifyJob{rel: rel, n: n, key: contentKey(n)}
 	v.mu.Lock()
-	p, done := v.memo[key]
+	_, done := v.memo[j.key]
 	v.mu.Unlock()
 	if done {
+		return j
+	}
+	j.looked = true
+	j.locs = make([]Location, len(n.Chunks))
+	j.errs = make([]error, len(n.Chunks))
+	var sum int64
+	ok := true
+	j.err = v.r.idx.LookupEach(ctx, n.Chunks, func(i int, loc Location, err error) bool {
+		j.locs[i], j.errs[i] = loc, err
+		sum += int64(n.Chunks[i].Size)
+		ok = ok && err == nil && loc.Raw == n.Chunks[i].Size
+		return true
+	})
+	if v.opts.ReadData && j.err == nil && ok && sum == n.Size && len(n.Chunks) > 1 {
+		j.proof = v.planSpans(n, j.locs)
+	}
+	return j
+}
+
+// file checks one file and returns a problem, or "". The read-ahead, when
+// not nil, gets back what it counted for the file's chunks.
+func (v *verifier) file(ctx context.Context, j *verifyJob, ra *readAhead) string {
+	n := j.n
+	var given int64
+	if ra != nil {
+		defer func() { ra.consumed.Add(j.cost - given) }()
+	}
+	v.mu.Lock()
+	p, done := v.memo[j.key]
+	v.mu.Unlock()
+	if done || !j.looked {
 		v.opts.Live.FilesDone.Add(1)
 		v.opts.Live.BytesDone.Add(n.Size)
 		return p
 	}
-	p = v.checkFile(ctx, n)
+	p = v.checkFile(ctx, j, func(i, size int) {
+		v.opts.Live.BytesDone.Add(int64(size))
+		if ra != nil && i < len(j.costs) {
+			ra.consumed.Add(j.costs[i])
+			given += j.costs[i]
+		}
+	})
 	v.mu.Lock()
-	v.memo[key] = p
+	v.memo[j.key] = p
 	v.mu.Unlock()
 	v.opts.Live.FilesDone.Add(1)
 	return p
 }
 
-func (v *verifier) checkFile(ctx context.Context, n *Node) string {
-	var sum int64
-	problem := ""
-	var locs []Location // read again below: not looked up twice
-	if v.opts.ReadData && len(n.Chunks) > 1 {
-		locs = make([]Location, len(n.Chunks))
+// checkFile checks the file of j, looked up by the planner. Each chunk read
+// is passed to progress, with its index among those read.
+func (v *verifier) checkFile(ctx context.Context, j *verifyJob, progress func(i, size int)) string {
+	n := j.n
+	switch {
+	case j.err != nil && ctx.Err() != nil:
+		return "" // cancelled: Verify returns the context's error
+	case j.err != nil:
+		return fmt.Sprintf("chunks could not be looked up: %v", j.err)
 	}
-	err := v.r.idx.LookupEach(ctx, n.Chunks, func(i int, loc Location, err error) bool {
-		c := n.Chunks[i]
-		if locs != nil {
-			locs[i] = loc
-		}
+	var sum int64
+	for i, c := range n.Chunks {
+		loc := j.locs[i]
 		sum += int64(c.Size)
 		why, bad := v.badPack[loc.Pack]
 		size, known := v.onDisk[loc.Pack]
 		switch {
-		case err != nil:
-			problem = fmt.Sprintf("chunk %s is not in the index", c.ID.Short())
+		case j.errs[i] != nil:
+			return fmt.Sprintf("chunk %s is not in the index", c.ID.Short())
 		case bad:
-			problem = fmt.Sprintf("chunk %s: pack %s %s", c.ID.Short(), loc.Pack.Short(), why)
+			return fmt.Sprintf("chunk %s: pack %s %s", c.ID.Short(), loc.Pack.Short(), why)
 		case known && int64(loc.Offset)+int64(loc.Stored) > size:
-			problem = fmt.Sprintf("chunk %s lies outside pack %s (size mismatch with index)", c.ID.Short(), loc.Pack.Short())
+			return fmt.Sprintf("chunk %s lies outside pack %s (size mismatch with index)", c.ID.Short(), loc.Pack.Short())
 		case loc.Raw != c.Size:
-			problem = fmt.Sprintf("chunk %s: index says %d bytes, tree says %d", c.ID.Short(), loc.Raw, c.Size)
+			return fmt.Sprintf("chunk %s: index says %d bytes, tree says %d", c.ID.Short(), loc.Raw, c.Size)
 		}
-		return problem == ""
-	})
-	switch {
-	case problem != "":
-		return problem
-	case err != nil && ctx.Err() != nil:
-		return "" // cancelled: Verify returns the context's error
-	case err != nil:
-		return fmt.Sprintf("chunks could not be looked up: %v", err)
 	}
 	if sum != n.Size {
 		return fmt.Sprintf("chunk sizes add up to %d, file size is %d", sum, n.Size)
@@ -337,17 +397,18 @@ func (v *verifier) checkFile(ctx context.Context, n *Node) string {
 		v.opts.Live.BytesDone.Add(n.Size)
 		return ""
 	}
-	if len(n.Chunks) > 1 {
+	var err error
+	if j.proof != nil {
 		var read int64
-		err = v.proveFile(ctx, n, locs, func(k int) {
-			read += int64(k)
-			v.opts.Live.BytesDone.Add(int64(k))
+		err = v.proveFile(ctx, n, j.proof, func(i, size int) {
+			read += int64(size)
+			progress(i, size)
 		})
 		v.opts.Live.BytesDone.Add(n.Size - read) // the spans proven before
-		err = v.r.nameDamage(ctx, v.pr, n, locs, err)
+		err = v.r.nameDamage(ctx, v.pr, n, j.locs, err)
 	} else {
-		err = v.r.streamContent(ctx, v.pr, n, checkFile, locs, func(data []byte, _ int64) error {
-			v.opts.Live.BytesDone.Add(int64(len(data)))
+		err = v.r.streamContent(ctx, v.pr, n, checkFile, j.locs, func(data []byte, _ int64) error {
+			progress(0, len(data))
 			return nil
 		})
 	}

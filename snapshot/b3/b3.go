@@ -136,6 +136,29 @@ func (h *Hasher) Write(p []byte) (int, error) {
 	return total, nil
 }
 
+// WriteMid adds p, which is not the end of the input (more will be
+// written, or added by AddSubtree, before Sum256). Unlike Write, which
+// keeps a last whole span back in case it ends the input, it hashes every
+// whole span of p straight from p: a caller writing 16 KiB pieces (a
+// database's pages) has none copied.
+func (h *Hasher) WriteMid(p []byte) {
+	if h.n > 0 {
+		c := copy(h.buf[h.n:], p)
+		h.n += c
+		p = p[c:]
+		if h.n < bufSize {
+			return
+		}
+		h.push(&h.buf)
+		h.n = 0
+	}
+	for len(p) >= bufSize {
+		h.push((*[bufSize]byte)(p))
+		p = p[bufSize:]
+	}
+	h.n = copy(h.buf[:], p)
+}
+
 // WriteString adds s. It never fails.
 func (h *Hasher) WriteString(s string) (int, error) {
 	return h.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
@@ -172,7 +195,7 @@ func (h *Hasher) Sum(b []byte) []byte {
 // Sum256 returns the hash of everything written.
 func (h *Hasher) Sum256() [Size]byte {
 	if h.n == 0 && h.count > 0 {
-		panic("b3: Sum256 right after AddSubtree: the input's last bytes must be written, not added as a CV")
+		panic("b3: Sum256 right after AddSubtree or WriteMid: the input's last bytes must be written by Write")
 	}
 	if h.count == 0 && h.n < smallMax {
 		return zeebo.Sum256(h.buf[:h.n])

@@ -89,7 +89,7 @@ func TestSubtrees(t *testing.T) {
 			}
 			cvs[i] = cv
 		})
-		writeRandomly(rng, &h, a)
+		writeRandomly(rng, &h, a, false)
 		if got, want := h.Sum256(), zeebo.Sum256(a); got != want {
 			t.Fatalf("%d bytes with OnSubtree: %x, want %x", n, got, want)
 		}
@@ -114,9 +114,9 @@ func TestSubtrees(t *testing.T) {
 					reused++
 					continue
 				}
-				writeRandomly(rng, &h, span)
+				writeRandomly(rng, &h, span, true)
 			}
-			writeRandomly(rng, &h, b[spans*SubtreeSize:])
+			writeRandomly(rng, &h, b[spans*SubtreeSize:], false)
 			if got, want := h.Sum256(), zeebo.Sum256(b); got != want {
 				t.Fatalf("%d bytes, %d spans changed, %d added as CVs: %x, want %x", n, len(changed), reused, got, want)
 			}
@@ -155,12 +155,51 @@ func TestSubtreeMisuse(t *testing.T) {
 	})
 }
 
-// writeRandomly writes p to h in pieces of random length.
-func writeRandomly(rng *rand.Rand, h *Hasher, p []byte) {
+// writeRandomly writes p to h in pieces of random length, by Write or, for
+// pieces not at the input's end (more follows p, or not the last of p), by
+// WriteMid.
+func writeRandomly(rng *rand.Rand, h *Hasher, p []byte, more bool) {
 	for len(p) > 0 {
 		k := min(len(p), rng.IntN(3*SubtreeSize)+1)
-		h.Write(p[:k])
+		if rng.IntN(3) == 0 {
+			k = min(len(p), SubtreeSize) // a database's page
+		}
+		if (more || k < len(p)) && rng.IntN(2) == 0 {
+			h.WriteMid(p[:k])
+		} else {
+			h.Write(p[:k])
+		}
 		p = p[k:]
+	}
+}
+
+// TestWriteMid hashes every length at the tree's edges with all but the
+// last piece written by WriteMid, in random pieces and in 16 KiB ones.
+func TestWriteMid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range lengths {
+		data := input(n)
+		want := zeebo.Sum256(data)
+		for round := 0; round < 4; round++ {
+			var h Hasher
+			writeRandomly(rng, &h, data, false)
+			if got := h.Sum256(); got != want {
+				t.Fatalf("%d bytes, round %d: %x, want %x", n, round, got, want)
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		var h Hasher
+		rest := data
+		for len(rest) > SubtreeSize {
+			h.WriteMid(rest[:SubtreeSize])
+			rest = rest[SubtreeSize:]
+		}
+		h.Write(rest)
+		if got := h.Sum256(); got != want {
+			t.Fatalf("%d bytes in 16 KiB pieces by WriteMid: %x, want %x", n, got, want)
+		}
 	}
 }
 
