@@ -29,14 +29,14 @@ func TestReadAheadPlan(t *testing.T) {
 	}
 	const mb = 1 << 20
 	j1 := job(
-		loc(p1, 0, mb),          // new range
-		loc(p1, mb, mb),         // grows it
-		loc(p1, mb+mb/2, mb/4),  // inside it: a group member
-		loc(p1, 2*mb+4096, mb),  // a small gap: grows it
-		loc(p1, 3*mb+4096, mb),  // would pass raMax: new range
-		loc(bad, 0, mb),         // left out
-		loc(p2, 0, mb),          // another pack
-		loc(p2, 10*mb, mb),      // a jump
+		loc(p1, 0, mb),         // new range
+		loc(p1, mb, mb),        // grows it
+		loc(p1, mb+mb/2, mb/4), // inside it: a group member
+		loc(p1, 2*mb+4096, mb), // a small gap: grows it
+		loc(p1, 3*mb+4096, mb), // would pass raMax: new range
+		loc(bad, 0, mb),        // left out
+		loc(p2, 0, mb),         // another pack
+		loc(p2, 10*mb, mb),     // a jump
 	)
 	wantCosts := []int64{mb, mb, 0, mb + 4096, mb, 0, mb, mb}
 	for i, c := range j1.costs {
