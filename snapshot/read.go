@@ -377,7 +377,9 @@ func (r *Repo) streamRefs(ctx context.Context, pr *packReader, refs []ChunkRef, 
 		var l loaded
 		switch {
 		case len(refs) == 1 && locs != nil: // no goroutines for the common small file
-			l.buf, l.err = r.loadChunkAt(pr, c, locs[0], chunks)
+			if l.err = ctx.Err(); l.err == nil {
+				l.buf, l.err = r.loadChunkAt(pr, c, locs[0], chunks)
+			}
 		case len(refs) == 1:
 			l.buf, l.err = r.loadChunk(ctx, pr, c, chunks)
 		default:

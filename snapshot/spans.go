@@ -41,16 +41,16 @@ type spanCVs struct {
 	reused atomic.Int64 // bytes added as CVs
 }
 
-// spanKeys returns the key of every span of n but the last (which Sum256
-// needs as bytes): a hash of the span's index and the ids and offsets,
-// relative to the span, of the chunks that cover it. n's chunk sizes must
-// add up to its size.
-func spanKeys(n *Node) []ID {
+// spanKeys returns the key of each of the first max spans of n, leaving out
+// the last span (which Sum256 needs as bytes): a hash of the span's index
+// and the ids and offsets, relative to the span, of the chunks that cover
+// it. n's chunk sizes must add up to its size.
+func spanKeys(n *Node, max int) []ID {
 	const size = blake3.SubtreeSize
 	if n.Size <= size {
 		return nil
 	}
-	keys := make([]ID, (n.Size-1)/size)
+	keys := make([]ID, min(int64(max), (n.Size-1)/size))
 	buf := make([]byte, 0, 8+4*(32+8))
 	j, start := 0, int64(0) // the first chunk that ends after span s begins, and its offset
 	for s := range keys {
@@ -70,37 +70,49 @@ func spanKeys(n *Node) []ID {
 	return keys
 }
 
-// spanPlan is how proveFile will prove a file: its spans' keys, the CVs
-// known for them when planned, and the chunks to read, with their offsets
-// in the file and locations.
+// spanPlan is how proveFile will prove a file: the keys of its first
+// spans (at most spanCVsMax: no more could be remembered), the CVs known
+// for them when planned, and the chunks to read. Its size is a small part
+// of the file's chunk list: 33 bytes a span keyed, a bit a span for have,
+// and the CVs and chunks to read only where a part is known.
 type spanPlan struct {
 	keys  []ID
-	known []blake3.CV
-	have  []bool
-	refs  []ChunkRef
-	at    []int64
-	locs  []Location
+	have  []uint64            // bit s: span s is known
+	known map[int32]blake3.CV // the CVs of the spans known
+	// The chunks to read, as indices into the file's chunks; nil: all of
+	// them (nothing known, the common case of a first version).
+	read []int32
 }
 
+func (p *spanPlan) has(s int) bool { return s < len(p.keys) && p.have[s/64]&(1<<(s%64)) != 0 }
+
 // planSpans plans the proof of n, a file of several chunks whose sizes add
-// up to its size, from the CVs known now; locs are the chunks' locations.
-// The chunks to read are those that cover a span not known, or the last.
-func (v *verifier) planSpans(n *Node, locs []Location) *spanPlan {
+// up to its size, from the CVs known now. The chunks to read are those that
+// cover a span not known, or the last.
+func (v *verifier) planSpans(n *Node) *spanPlan {
 	const size = blake3.SubtreeSize
-	p := &spanPlan{keys: spanKeys(n)}
-	p.known = make([]blake3.CV, len(p.keys))
-	p.have = make([]bool, len(p.keys))
+	p := &spanPlan{keys: spanKeys(n, spanCVsMax)}
+	p.have = make([]uint64, (len(p.keys)+63)/64)
 	v.spans.mu.Lock()
 	for s, k := range p.keys {
-		p.known[s], p.have[s] = v.spans.cvs[k]
+		if cv, ok := v.spans.cvs[k]; ok {
+			if p.known == nil {
+				p.known = map[int32]blake3.CV{}
+			}
+			p.known[int32(s)] = cv
+			p.have[s/64] |= 1 << (s % 64)
+		}
 	}
 	v.spans.mu.Unlock()
+	if p.known == nil {
+		return p // every chunk is read
+	}
 	var start int64
 	for i, c := range n.Chunks {
 		end := start + int64(c.Size)
 		for s := start / size; s <= (end-1)/size; s++ {
-			if s >= int64(len(p.keys)) || !p.have[s] {
-				p.refs, p.at, p.locs = append(p.refs, c), append(p.at, start), append(p.locs, locs[i])
+			if !p.has(int(s)) {
+				p.read = append(p.read, int32(i))
 				break
 			}
 		}
@@ -111,44 +123,65 @@ func (v *verifier) planSpans(n *Node, locs []Location) *spanPlan {
 
 // proveFile recomputes the whole-file BLAKE3 of n as p says: from the CVs
 // of spans proven before and the bytes of the rest, and remembers the CVs
-// of the spans it hashed. Each chunk read is passed to progress, with its
-// index in p.refs. A hash that does not match is a CorruptError for n.Hash
-// (see nameDamage).
-func (v *verifier) proveFile(ctx context.Context, n *Node, p *spanPlan, progress func(i, size int)) error {
+// of the spans it hashed. locs are the chunks' locations. Each chunk read
+// is passed to progress, with its index among those read. A hash that does
+// not match is a CorruptError for n.Hash (see nameDamage).
+func (v *verifier) proveFile(ctx context.Context, n *Node, locs []Location, p *spanPlan, progress func(i, size int)) error {
 	const size = blake3.SubtreeSize
-	keys, known, have := p.keys, p.known, p.have
+	refs, refLocs := n.Chunks, locs
+	if p.read != nil {
+		refs, refLocs = make([]ChunkRef, len(p.read)), make([]Location, len(p.read))
+		for k, i := range p.read {
+			refs[k], refLocs[k] = n.Chunks[i], locs[i]
+		}
+	}
+	v.spans.mu.Lock()
+	room := max(0, spanCVsMax-len(v.spans.cvs))
+	v.spans.mu.Unlock()
 	h := blake3.Get()
 	defer blake3.Put(h)
 	type spanCV struct {
-		s  uint64
+		s  int
 		cv blake3.CV
 	}
 	var hashed []spanCV
-	h.OnSubtree(func(s uint64, cv blake3.CV) { hashed = append(hashed, spanCV{s, cv}) })
-	var pos int64 // bytes of the file hashed or added as CVs
-	nk := 0       // the first known span at or after pos's, or len(keys)
-	next := 0
-	_, err := v.r.streamRefs(ctx, v.pr, p.refs, p.locs, false, func(data []byte, _ int64) error {
-		co := p.at[next]
+	h.OnSubtree(func(s uint64, cv blake3.CV) {
+		if int(s) < len(p.keys) && len(hashed) < room {
+			hashed = append(hashed, spanCV{int(s), cv})
+		}
+	})
+	var pos int64         // bytes of the file hashed or added as CVs
+	nk := 0               // the first known span at or after pos's, or len(p.keys)
+	next := 0             // the next of refs
+	at, ci := int64(0), 0 // the offset of n.Chunks[ci]
+	_, err := v.r.streamRefs(ctx, v.pr, refs, refLocs, false, func(data []byte, _ int64) error {
+		want := next
+		if p.read != nil {
+			want = int(p.read[next])
+		}
+		for ; ci < want; ci++ {
+			at += int64(n.Chunks[ci].Size)
+		}
+		co := at
 		progress(next, len(data))
 		next++
 		end := co + int64(len(data))
 		for pos < end {
 			s := int(pos / size)
-			for nk < len(keys) && (nk < s || !have[nk]) {
+			for nk < len(p.keys) && (nk < s || !p.has(nk)) {
 				nk++
 			}
-			if nk == s && nk < len(keys) && pos%size == 0 {
-				h.AddSubtree(known[s])
+			if nk == s && nk < len(p.keys) && pos%size == 0 {
+				h.AddSubtree(p.known[int32(s)])
 				v.spans.reused.Add(size)
 				pos += size
 				continue
 			}
-			if pos < co { // bytes no chunk read covers, in a span not known: cannot be
-				return fmt.Errorf("file %s: offset %d is in no chunk read (span %d not known)", DisplayName(n.Name), pos, s)
+			if pos < co { // bytes no chunk read covers: planSpans and this loop disagree
+				return fmt.Errorf("internal error proving %s: offset %d is in no chunk read (span %d not known)", DisplayName(n.Name), pos, s)
 			}
 			stop := end // up to the next known span: hashed in runs as long as they come
-			if nk < len(keys) {
+			if nk < len(p.keys) {
 				stop = min(end, int64(nk)*size)
 			}
 			if stop == n.Size {
@@ -160,6 +193,7 @@ func (v *verifier) proveFile(ctx context.Context, n *Node, p *spanPlan, progress
 		}
 		return nil
 	})
+	h.OnSubtree(nil) // the pooled hasher must not keep hashed
 	if err != nil {
 		return err
 	}
@@ -168,10 +202,10 @@ func (v *verifier) proveFile(ctx context.Context, n *Node, p *spanPlan, progress
 	}
 	v.spans.mu.Lock()
 	for _, x := range hashed {
-		if len(v.spans.cvs) >= spanCVsMax || x.s >= uint64(len(keys)) {
+		if len(v.spans.cvs) >= spanCVsMax {
 			break
 		}
-		v.spans.cvs[keys[x.s]] = x.cv
+		v.spans.cvs[p.keys[x.s]] = x.cv
 	}
 	v.spans.mu.Unlock()
 	return nil

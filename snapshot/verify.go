@@ -11,9 +11,12 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	blake3 "snapforge/snapshot/b3"
 )
@@ -56,9 +59,11 @@ type VerifyReport struct {
 	Snapshots []SnapshotCheck `json:"snapshots"`
 	Packs     []PackProblem   `json:"packs,omitempty"`
 	Warnings  []string        `json:"warnings,omitempty"`
-	// Reused is how many bytes of file content were proven without being
-	// read again: spans of later file versions equal to spans hashed
-	// earlier in the run (see spans.go).
+	// Read is how many bytes of file content were read, decoded and
+	// hashed; Reused how many were proven without being read again: spans
+	// of later file versions equal to spans hashed earlier in the run (see
+	// spans.go). Content seen before in whole files is neither.
+	Read     int64         `json:"read_bytes,omitempty"`
 	Reused   int64         `json:"reused_bytes,omitempty"`
 	Duration time.Duration `json:"-"`
 }
@@ -180,7 +185,7 @@ func (r *Repo) Verify(ctx context.Context, ids []string, opts VerifyOptions) (*V
 		rep.Snapshots = append(rep.Snapshots, sc)
 		r.recordVerify(sc, opts.ReadData)
 	}
-	rep.Reused = v.spans.reused.Load()
+	rep.Read, rep.Reused = v.read.Load(), v.spans.reused.Load()
 	rep.Duration = time.Since(start)
 	outcome := "ok"
 	if !rep.OK() {
@@ -204,6 +209,7 @@ type verifier struct {
 	mu      sync.Mutex
 	memo    map[ID]string // content key → problem ("" when sound)
 	spans   spanCVs       // CVs of the spans of files proven (spans.go)
+	read    atomic.Int64  // bytes of file content read
 }
 
 // snapshot checks one snapshot and returns its file count and problems.
@@ -222,45 +228,60 @@ func (v *verifier) snapshot(ctx context.Context, m *Manifest) (int64, []Problem)
 	}
 	var items []Item
 	var files int64
-	type walked struct {
-		rel string
-		n   *Node
-	}
-	walk := make(chan walked, 64)
-	jobs := make(chan *verifyJob, 1024)
+	// With ReadData a planner looks files up ahead of the workers, and the
+	// read-ahead follows it (verifyplan.go); the plans' memory waiting for
+	// the workers is bounded (planAhead). Without, the workers look their
+	// files up themselves, in parallel.
+	walk := make(chan *verifyJob, 64)
+	jobs := walk
 	var ra *readAhead
+	var ahead *semaphore.Weighted
 	if v.opts.ReadData {
+		jobs = make(chan *verifyJob, 4096)
 		ra = newReadAhead(v.r)
+		ahead = semaphore.NewWeighted(planAhead)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i := 0; i < v.opts.Workers; i++ {
 		g.Go(func() error {
 			for j := range jobs {
+				if !j.planned {
+					v.plan(gctx, j)
+				}
 				if p := v.file(gctx, j, ra); p != "" {
 					add(j.rel, p)
+				}
+				if j.ahead > 0 {
+					ahead.Release(j.ahead)
 				}
 			}
 			return nil
 		})
 	}
-	g.Go(func() error { // the planner
-		defer close(jobs)
-		if ra != nil {
-			defer ra.done()
-		}
-		for w := range walk {
-			j := v.plan(gctx, w.rel, w.n)
+	if v.opts.ReadData {
+		g.Go(func() error { // the planner
+			defer close(jobs)
 			if ra != nil {
-				ra.plan(j, v.badPack)
+				defer ra.done()
 			}
-			select {
-			case jobs <- j:
-			case <-gctx.Done():
-				return gctx.Err()
+			for j := range walk {
+				j.ahead = min(planCost(j.n), planAhead)
+				if err := ahead.Acquire(gctx, j.ahead); err != nil {
+					return err
+				}
+				v.plan(gctx, j)
+				if ra != nil {
+					ra.plan(j, v.badPack)
+				}
+				select {
+				case jobs <- j:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if ra != nil {
 		g.Go(func() error {
 			ra.run(gctx)
@@ -272,7 +293,7 @@ func (v *verifier) snapshot(ctx context.Context, m *Manifest) (int64, []Problem)
 		if n.Type == TypeFile || n.Type == TypeHardlink {
 			files++
 			select {
-			case walk <- walked{rel, n}:
+			case walk <- &verifyJob{rel: rel, n: n}:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
@@ -305,16 +326,30 @@ func contentKey(n *Node) ID {
 	return Hash(b)
 }
 
-// plan prepares the check of file n at rel: unless its content was proven
+// planAhead bounds the memory of the plans made and not yet checked (their
+// chunk locations and span keys, planCost): the planner runs ahead of the
+// workers by files, as far as the read-ahead's window, which bounds the
+// reading, and this allow. A file whose plan is larger is planned alone.
+const planAhead = 64 << 20
+
+// planCost is what plan may allocate for n.
+func planCost(n *Node) int64 {
+	spans := min(max(n.Size/blake3.SubtreeSize, 0), spanCVsMax)
+	return int64(len(n.Chunks))*int64(unsafe.Sizeof(Location{})+unsafe.Sizeof(error(nil))) + spans*(int64(len(ID{}))+1) + 256
+}
+
+// plan prepares the check of j's file: unless its content was proven
 // already, its chunks are looked up, and with ReadData the proof of a file
 // of several chunks is planned (which chunks to read, spans.go).
-func (v *verifier) plan(ctx context.Context, rel string, n *Node) *verifyJob {
-	j := &verifyJob{rel: rel, n: n, key: contentKey(n)}
+func (v *verifier) plan(ctx context.Context, j *verifyJob) {
+	n := j.n
+	j.planned = true
+	j.key = contentKey(n)
 	v.mu.Lock()
 	_, done := v.memo[j.key]
 	v.mu.Unlock()
 	if done {
-		return j
+		return
 	}
 	j.looked = true
 	j.locs = make([]Location, len(n.Chunks))
@@ -323,14 +358,14 @@ func (v *verifier) plan(ctx context.Context, rel string, n *Node) *verifyJob {
 	ok := true
 	j.err = v.r.idx.LookupEach(ctx, n.Chunks, func(i int, loc Location, err error) bool {
 		j.locs[i], j.errs[i] = loc, err
+		j.visited = i + 1
 		sum += int64(n.Chunks[i].Size)
 		ok = ok && err == nil && loc.Raw == n.Chunks[i].Size
 		return true
 	})
 	if v.opts.ReadData && j.err == nil && ok && sum == n.Size && len(n.Chunks) > 1 {
-		j.proof = v.planSpans(n, j.locs)
+		j.proof = v.planSpans(n)
 	}
-	return j
 }
 
 // file checks one file and returns a problem, or "". The read-ahead, when
@@ -341,6 +376,9 @@ func (v *verifier) file(ctx context.Context, j *verifyJob, ra *readAhead) string
 	if ra != nil {
 		defer func() { ra.consumed.Add(j.cost - given) }()
 	}
+	if ctx.Err() != nil {
+		return "" // cancelled: Verify returns the context's error
+	}
 	v.mu.Lock()
 	p, done := v.memo[j.key]
 	v.mu.Unlock()
@@ -350,6 +388,7 @@ func (v *verifier) file(ctx context.Context, j *verifyJob, ra *readAhead) string
 		return p
 	}
 	p = v.checkFile(ctx, j, func(i, size int) {
+		v.read.Add(int64(size))
 		v.opts.Live.BytesDone.Add(int64(size))
 		if ra != nil && i < len(j.costs) {
 			ra.consumed.Add(j.costs[i])
@@ -367,14 +406,8 @@ func (v *verifier) file(ctx context.Context, j *verifyJob, ra *readAhead) string
 // is passed to progress, with its index among those read.
 func (v *verifier) checkFile(ctx context.Context, j *verifyJob, progress func(i, size int)) string {
 	n := j.n
-	switch {
-	case j.err != nil && ctx.Err() != nil:
-		return "" // cancelled: Verify returns the context's error
-	case j.err != nil:
-		return fmt.Sprintf("chunks could not be looked up: %v", j.err)
-	}
 	var sum int64
-	for i, c := range n.Chunks {
+	for i, c := range n.Chunks[:j.visited] {
 		loc := j.locs[i]
 		sum += int64(c.Size)
 		why, bad := v.badPack[loc.Pack]
@@ -390,6 +423,12 @@ func (v *verifier) checkFile(ctx context.Context, j *verifyJob, progress func(i,
 			return fmt.Sprintf("chunk %s: index says %d bytes, tree says %d", c.ID.Short(), loc.Raw, c.Size)
 		}
 	}
+	switch {
+	case j.err != nil && ctx.Err() != nil:
+		return "" // cancelled: Verify returns the context's error
+	case j.err != nil:
+		return fmt.Sprintf("chunks could not be looked up: %v", j.err)
+	}
 	if sum != n.Size {
 		return fmt.Sprintf("chunk sizes add up to %d, file size is %d", sum, n.Size)
 	}
@@ -400,7 +439,7 @@ func (v *verifier) checkFile(ctx context.Context, j *verifyJob, progress func(i,
 	var err error
 	if j.proof != nil {
 		var read int64
-		err = v.proveFile(ctx, n, j.proof, func(i, size int) {
+		err = v.proveFile(ctx, n, j.locs, j.proof, func(i, size int) {
 			read += int64(size)
 			progress(i, size)
 		})

@@ -25,16 +25,19 @@ import (
 
 // verifyJob is one file for verify's workers, as the planner left it.
 type verifyJob struct {
-	rel string
-	n   *Node
-	key ID // contentKey(n)
-	// Found by the planner unless the content was proven already (then
-	// looked is false): each chunk's location, or the error looking it up,
-	// and the error of the lookup as a whole.
-	looked bool
-	locs   []Location
-	errs   []error
-	err    error
+	rel     string
+	n       *Node
+	planned bool  // by the planner, or by the worker (without ReadData)
+	ahead   int64 // what the planner took of planAhead for it
+	key     ID    // contentKey(n)
+	// Found by plan unless the content was proven already (then looked is
+	// false): each chunk's location, or the error looking it up, and the
+	// error of the lookup as a whole, after visited chunks.
+	looked  bool
+	locs    []Location
+	errs    []error
+	err     error
+	visited int
 	// proof is the plan of a file of several chunks, when data is read.
 	proof *spanPlan
 	// costs[i] is what the read-ahead counted for the i-th chunk read (of
@@ -76,6 +79,8 @@ const (
 	// raPiece is what one fadvise call asks for: the kernel reads at most
 	// the device's read-ahead size (128 KiB by default) per call.
 	raPiece = 128 << 10
+	// raOpenMax is how many packs the read-ahead keeps open.
+	raOpenMax = 8
 )
 
 // raWindow is how far the read-ahead runs ahead of the workers, in bytes
@@ -86,8 +91,9 @@ const (
 const raWindow = 256 << 20
 
 // newReadAhead returns a read-ahead with a window of raWindow, less where
-// memory is short (an eighth of what is available), or nil when the
-// kernel's read-ahead cannot be asked for.
+// memory is short (an eighth of what is available), or nil when there is
+// nothing to gain: memory too short, or packs on tmpfs or ramfs, which are
+// in memory already.
 func newReadAhead(r *Repo) *readAhead {
 	w := int64(raWindow)
 	if avail := memAvailable(); avail > 0 {
@@ -96,7 +102,11 @@ func newReadAhead(r *Repo) *readAhead {
 	if w < 8<<20 {
 		return nil
 	}
-	return &readAhead{r: r, window: w, ranges: make(chan raRange, 1024)}
+	var st unix.Statfs_t
+	if unix.Statfs(r.dir("packs"), &st) == nil && (st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC) {
+		return nil // the packs are in memory: nothing to read ahead
+	}
+	return &readAhead{r: r, window: w, ranges: make(chan raRange, 4096)}
 }
 
 // memAvailable returns MemAvailable from /proc/meminfo in bytes, or 0.
@@ -123,11 +133,16 @@ func memAvailable() int64 {
 // read-ahead is a window behind and its queue longer still), the rest of
 // j is not read ahead.
 func (ra *readAhead) plan(j *verifyJob, badPack map[ID]string) {
-	var locs []Location
+	var locs []Location // the chunks to be read: all of j.locs, or those of j.proof.read
 	switch {
+	case j.proof != nil && j.proof.read != nil:
+		locs = make([]Location, len(j.proof.read))
+		for k, i := range j.proof.read {
+			locs[k] = j.locs[i]
+		}
 	case j.proof != nil:
-		locs = j.proof.locs
-	case j.looked && len(j.locs) == 1 && j.errs[0] == nil:
+		locs = j.locs
+	case j.looked && j.err == nil && len(j.locs) == 1 && j.errs[0] == nil:
 		locs = j.locs
 	}
 	j.costs = make([]int64, len(locs))
@@ -185,10 +200,9 @@ func (ra *readAhead) done() {
 // enough of what came before, until the queue is closed. Ranges the
 // workers are past are skipped.
 func (ra *readAhead) run(ctx context.Context) {
-	var f *os.File
-	var open ID
+	open := map[ID]*os.File{} // a few packs stay open: ranges alternate between them
 	defer func() {
-		if f != nil {
+		for _, f := range open {
 			f.Close()
 		}
 	}()
@@ -203,16 +217,19 @@ func (ra *readAhead) run(ctx context.Context) {
 		if rg.end <= ra.consumed.Load() {
 			continue
 		}
-		if f == nil || open != rg.pack {
-			if f != nil {
-				f.Close()
+		f := open[rg.pack]
+		if f == nil {
+			if len(open) >= raOpenMax {
+				for id, o := range open {
+					o.Close()
+					delete(open, id)
+				}
 			}
 			var err error
 			if f, err = os.Open(ra.r.packPath(rg.pack)); err != nil {
-				f = nil
 				continue // a hint only: the worker reading it reports the error
 			}
-			open = rg.pack
+			open[rg.pack] = f
 		}
 		for off := rg.off; off < rg.off+rg.len; off += raPiece {
 			unix.Fadvise(int(f.Fd()), off, min(raPiece, rg.off+rg.len-off), unix.FADV_WILLNEED)

@@ -23,7 +23,7 @@ func TestReadAheadPlan(t *testing.T) {
 	ra := &readAhead{window: 1 << 30, ranges: make(chan raRange, 64)}
 	loc := func(p ID, off, n int) Location { return Location{Pack: p, Offset: uint64(off), Stored: uint32(n)} }
 	job := func(locs ...Location) *verifyJob {
-		j := &verifyJob{looked: true, proof: &spanPlan{locs: locs}}
+		j := &verifyJob{looked: true, locs: locs, proof: &spanPlan{}}
 		ra.plan(j, map[ID]string{bad: "is missing"})
 		return j
 	}
@@ -133,7 +133,7 @@ func TestReadAheadWindow(t *testing.T) {
 	for off := 0; off < len(data); off += mb {
 		locs = append(locs, Location{Pack: id, Offset: uint64(off), Stored: mb})
 	}
-	j := &verifyJob{looked: true, proof: &spanPlan{locs: locs}}
+	j := &verifyJob{looked: true, locs: locs, proof: &spanPlan{}}
 	ra.plan(j, nil)
 	ra.done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -161,6 +161,9 @@ func TestReadAheadWindow(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if n := resident(28, 32); n != 0 {
 		t.Fatalf("%d MiB past the window read ahead after 16 MiB consumed", n)
+	}
+	if n := resident(12, 16); n != 0 {
+		t.Fatalf("%d MiB read ahead that the workers had consumed already", n)
 	}
 	ra.consumed.Add(16 * mb)
 	select {

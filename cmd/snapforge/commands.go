@@ -458,7 +458,7 @@ func init() {
 		}
 		if a.json {
 			a.printJSON(map[string]any{"ok": rep.OK(), "read_data": rep.ReadData, "snapshots": rep.Snapshots,
-				"packs": rep.Packs, "warnings": rep.Warnings, "reused_bytes": rep.Reused, "duration_ms": rep.Duration.Milliseconds()})
+				"packs": rep.Packs, "warnings": rep.Warnings, "read_bytes": rep.Read, "reused_bytes": rep.Reused, "duration_ms": rep.Duration.Milliseconds()})
 		} else {
 			level := "structure"
 			if rep.ReadData {

@@ -79,7 +79,10 @@ func Get() *Hasher {
 }
 
 // Put returns h, which must not be used after, to the pool.
-func Put(h *Hasher) { pool.Put(h) }
+func Put(h *Hasher) {
+	h.onSub = nil // nothing it refers to is kept alive by the pool
+	pool.Put(h)
+}
 
 // Reset forgets everything written, and the OnSubtree function.
 func (h *Hasher) Reset() { h.count, h.n, h.onSub = 0, 0, nil }
