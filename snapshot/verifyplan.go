@@ -41,8 +41,9 @@ type verifyJob struct {
 	// proof is the plan of a file of several chunks, when data is read.
 	proof *spanPlan
 	// costs[i] is what the read-ahead counted for the i-th chunk read (of
-	// proof.refs, or the one chunk); the worker gives it back when the chunk
-	// is read, and what is left of cost once the file is done.
+	// the chunks proof says to read, or the one chunk); the worker gives it
+	// back when the chunk is read, and what is left of cost once the file
+	// is done.
 	costs []int64
 	cost  int64
 }
@@ -54,8 +55,8 @@ type readAhead struct {
 	r      *Repo
 	window int64
 	ranges chan raRange
-	// queued, issued and consumed count bytes along the plan: every range's
-	// bytes once, each given to the chunks that added them.
+	// queued and consumed count bytes along the plan: every range's bytes
+	// once, each counted to the chunk that added them.
 	queued   int64 // planner only
 	consumed atomic.Int64
 	last     raRange // the range being grown (planner only)
@@ -184,7 +185,7 @@ func (ra *readAhead) flush() bool {
 		// the count stays right, the range is just not read ahead.
 	}
 	ra.last = raRange{}
-	return ra.full() == false
+	return !ra.full()
 }
 
 // full reports whether the queue has no room.
