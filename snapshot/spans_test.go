@@ -21,10 +21,11 @@ import (
 // spans it proved in an earlier version (spans.go): a database with one
 // page rewritten and ten appended, and a model file with 100 bytes changed
 // in place, are proven with only the chunks that cover changed spans read,
-// and the hash that comes out is right (verify passes). Then damage: a
+// and the hash that comes out is right (verify passes). Then damage (FAULTS
+// A1, with span proofs: every snapshot and file affected is reported): a
 // chunk both versions share is reported in both snapshots, and a chunk only
 // the new version has is reported in the new snapshot only, by file and
-// pack.
+// pack or chunk.
 func TestVerifyReusesSpans(t *testing.T) {
 	const page = chunker.DefaultSQLiteChunk
 	r, repo := indextest.NewRepo(t, fltLaterClock)
