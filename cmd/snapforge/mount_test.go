@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -100,6 +102,9 @@ func TestMountCommand(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(r.dir, "run", "owner.sock")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("owner socket: %v %v", fi, err)
+	}
+	if _, err := os.Lstat(filepath.Join(r.dir, "run", "owner.sock.new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the socket's name while it is made 0600 is left behind: %v", err)
 	}
 
 	// A backup while mounted runs through the owner (the mount holds the

@@ -205,11 +205,14 @@ func (w frameWriter) Write(p []byte) (int, error) {
 
 // ---- sockets ----
 
-// socketAddr returns the address to bind or connect for the socket in dir,
-// and the O_PATH descriptor of dir to close afterwards (-1: none) when the
-// path is too long for a socket address.
-func socketAddr(dir string) (addr string, fd int, err error) {
-	p := filepath.Join(dir, "owner.sock")
+// socketAddr returns the address to bind or connect for the owner's socket
+// in dir, and the O_PATH descriptor of dir to close afterwards (-1: none)
+// when the path is too long for a socket address.
+func socketAddr(dir string) (addr string, fd int, err error) { return socketAddrOf(dir, "owner.sock") }
+
+// socketAddrOf is socketAddr for the socket named name in dir.
+func socketAddrOf(dir, name string) (addr string, fd int, err error) {
+	p := filepath.Join(dir, name)
 	if len(p) < len(unix.RawSockaddrUnix{}.Path) {
 		return p, -1, nil
 	}
@@ -217,7 +220,7 @@ func socketAddr(dir string) (addr string, fd int, err error) {
 	if err != nil {
 		return "", -1, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	return fmt.Sprintf("/proc/self/fd/%d/owner.sock", fd), fd, nil
+	return fmt.Sprintf("/proc/self/fd/%d/%s", fd, name), fd, nil
 }
 
 // dialOwner connects to the owner of repo.
@@ -289,7 +292,13 @@ func startOwner(ctx context.Context, a *app, r *snapshot.Repo) (*ownerServer, er
 			return nil, fmt.Errorf("serve the repository: remove the stale socket: %w", err)
 		}
 	}
-	addr, fd, err := socketAddr(run)
+	// The socket is bound under another name, made 0600, and only then
+	// renamed to sock: bound as sock, it would answer with the mode the
+	// umask gave it (0755) until the chmod.
+	const fresh = "owner.sock.new"
+	tmp := filepath.Join(run, fresh)
+	os.Remove(tmp) // left by an owner killed while starting (we hold the lock)
+	addr, fd, err := socketAddrOf(run, fresh)
 	if err != nil {
 		return nil, fmt.Errorf("serve the repository: %w", err)
 	}
@@ -301,9 +310,13 @@ func startOwner(ctx context.Context, a *app, r *snapshot.Repo) (*ownerServer, er
 		return nil, fmt.Errorf("serve the repository on %s: %w", sock, err)
 	}
 	ln.SetUnlinkOnClose(false) // addr may be the /proc path; we remove sock ourselves
-	if err := os.Chmod(sock, 0o600); err != nil {
+	err = os.Chmod(tmp, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, sock)
+	}
+	if err != nil {
 		ln.Close()
-		os.Remove(sock)
+		os.Remove(tmp)
 		return nil, fmt.Errorf("serve the repository: %w", err)
 	}
 	logger := a.logger()
