@@ -10,10 +10,12 @@
 //	sfbench run    --work W [--dir D] [--quick] [--scale S] [--files-scale F] [--seed N]
 //	               [--runs 4] [--tools snapforge,snapforge-sqlite,restic,borg]
 //	               [--json out.json] [--snapforge BIN] [--borg-encryption none] [--keep]
+//	               [--read-bps 250M]
 //	sfbench scale  --work W [--scale 0.25] [--files 1,4,16] [--bytes 1,4] [--runs 1]
 //	               [--json out.json] [--snapforge BIN] [--no-drop]    (see scale.go)
 //	sfbench mount  --work W [--scale 1] [--runs 4] [--dir D] [--json out.json]
-//	               [--tools snapforge,restic,borg] [--entries 100000]   (see mount.go)
+//	               [--tools snapforge,restic,borg] [--entries 100000]
+//	               [--read-bps 250M]                                   (see mount.go)
 //	sfbench inplace --work W [--dir D] [--scale 1] [--runs 4] [--json out.json]
 //	               [--snapforge BIN] [--no-drop] [--keep]              (see inplace.go)
 //
@@ -65,6 +67,12 @@
 // snapforge/fastest peer and snapforge/raw baseline, and the same as JSON with
 // --json. Dropping the page cache needs root; without it sfbench warns and
 // says so in the notes.
+//
+// --read-bps RATE (run and mount) limits the reads of the harness and of
+// every tool it starts from the work directory's disk to RATE (250M: 250
+// MB/s), through a control group (throttle.go): on a VM whose host caches
+// the disk, "cold" reads otherwise run at whatever speed the host's cache
+// gives that minute.
 package main
 
 import (
@@ -96,6 +104,9 @@ func main() {
 	}
 }
 
+// readBPSHelp documents --read-bps of run and mount.
+const readBPSHelp = "limit reads from the work directory's disk to this rate for the harness and every tool it runs, e.g. 250M (MB/s): a disk of stated speed where the page cache of a VM's host makes cold reads fast (needs root and cgroup blkio or io)"
+
 // usageError is a bad command line.
 type usageError struct{ msg string }
 
@@ -105,9 +116,9 @@ const usage = `usage:
   sfbench gen    --dir D [--scale S] [--files-scale F] [--seed N]
   sfbench mutate --dir D [--seed N]
   sfbench hash   --dir D
-  sfbench run    --work W [--dir D] [--quick] [--runs N] [--tools LIST] [--json FILE] [--snapforge BIN]
+  sfbench run    --work W [--dir D] [--quick] [--runs N] [--tools LIST] [--json FILE] [--snapforge BIN] [--read-bps RATE]
   sfbench scale  --work W [--scale S] [--files 1,4,16] [--bytes 1,4] [--runs N] [--json FILE] [--snapforge BIN]
-  sfbench mount  --work W [--scale S] [--runs N] [--dir D] [--json FILE] [--tools snapforge,restic,borg] [--entries N]
+  sfbench mount  --work W [--scale S] [--runs N] [--dir D] [--json FILE] [--tools snapforge,restic,borg] [--entries N] [--read-bps RATE]
   sfbench inplace --work W [--dir D] [--scale S] [--runs N] [--json FILE] [--snapforge BIN] [--no-drop] [--keep]
 run 'sfbench COMMAND --help' for a command's flags`
 
@@ -166,6 +177,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&o.Snapforge, "snapforge", "", "snapforge binary (default: build ./cmd/snapforge into WORK/bin)")
 		fs.StringVar(&o.BorgEncryption, "borg-encryption", "none", "borg init -e mode: none (like snapforge's unencrypted repository) or repokey-blake2 etc. (BORG_PASSPHRASE is set)")
 		fs.BoolVar(&o.Keep, "keep", false, "keep repositories and restores of the last run for inspection")
+		fs.StringVar(&o.ReadBPS, "read-bps", "", readBPSHelp)
 		if err := parseFlags(fs, args, nil); err != nil {
 			return err
 		}

@@ -73,6 +73,7 @@ type mountOptions struct {
 	NoDrop       bool          // keep the page cache (tests): timings are warm
 	Keep         bool          // keep the repositories
 	Command      string        // the command line, for the report
+	ReadBPS      string        // --read-bps: limit reads from the work disk, "" for none
 }
 
 // defaultMountTools are the tools with a mount command sfbench drives.
@@ -93,6 +94,7 @@ func mountCommand(ctx context.Context, fs *flag.FlagSet, args []string, dir *str
 	fs.DurationVar(&o.MountTimeout, "mount-timeout", 2*time.Minute, "how long a mount may take to become ready")
 	fs.BoolVar(&o.NoDrop, "no-drop", false, "do not drop the page cache before each phase (warm timings; for tests); the forget step still writes 2 to drop_caches")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the repositories")
+	fs.StringVar(&o.ReadBPS, "read-bps", "", readBPSHelp)
 	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
@@ -167,9 +169,11 @@ type MountReport struct {
 	BigFile    string     `json:"big_file"`
 	BigBytes   int64      `json:"big_bytes"`
 	Entries    int        `json:"entries"`
-	Rows       []MountRow `json:"rows"`
-	Notes      []string   `json:"notes,omitempty"`
-	Errors     []string   `json:"errors,omitempty"`
+	// ReadLimit is --read-bps in bytes a second, 0 when reads ran at the disk's (and host cache's) speed.
+	ReadLimit int64      `json:"read_limit_bytes_per_s,omitempty"`
+	Rows      []MountRow `json:"rows"`
+	Notes     []string   `json:"notes,omitempty"`
+	Errors    []string   `json:"errors,omitempty"`
 }
 
 // mountRows lists every row: its unit, whether higher is better, whether
@@ -484,6 +488,15 @@ func runMount(ctx context.Context, o mountOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	o.Work = work
+	limit, err := startReadLimit(work, o.ReadBPS, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := limit.Close(); err != nil {
+			fmt.Fprintf(stderr, "warning: %v\n", err)
+		}
+	}()
 	ds, err := mountDataset(ctx, o, stderr)
 	if err != nil {
 		return err
@@ -493,7 +506,7 @@ func runMount(ctx context.Context, o mountOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	mt := &mountBench{o: o, ds: ds, shape: shape,
-		b: &bench{o: runOptions{Work: work}, out: stderr, samples: map[string]map[string][]float64{}}}
+		b: &bench{o: runOptions{Work: work}, out: stderr, limit: limit, samples: map[string]map[string][]float64{}}}
 	mt.notes = append(mt.notes, kopiaNote)
 	withSnapforge := slices.Contains(o.Tools, "snapforge")
 	if withSnapforge && o.Entries > 0 {
@@ -1286,6 +1299,10 @@ func (mt *mountBench) report(specs []toolSpec) *MountReport {
 		*n = append(*n, fmt.Sprintf("the page cache was NOT dropped (%v): timings are warm, run as root for cold ones", mt.b.noDrop))
 	default:
 		*n = append(*n, "page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed phase, on the mounts and on ext4")
+	}
+	if mt.b.limit != nil {
+		rep.ReadLimit = mt.b.limit.bps
+		*n = append(*n, mt.b.limit.String())
 	}
 	*n = append(*n,
 		"each run mounts every tool twice, each time a fresh process: `ls -lR` then read every file; then small files, then the big file; each tool's on-disk cache (restic's, borg's) is as its backup left it",

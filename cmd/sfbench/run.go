@@ -30,7 +30,8 @@ type runOptions struct {
 	JSON           string   // report file, "" for none
 	Snapforge      string   // binary; "" builds ./cmd/snapforge
 	BorgEncryption string
-	Keep           bool // keep the last run's repositories and restores
+	Keep           bool   // keep the last run's repositories and restores
+	ReadBPS        string // --read-bps: limit reads from the work disk, "" for none
 }
 
 // Phases, in table order. Raw baselines are recorded in the column "raw".
@@ -84,7 +85,8 @@ type bench struct {
 	checks  map[string][]string // restore check outcome per tool, per run
 	notes   []string
 	errs    []string
-	noDrop  error // why the page cache cannot be dropped
+	noDrop  error      // why the page cache cannot be dropped
+	limit   *readLimit // --read-bps, nil without
 }
 
 func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error {
@@ -96,6 +98,15 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 		return err
 	}
 	o.Work = work
+	limit, err := startReadLimit(work, o.ReadBPS, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := limit.Close(); err != nil {
+			fmt.Fprintf(stderr, "warning: %v\n", err)
+		}
+	}()
 	named := o.Dir == "" // the name records the parameters
 	if named {
 		o.Dir = filepath.Join(work, fmt.Sprintf("dataset-s%g-f%g-seed%d", o.Scale, o.FilesScale, o.Seed))
@@ -140,7 +151,7 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	b := &bench{o: o, out: stderr, src: o.Dir, small: small,
+	b := &bench{o: o, out: stderr, src: o.Dir, small: small, limit: limit,
 		samples: map[string]map[string][]float64{}, checks: map[string][]string{}}
 	for run := 1; run <= o.Runs; run++ {
 		if err := b.baselines(ctx, run, ds.Bytes); err != nil {
@@ -547,6 +558,10 @@ func (b *bench) report(ds Dataset, specs []toolSpec) *Report {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the page cache was NOT dropped (%v): timings are warm, run as root for cold ones", b.noDrop))
 	} else {
 		rep.Notes = append(rep.Notes, "page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed phase and baseline")
+	}
+	if b.limit != nil {
+		rep.ReadLimit = b.limit.bps
+		rep.Notes = append(rep.Notes, b.limit.String())
 	}
 	rep.Notes = append(rep.Notes, fmt.Sprintf("single-file restore: %s; repository size: apparent bytes of the repository's files after the initial backup; added: growth during the mutated backup", b.small))
 	for _, s := range specs {

@@ -18,8 +18,10 @@ type Report struct {
 	Runs    int        `json:"runs"`
 	Tools   []ToolInfo `json:"tools"` // column order
 	Rows    []Row      `json:"rows"`
-	Notes   []string   `json:"notes,omitempty"`
-	Errors  []string   `json:"errors,omitempty"`
+	// ReadLimit is --read-bps in bytes a second, 0 when reads ran at the disk's (and host cache's) speed.
+	ReadLimit int64    `json:"read_limit_bytes_per_s,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
+	Errors    []string `json:"errors,omitempty"`
 }
 
 // Dataset describes the pristine data the run started from.
