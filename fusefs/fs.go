@@ -47,6 +47,15 @@ const (
 // DefaultCacheBytes bounds the decoded-chunk cache.
 const DefaultCacheBytes = 16 << 20
 
+// mountGroups is how many decoded group frames (runs of small files and
+// database pages, up to 1 MiB each) the mount's chunk reader keeps. A
+// sequential read of a file of small chunks has the kernel's requests in
+// flight (up to 1 MiB each) and the read-ahead's runs (readaheadBytes)
+// touching several frames at once; with 4 kept, a 300 MB database read
+// through the mount decoded each frame 3.5 times over (6 times for a
+// database changed since an earlier snapshot), with 8 1.3 and 1.9 times.
+const mountGroups = 8
+
 // Options configure a mount.
 type Options struct {
 	// Units maps a profile unit to its paths (relative to the root, as in
@@ -104,11 +113,12 @@ func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
 		o.Location = time.Local
 	}
 	cr := repo.NewChunkReader(64)
+	cr.KeepGroups(mountGroups)
 	// The reader keeps decoded groups (runs of small files and pages) of
 	// its own: they count inside the budget for decoded data.
 	chunkBytes := o.CacheBytes
-	if chunkBytes >= 2*snapshot.GroupCacheBytes {
-		chunkBytes -= snapshot.GroupCacheBytes
+	if g := cr.GroupCacheBytes(); chunkBytes >= 2*g {
+		chunkBytes -= g
 	}
 	f := &FS{repo: repo, opts: o, cr: cr, chunks: newChunkCache(cr, chunkBytes), inos: newInoTable(),
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: time.Now()}

@@ -619,10 +619,11 @@ func TestListingPrefetchesSubtrees(t *testing.T) {
 // goes to the chunk cache whole.
 func TestDecodedBudget(t *testing.T) {
 	r, _ := indextest.NewRepo(t)
+	const groups = mountGroups << 20 // frames of up to 1 MiB
 	for _, c := range []struct{ budget, chunks int64 }{
-		{DefaultCacheBytes, DefaultCacheBytes - snapshot.GroupCacheBytes},
-		{64 << 20, 64<<20 - snapshot.GroupCacheBytes},
-		{2*snapshot.GroupCacheBytes - 1, 2*snapshot.GroupCacheBytes - 1},
+		{DefaultCacheBytes, DefaultCacheBytes - groups},
+		{64 << 20, 64<<20 - groups},
+		{2*groups - 1, 2*groups - 1},
 	} {
 		f := newTestFS(t, r, Options{CacheBytes: c.budget})
 		if f.chunks.max != c.chunks {

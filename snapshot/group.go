@@ -82,13 +82,9 @@ type groupEntry struct {
 }
 
 // groupsKept is how many decoded frames a packReader keeps: enough for the
-// concurrent readers of a restore or a mount to each find theirs.
+// concurrent readers of a restore to each find theirs. A mount keeps more
+// (ChunkReader.KeepGroups).
 const groupsKept = 4
-
-// GroupCacheBytes is the most a ChunkReader keeps of decoded frames (its
-// groupsKept frames of up to groupTarget bytes): a mount counts it inside
-// its memory budget for decoded data.
-const GroupCacheBytes = groupsKept * groupTarget
 
 // get returns the entry for key, loading it with load when it is not
 // there; release it when done with its bytes.
