@@ -58,10 +58,9 @@ func limitReads(dir string, bps int64) (*readLimit, error) {
 	l.version = root.version
 	l.back = filepath.Join(root.mount, cur, "cgroup.procs")
 	// Groups left by a benchmark that was killed: rmdir removes only empty ones.
-	if stale, _ := filepath.Glob(filepath.Join(root.mount, "sfbench-*")); len(stale) > 0 {
-		for _, d := range stale {
-			os.Remove(d)
-		}
+	stale, _ := filepath.Glob(filepath.Join(root.mount, "sfbench-*"))
+	for _, d := range stale {
+		os.Remove(d)
 	}
 	l.dir = filepath.Join(root.mount, fmt.Sprintf("sfbench-%d", os.Getpid()))
 	if err := os.Mkdir(l.dir, 0o755); err != nil {
