@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -72,6 +73,9 @@ func TestReadLimit(t *testing.T) {
 	}
 
 	l, err := limitReads(dir, 64e6)
+	if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EOPNOTSUPP) {
+		t.Skipf("control groups cannot be made or limited here (a container?): %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
