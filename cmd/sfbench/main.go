@@ -69,10 +69,10 @@
 // says so in the notes.
 //
 // --read-bps RATE (run and mount) limits the reads of the harness and of
-// every tool it starts from the work directory's disk to RATE (250M: 250
-// MB/s), through a control group (throttle.go): on a VM whose host caches
-// the disk, "cold" reads otherwise run at whatever speed the host's cache
-// gives that minute.
+// every tool it starts from the disks of the work directory and the dataset
+// to RATE (250M: 250 MB/s), through a control group (throttle.go): on a VM
+// whose host caches the disk, "cold" reads otherwise run at whatever speed
+// the host's cache gives that minute.
 package main
 
 import (
@@ -105,7 +105,7 @@ func main() {
 }
 
 // readBPSHelp documents --read-bps of run and mount.
-const readBPSHelp = "limit reads from the work directory's disk to this rate for the harness and every tool it runs, e.g. 250M (MB/s): a disk of stated speed where the page cache of a VM's host makes cold reads fast (needs root and cgroup blkio or io)"
+const readBPSHelp = "limit reads from the disks of the work directory and the dataset to this rate for the harness and every tool it runs, e.g. 250M (MB/s): a disk of stated speed where the page cache of a VM's host makes cold reads fast (needs root and cgroup blkio or io)"
 
 // usageError is a bad command line.
 type usageError struct{ msg string }

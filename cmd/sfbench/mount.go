@@ -488,7 +488,7 @@ func runMount(ctx context.Context, o mountOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	o.Work = work
-	limit, err := startReadLimit(work, o.ReadBPS, stderr)
+	limit, err := startReadLimit(o.ReadBPS, stderr, work, o.Dir)
 	if err != nil {
 		return err
 	}

@@ -98,7 +98,14 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 		return err
 	}
 	o.Work = work
-	limit, err := startReadLimit(work, o.ReadBPS, stderr)
+	named := o.Dir == "" // the name records the parameters
+	if named {
+		o.Dir = filepath.Join(work, fmt.Sprintf("dataset-s%g-f%g-seed%d", o.Scale, o.FilesScale, o.Seed))
+	}
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return err
+	}
+	limit, err := startReadLimit(o.ReadBPS, stderr, work, o.Dir)
 	if err != nil {
 		return err
 	}
@@ -107,13 +114,6 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 			fmt.Fprintf(stderr, "warning: %v\n", err)
 		}
 	}()
-	named := o.Dir == "" // the name records the parameters
-	if named {
-		o.Dir = filepath.Join(work, fmt.Sprintf("dataset-s%g-f%g-seed%d", o.Scale, o.FilesScale, o.Seed))
-	}
-	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
-		return err
-	}
 	ds := Dataset{Dir: o.Dir, Scale: o.Scale, FilesScale: o.FilesScale, Seed: o.Seed}
 	if _, err := os.Stat(o.Dir); errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(stderr, "generating dataset %s (scale %g, files-scale %g, seed %d)\n", o.Dir, o.Scale, o.FilesScale, o.Seed)

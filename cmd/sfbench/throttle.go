@@ -5,18 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
 // A readLimit holds the benchmark, and so every process it starts from then
-// on, in a control group whose reads from one disk are limited to a rate:
-// the disk of the work directory, made as slow as a chosen disk.
+// on, in a control group whose reads from some disks are limited to a rate:
+// the disks of the work directory and of the dataset, made as slow as a
+// chosen disk.
 //
 // Why: on a virtual machine "cold" is not cold. Dropping the guest's page
 // cache leaves the host's, so a cold read of the dataset runs at 0.4-2.4 GB/s
@@ -30,79 +34,156 @@ import (
 // flusher threads, which no group of ours holds (cgroup v1 cannot limit them
 // at all), so they go at the disk's own speed for every tool alike.
 type readLimit struct {
-	bps     int64  // bytes a second
-	dev     string // "MAJOR:MINOR" of the whole disk
-	disk    string // its name, "vda"
+	bps     int64
+	disks   []disk
 	version int    // 1 (blkio) or 2 (io)
+	mount   string // of the hierarchy
 	dir     string // the group made for the benchmark
-	back    string // cgroup.procs of the group the process came from
+	back    string // the group the process came from
+}
+
+// disk is a whole disk: limits apply to disks, not to partitions.
+type disk struct {
+	dev  string // "MAJOR:MINOR"
+	name string // "vda"
 }
 
 // limitReads moves this process into a new control group whose reads from
-// the disk holding dir are limited to bps bytes a second. Close moves it
-// back and removes the group. It needs root, a directory on a block device,
-// and the io controller (cgroup v2) or the blkio one (v1).
-func limitReads(dir string, bps int64) (*readLimit, error) {
+// the disks holding dirs are limited to bps bytes a second each. Close
+// moves it back and removes the group. It needs root, directories on block
+// devices, and the io controller (cgroup v2) or the blkio one (v1).
+func limitReads(dirs []string, bps int64) (*readLimit, error) {
 	if bps <= 0 {
 		return nil, &usageError{"--read-bps must be positive"}
 	}
-	dev, disk, err := diskOf(dir)
+	l := &readLimit{bps: bps}
+	for _, dir := range dirs {
+		d, err := diskOf(dir)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(l.disks, d) {
+			l.disks = append(l.disks, d)
+		}
+	}
+	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("--read-bps: %w", err)
+	}
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("--read-bps: %w", err)
+	}
+	m, cur, err := findBlockCgroup(string(mountinfo), string(own), func(dir string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+		return string(b)
+	})
 	if err != nil {
 		return nil, err
 	}
-	l := &readLimit{bps: bps, dev: dev, disk: disk}
-	root, cur, err := findBlockCgroup()
-	if err != nil {
-		return nil, err
+	l.version, l.mount = m.version, m.mount
+	l.back = filepath.Join(m.mount, cur)
+	if _, err := os.Stat(filepath.Join(l.back, "cgroup.procs")); err != nil {
+		return nil, fmt.Errorf("--read-bps: this process's control group is not where /proc/self/cgroup says (%s): %w", l.back, err)
 	}
-	l.version = root.version
-	l.back = filepath.Join(root.mount, cur, "cgroup.procs")
-	// Groups left by a benchmark that was killed: rmdir removes only empty ones.
-	stale, _ := filepath.Glob(filepath.Join(root.mount, "sfbench-*"))
-	for _, d := range stale {
-		os.Remove(d)
-	}
-	l.dir = filepath.Join(root.mount, fmt.Sprintf("sfbench-%d", os.Getpid()))
+	sweepStaleGroups(m.mount)
+	l.dir = filepath.Join(m.mount, fmt.Sprintf("sfbench-%d", os.Getpid()))
 	if err := os.Mkdir(l.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("--read-bps: make a control group: %w (needs root)", err)
+		return nil, fmt.Errorf("--read-bps: make a control group: %w (needs root and a writable %s)", err, m.mount)
 	}
-	undo := func() { os.Remove(l.dir) }
-	var file, rule string
+	fail := func(err error) (*readLimit, error) {
+		os.Remove(l.dir)
+		return nil, err
+	}
 	if l.version == 2 {
 		// The root group may hold processes and still give its children a controller.
-		if err := os.WriteFile(filepath.Join(root.mount, "cgroup.subtree_control"), []byte("+io"), 0); err != nil {
-			undo()
-			return nil, fmt.Errorf("--read-bps: enable the io controller in %s: %w", root.mount, err)
+		if err := writeCgroup(filepath.Join(m.mount, "cgroup.subtree_control"), "+io"); err != nil {
+			hint := ""
+			if errors.Is(err, syscall.EBUSY) {
+				hint = " (cgroup v2 will not enable a controller below a group that holds processes: inside a container, run the benchmark on the host)"
+			}
+			return fail(fmt.Errorf("--read-bps: enable the io controller in %s: %w%s", m.mount, err, hint))
 		}
-		file, rule = "io.max", fmt.Sprintf("%s rbps=%d", dev, bps)
-	} else {
-		file, rule = "blkio.throttle.read_bps_device", fmt.Sprintf("%s %d", dev, bps)
 	}
-	if err := os.WriteFile(filepath.Join(l.dir, file), []byte(rule), 0); err != nil {
-		undo()
-		return nil, fmt.Errorf("--read-bps: limit reads from %s (%s) with %q in %s: %w", disk, dev, rule, file, err)
+	file := l.ruleFile()
+	for _, d := range l.disks {
+		if err := writeCgroup(filepath.Join(l.dir, file), l.rule(d)); err != nil {
+			return fail(fmt.Errorf("--read-bps: limit reads from %s (%s) with %q in %s: %w", d.name, d.dev, l.rule(d), file, err))
+		}
 	}
-	if err := os.WriteFile(filepath.Join(l.dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
-		undo()
-		return nil, fmt.Errorf("--read-bps: move the benchmark into %s: %w", l.dir, err)
+	if err := writeCgroup(filepath.Join(l.dir, "cgroup.procs"), strconv.Itoa(os.Getpid())); err != nil {
+		return fail(fmt.Errorf("--read-bps: move the benchmark into %s: %w", l.dir, err))
 	}
 	return l, nil
 }
 
-// Close moves the process back to the group it came from and removes the
-// benchmark's group.
+func (l *readLimit) ruleFile() string {
+	if l.version == 2 {
+		return "io.max"
+	}
+	return "blkio.throttle.read_bps_device"
+}
+
+func (l *readLimit) rule(d disk) string {
+	if l.version == 2 {
+		return fmt.Sprintf("%s rbps=%d", d.dev, l.bps)
+	}
+	return fmt.Sprintf("%s %d", d.dev, l.bps)
+}
+
+// writeCgroup writes s to an existing control file: a missing one (a kernel
+// without the controller's file) is ENOENT, not a failed create.
+func writeCgroup(path, s string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(s)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// sweepStaleGroups removes the groups left by benchmarks that were killed:
+// those whose process is gone (rmdir removes only empty groups anyway).
+func sweepStaleGroups(mount string) {
+	stale, _ := filepath.Glob(filepath.Join(mount, "sfbench-*"))
+	for _, d := range stale {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "sfbench-"))
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
+			os.Remove(d)
+		}
+	}
+}
+
+// Close checks that the limit held to the end, moves the process back to
+// the group it came from (or to the hierarchy's root when that is gone) and
+// removes the benchmark's group.
 func (l *readLimit) Close() error {
 	if l == nil {
 		return nil
 	}
-	err := os.WriteFile(l.back, []byte(strconv.Itoa(os.Getpid())), 0)
-	if err != nil {
-		return fmt.Errorf("--read-bps: move back to %s: %w", filepath.Dir(l.back), err)
+	var errs []error
+	rules, err := os.ReadFile(filepath.Join(l.dir, l.ruleFile()))
+	for _, d := range l.disks {
+		if err != nil || !strings.Contains(string(rules), l.rule(d)) {
+			errs = append(errs, fmt.Errorf("--read-bps: the limit on %s was no longer in %s at the end (%q, %v): some phases may have run without it", d.name, l.ruleFile(), strings.TrimSpace(string(rules)), err))
+		}
+	}
+	pid := strconv.Itoa(os.Getpid())
+	if err := writeCgroup(filepath.Join(l.back, "cgroup.procs"), pid); err != nil {
+		if err2 := writeCgroup(filepath.Join(l.mount, "cgroup.procs"), pid); err2 != nil {
+			return errors.Join(append(errs, fmt.Errorf("--read-bps: move back to %s (%v) or to %s: %w", l.back, err, l.mount, err2))...)
+		}
 	}
 	if err := os.Remove(l.dir); err != nil {
-		return fmt.Errorf("--read-bps: remove the control group %s: %w (rmdir it when its processes are gone)", l.dir, err)
+		errs = append(errs, fmt.Errorf("--read-bps: remove the control group %s: %w (rmdir it when its processes are gone)", l.dir, err))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // String is the report's note.
@@ -111,11 +192,15 @@ func (l *readLimit) String() string {
 	if l.version == 2 {
 		ctl = "cgroup v2 io.max rbps"
 	}
-	return fmt.Sprintf("reads from the work directory's disk (%s, %s) limited to %s/s for the harness and every tool (%s); writes not limited", l.disk, l.dev, mb(l.bps), ctl)
+	var names []string
+	for _, d := range l.disks {
+		names = append(names, d.name+" "+d.dev)
+	}
+	return fmt.Sprintf("reads from the disk of the work directory and the dataset (%s) limited to %s/s for the harness and every tool (%s); writes not limited", strings.Join(names, ", "), mb(l.bps), ctl)
 }
 
-// readBytes is how many bytes the group has read from the disk so far.
-func (l *readLimit) readBytes() (int64, error) {
+// readBytes is how many bytes the group has read from disk d so far.
+func (l *readLimit) readBytes(d disk) (int64, error) {
 	name, key := "blkio.throttle.io_service_bytes", "Read"
 	if l.version == 2 {
 		name, key = "io.stat", "rbytes"
@@ -128,7 +213,7 @@ func (l *readLimit) readBytes() (int64, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 || fields[0] != l.dev {
+		if len(fields) < 2 || fields[0] != d.dev {
 			continue
 		}
 		if l.version == 1 { // "254:0 Read 4096"
@@ -149,43 +234,50 @@ func (l *readLimit) readBytes() (int64, error) {
 	return 0, nil // nothing read from the disk yet
 }
 
-// diskOf returns the device number ("MAJOR:MINOR") and name of the whole
-// disk that holds dir: limits apply to disks, not to partitions.
-func diskOf(dir string) (dev, name string, err error) {
+// diskOf returns the whole disk that holds dir, or that will hold it: a
+// path not made yet is looked up by its nearest existing parent.
+func diskOf(dir string) (disk, error) {
 	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return "", "", fmt.Errorf("--read-bps: %w", err)
+	p := dir
+	for {
+		err := unix.Stat(p, &st)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) || filepath.Dir(p) == p {
+			return disk{}, fmt.Errorf("--read-bps: %s: %w", dir, err)
+		}
+		p = filepath.Dir(p)
 	}
-	dev = fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	dev := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
 	sys, err := filepath.EvalSymlinks(filepath.Join("/sys/dev/block", dev))
 	if err != nil {
-		return "", "", fmt.Errorf("--read-bps: %s is on device %s, which is not a block device (tmpfs, overlayfs, btrfs subvolume?): put --work on a disk's file system", dir, dev)
+		return disk{}, fmt.Errorf("--read-bps: %s is on device %s, which is not a block device (tmpfs, overlayfs, btrfs subvolume?): put --work and --dir on a disk's file system", dir, dev)
 	}
 	if _, err := os.Stat(filepath.Join(sys, "partition")); err == nil {
 		sys = filepath.Dir(sys)
 		b, err := os.ReadFile(filepath.Join(sys, "dev"))
 		if err != nil {
-			return "", "", fmt.Errorf("--read-bps: the disk of partition %s: %w", dev, err)
+			return disk{}, fmt.Errorf("--read-bps: the disk of partition %s: %w", dev, err)
 		}
 		dev = strings.TrimSpace(string(b))
 	}
-	return dev, filepath.Base(sys), nil
+	return disk{dev: dev, name: filepath.Base(sys)}, nil
 }
 
 type cgroupMount struct {
-	mount   string
+	mount   string // where it is mounted
+	root    string // the hierarchy's path mounted there ("/" unless a subtree is bound)
 	version int
 }
 
-// findBlockCgroup finds the hierarchy that can limit block I/O and this
-// process's group in it (relative to its mount).
-func findBlockCgroup() (cgroupMount, string, error) {
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return cgroupMount{}, "", fmt.Errorf("--read-bps: %w", err)
-	}
+// findBlockCgroup finds, from /proc/self/mountinfo and /proc/self/cgroup,
+// the hierarchy that can limit block I/O (v2 when its io controller is
+// available, else v1 blkio) and this process's group in it, relative to the
+// mount point. controllers returns a v2 mount's cgroup.controllers.
+func findBlockCgroup(mountinfo, procCgroup string, controllers func(dir string) string) (cgroupMount, string, error) {
 	var v1, v2 cgroupMount
-	for _, line := range strings.Split(string(mounts), "\n") {
+	for _, line := range strings.Split(mountinfo, "\n") {
 		pre, post, ok := strings.Cut(line, " - ")
 		if !ok {
 			continue
@@ -194,45 +286,67 @@ func findBlockCgroup() (cgroupMount, string, error) {
 		if len(a) < 5 || len(b) < 3 {
 			continue
 		}
+		root, mnt := unescapeMountinfo(a[3]), unescapeMountinfo(a[4])
 		switch {
 		case b[0] == "cgroup2" && v2.mount == "":
-			ctl, err := os.ReadFile(filepath.Join(a[4], "cgroup.controllers"))
-			if err == nil && containsWord(string(ctl), "io") {
-				v2 = cgroupMount{a[4], 2}
+			if slices.Contains(strings.Fields(controllers(mnt)), "io") {
+				v2 = cgroupMount{mnt, root, 2}
 			}
-		case b[0] == "cgroup" && v1.mount == "" && containsWord(strings.ReplaceAll(b[2], ",", " "), "blkio"):
-			v1 = cgroupMount{a[4], 1}
+		case b[0] == "cgroup" && v1.mount == "" && slices.Contains(strings.Split(b[2], ","), "blkio"):
+			v1 = cgroupMount{mnt, root, 1}
 		}
-	}
-	own, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return cgroupMount{}, "", fmt.Errorf("--read-bps: %w", err)
 	}
 	for _, m := range []cgroupMount{v2, v1} {
 		if m.mount == "" {
 			continue
 		}
-		for _, line := range strings.Split(string(own), "\n") {
+		for _, line := range strings.Split(procCgroup, "\n") {
 			parts := strings.SplitN(line, ":", 3)
 			if len(parts) != 3 {
 				continue
 			}
 			if (m.version == 2 && parts[0] == "0" && parts[1] == "") ||
-				(m.version == 1 && containsWord(strings.ReplaceAll(parts[1], ",", " "), "blkio")) {
-				return m, parts[2], nil
+				(m.version == 1 && slices.Contains(strings.Split(parts[1], ","), "blkio")) {
+				rel, ok := relativeGroup(parts[2], m.root)
+				if !ok {
+					return cgroupMount{}, "", fmt.Errorf("--read-bps: this process's group %s is outside the part of the hierarchy mounted at %s (%s)", parts[2], m.mount, m.root)
+				}
+				return m, rel, nil
 			}
 		}
 	}
 	return cgroupMount{}, "", errors.New("--read-bps: no control group hierarchy with the io (v2) or blkio (v1) controller is mounted")
 }
 
-func containsWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
+// relativeGroup is group's path below the mounted subtree root.
+func relativeGroup(group, root string) (string, bool) {
+	if root == "/" || root == "" {
+		return group, true
 	}
-	return false
+	if group == root {
+		return "/", true
+	}
+	rest, ok := strings.CutPrefix(group, root+"/")
+	return "/" + rest, ok
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // parseRate parses a rate in bytes a second: "250M", "250MB", "250MB/s",
@@ -252,15 +366,15 @@ func parseRate(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v <= 0 || math.IsInf(v, 0) || v*mult >= math.MaxInt64 || v*mult < 1 {
+	if err != nil || !(v*mult >= 1) || v*mult >= math.MaxInt64 { // !(>=) also refuses NaN
 		return 0, &usageError{fmt.Sprintf("--read-bps: %q is not a rate (say 250M for 250 MB/s)", s)}
 	}
 	return int64(v * mult), nil
 }
 
-// startReadLimit applies --read-bps (when given) to the work directory's
-// disk and says so on progress.
-func startReadLimit(work, rate string, progress io.Writer) (*readLimit, error) {
+// startReadLimit applies --read-bps (when given) to the disks of dirs and
+// says so on progress.
+func startReadLimit(rate string, progress io.Writer, dirs ...string) (*readLimit, error) {
 	if rate == "" {
 		return nil, nil
 	}
@@ -268,10 +382,13 @@ func startReadLimit(work, rate string, progress io.Writer) (*readLimit, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return nil, err
+	var ds []string
+	for _, d := range dirs {
+		if d != "" {
+			ds = append(ds, d)
+		}
 	}
-	l, err := limitReads(work, bps)
+	l, err := limitReads(ds, bps)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ func TestParseRate(t *testing.T) {
 			t.Errorf("parseRate(%q) = %d, %v; want %d", c.in, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"", "fast", "0", "-5M", "0.5", "1e30G", "M", "12X"} {
+	for _, bad := range []string{"", "fast", "0", "-5M", "0.5", "1e30G", "M", "12X", "NaN", "NaNM", "Inf", "-Inf"} {
 		_, err := parseRate(bad)
 		var ue *usageError
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--read-bps") {
@@ -44,11 +44,12 @@ func TestReadLimit(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: it makes a control group and moves the test process into it")
 	}
-	if _, _, err := findBlockCgroup(); err != nil {
-		t.Skipf("no block I/O controller here: %v", err)
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if !strings.Contains(string(mi), " - cgroup") {
+		t.Skip("no control group hierarchy is mounted here")
 	}
 	dir := t.TempDir()
-	if _, _, err := diskOf(dir); err != nil {
+	if _, err := diskOf(dir); err != nil {
 		// t.TempDir on tmpfs: the error must say so; then use the package's own disk.
 		if !strings.Contains(err.Error(), "not a block device") {
 			t.Fatalf("diskOf(%s): %v; want it to say the directory is not on a block device", dir, err)
@@ -57,7 +58,7 @@ func TestReadLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
-		if _, _, err := diskOf(dir); err != nil {
+		if _, err := diskOf(dir); err != nil {
 			t.Skipf("neither the temporary directory nor the package directory is on a block device: %v", err)
 		}
 	}
@@ -72,7 +73,10 @@ func TestReadLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, err := limitReads(dir, 64e6)
+	l, err := limitReads([]string{dir, filepath.Join(dir, "not/made/yet")}, 64e6)
+	if err != nil && strings.Contains(err.Error(), "no control group hierarchy with the io") {
+		t.Skipf("no block I/O controller here: %v", err)
+	}
 	if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EOPNOTSUPP) {
 		t.Skipf("control groups cannot be made or limited here (a container?): %v", err)
 	}
@@ -89,16 +93,20 @@ func TestReadLimit(t *testing.T) {
 	if !strings.Contains(string(inside), "/"+filepath.Base(l.dir)+"\n") {
 		t.Fatalf("/proc/self/cgroup does not name %s:\n%s", l.dir, inside)
 	}
-	ruleFile, wantRule := "blkio.throttle.read_bps_device", l.dev+" 64000000"
+	if len(l.disks) != 1 {
+		t.Fatalf("disks %v: want the one disk of %s (a path not made yet is on its parent's)", l.disks, dir)
+	}
+	d := l.disks[0]
+	ruleFile, wantRule := "blkio.throttle.read_bps_device", d.dev+" 64000000"
 	if l.version == 2 {
-		ruleFile, wantRule = "io.max", l.dev+" rbps=64000000"
+		ruleFile, wantRule = "io.max", d.dev+" rbps=64000000"
 	}
 	rule, err := os.ReadFile(filepath.Join(l.dir, ruleFile))
 	if err != nil || !strings.Contains(string(rule), wantRule) {
 		t.Fatalf("%s = %q, %v; want it to hold %q", ruleFile, rule, err, wantRule)
 	}
 
-	start, err := l.readBytes()
+	start, err := l.readBytes(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,26 +115,26 @@ func TestReadLimit(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read back %d bytes, %v: content differs", len(got), err)
 	}
-	mid, err := l.readBytes()
+	mid, err := l.readBytes(d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if mid-start < int64(len(data)) {
-		t.Fatalf("the group read %d bytes from %s; want at least the file's %d", mid-start, l.disk, len(data))
+		t.Fatalf("the group read %d bytes from %s; want at least the file's %d", mid-start, d.name, len(data))
 	}
 	dropPages(t, path)
 	out, err := exec.Command("cat", path).Output() // a child inherits the group
 	if err != nil || !bytes.Equal(out, data) {
 		t.Fatalf("cat: %d bytes, %v: content differs", len(out), err)
 	}
-	end, err := l.readBytes()
+	end, err := l.readBytes(d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if end-mid < int64(len(data)) {
-		t.Fatalf("the group read %d bytes from %s while a child read the file; want at least %d", end-mid, l.disk, len(data))
+		t.Fatalf("the group read %d bytes from %s while a child read the file; want at least %d", end-mid, d.name, len(data))
 	}
-	if !strings.Contains(l.String(), "64.0 MB/s") || !strings.Contains(l.String(), l.disk) {
+	if !strings.Contains(l.String(), "64.0 MB/s") || !strings.Contains(l.String(), d.name) {
 		t.Errorf("note %q does not give the rate and the disk", l.String())
 	}
 
@@ -140,6 +148,29 @@ func TestReadLimit(t *testing.T) {
 	}
 	if _, err := os.Stat(l.dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the group %s is still there after Close: %v", l.dir, err)
+	}
+
+	// A limit taken away during the run (by hand, by systemd) is reported at
+	// Close, which still moves the process back and removes the group.
+	l2, err := limitReads([]string{dir}, 64e6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lift := l2.disks[0].dev + " 0" // v1: a rate of 0 removes the rule
+	if l2.version == 2 {
+		lift = l2.disks[0].dev + " rbps=max"
+	}
+	if err := writeCgroup(filepath.Join(l2.dir, l2.ruleFile()), lift); err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Close(); err == nil || !strings.Contains(err.Error(), "no longer") {
+		t.Fatalf("Close after the limit was lifted: %v; want an error saying it no longer held", err)
+	}
+	if after, _ := os.ReadFile("/proc/self/cgroup"); !bytes.Equal(after, before) {
+		t.Fatalf("after the second Close /proc/self/cgroup is\n%s\nwant\n%s", after, before)
+	}
+	if _, err := os.Stat(l2.dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the group %s is still there after Close: %v", l2.dir, err)
 	}
 }
 
@@ -164,8 +195,53 @@ func TestReadLimitRefusesTmpfs(t *testing.T) {
 	if _, err := os.Stat("/dev/shm"); err != nil {
 		t.Skip("no /dev/shm here")
 	}
-	_, _, err := diskOf("/dev/shm")
+	_, err := diskOf("/dev/shm")
 	if err == nil || !strings.Contains(err.Error(), "not a block device") || !strings.Contains(err.Error(), "/dev/shm") {
 		t.Fatalf("diskOf(/dev/shm) = %v; want an error naming it and saying it is not on a block device", err)
+	}
+}
+
+func TestFindBlockCgroup(t *testing.T) {
+	const (
+		v1 = `25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 25 0:27 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+32 25 0:28 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio
+33 25 0:29 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+`
+		v1Bound = `412 400 0:28 /docker/abc /sys/fs/cgroup/blkio ro,nosuid - cgroup cgroup rw,blkio,net_cls
+`
+		v2 = `30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+`
+		v2Space = `30 25 0:26 / /mnt/cg\040two rw - cgroup2 none rw
+`
+	)
+	ctl := func(m map[string]string) func(string) string { return func(d string) string { return m[d] } }
+	for _, c := range []struct {
+		name, mountinfo, cgroup string
+		ctl                     map[string]string
+		mount, rel              string
+		version                 int
+		err                     string
+	}{
+		{"hybrid: v2 without io, v1 blkio", v1, "7:blkio:/\n1:cpu:/\n0::/user.slice\n", map[string]string{"/sys/fs/cgroup/unified": ""}, "/sys/fs/cgroup/blkio", "/", 1, ""},
+		{"hybrid, in a group", v1, "7:blkio:/system.slice/x.service\n0::/\n", nil, "/sys/fs/cgroup/blkio", "/system.slice/x.service", 1, ""},
+		{"v1 subtree bound (container)", v1Bound, "5:net_cls,blkio:/docker/abc\n", nil, "/sys/fs/cgroup/blkio", "/", 1, ""},
+		{"v1 subtree bound, deeper", v1Bound, "5:net_cls,blkio:/docker/abc/inner\n", nil, "/sys/fs/cgroup/blkio", "/inner", 1, ""},
+		{"v1 group outside the bound subtree", v1Bound, "5:blkio:/other\n", nil, "", "", 0, "outside"},
+		{"v2 with io", v2, "0::/user.slice/session-1.scope\n", map[string]string{"/sys/fs/cgroup": "cpuset cpu io memory pids"}, "/sys/fs/cgroup", "/user.slice/session-1.scope", 2, ""},
+		{"v2 mounted at a path with a space", v2Space, "0::/\n", map[string]string{"/mnt/cg two": "io"}, "/mnt/cg two", "/", 2, ""},
+		{"v2 without io, no v1", v2, "0::/\n", map[string]string{"/sys/fs/cgroup": "cpu memory"}, "", "", 0, "no control group hierarchy"},
+		{"nothing mounted", "", "0::/\n", nil, "", "", 0, "no control group hierarchy"},
+	} {
+		m, rel, err := findBlockCgroup(c.mountinfo, c.cgroup, ctl(c.ctl))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: err %v, want one saying %q", c.name, err, c.err)
+			}
+			continue
+		}
+		if err != nil || m.mount != c.mount || rel != c.rel || m.version != c.version {
+			t.Errorf("%s: %+v %q %v; want mount %s, group %s, v%d", c.name, m, rel, err, c.mount, c.rel, c.version)
+		}
 	}
 }
