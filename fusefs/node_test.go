@@ -614,20 +614,42 @@ func TestListingPrefetchesSubtrees(t *testing.T) {
 	}
 }
 
-// TestDecodedBudget: the decoded groups the chunk reader keeps count
-// inside the mount's budget for decoded data; a budget too small to share
-// goes to the chunk cache whole.
+// TestDecodedBudget: the decoded group frames the chunk reader keeps
+// count inside the mount's budget for decoded data, at their real size:
+// mountGroups of them, or as many as take at most 5/8 of a smaller budget;
+// a budget too small for one goes to the chunk cache whole (one frame on
+// top).
 func TestDecodedBudget(t *testing.T) {
 	r, _ := indextest.NewRepo(t)
-	const groups = mountGroups << 20 // frames of up to 1 MiB
-	for _, c := range []struct{ budget, chunks int64 }{
-		{DefaultCacheBytes, DefaultCacheBytes - groups},
-		{64 << 20, 64<<20 - groups},
-		{2*groups - 1, 2*groups - 1},
+	frame := snapshot.GroupFrameBytes()
+	if frame < 1<<20 || frame > 5<<20/4 {
+		t.Fatalf("a decoded frame takes %d bytes; want 1 MiB and a little", frame)
+	}
+	for _, c := range []struct {
+		budget int64
+		groups int
+		shared bool
+	}{
+		{DefaultCacheBytes, mountGroups, true},
+		{64 << 20, mountGroups, true},
+		{(mountGroups*frame*8 + 4) / 5, mountGroups, true},
+		{(mountGroups*frame*8+4)/5 - 8, mountGroups - 1, true},
+		{8 << 20, 4, true},
+		{(frame*8 + 4) / 5, 1, true},
+		{(frame*8+4)/5 - 8, 1, false},
+		{1 << 20, 1, false},
 	} {
 		f := newTestFS(t, r, Options{CacheBytes: c.budget})
-		if f.chunks.max != c.chunks {
-			t.Errorf("budget %d: chunk cache %d, want %d", c.budget, f.chunks.max, c.chunks)
+		g := f.cr.GroupCacheBytes()
+		if g != int64(c.groups)*frame {
+			t.Errorf("budget %d: %d bytes of frames kept, want %d frames of %d", c.budget, g, c.groups, frame)
+		}
+		want := c.budget
+		if c.shared {
+			want -= g
+		}
+		if f.chunks.max != want {
+			t.Errorf("budget %d: chunk cache %d, want %d", c.budget, f.chunks.max, want)
 		}
 	}
 }

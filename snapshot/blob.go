@@ -154,6 +154,14 @@ var (
 	bufPools = make([]sync.Pool, len(bufClasses))
 )
 
+// bufCap is the capacity of the buffer getBuf(n) returns.
+func bufCap(n int) int {
+	if i, _ := slices.BinarySearch(bufClasses, n); i < len(bufClasses) {
+		return bufClasses[i]
+	}
+	return n
+}
+
 // getBuf returns an empty buffer with capacity for at least n bytes.
 func getBuf(n int) *[]byte {
 	i, _ := slices.BinarySearch(bufClasses, n)

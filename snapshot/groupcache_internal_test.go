@@ -38,11 +38,16 @@ func TestKeepGroups(t *testing.T) {
 	if got := decodes(cr); got != frames {
 		t.Fatalf("%d frames kept: %d decodes, want %d (each once)", frames, got, frames)
 	}
-	if got := cr.GroupCacheBytes(); got != frames*groupTarget {
-		t.Fatalf("GroupCacheBytes = %d, want %d", got, frames*groupTarget)
+	// A frame's buffer is the pool's size class for its largest plaintext.
+	frame := GroupFrameBytes()
+	if b := getBuf(groupTarget + DecodeSlack); int64(cap(*b)) != frame || frame < groupTarget+DecodeSlack {
+		t.Fatalf("GroupFrameBytes = %d; a frame's buffer holds %d", frame, cap(*b))
+	}
+	if got := cr.GroupCacheBytes(); got != frames*frame {
+		t.Fatalf("GroupCacheBytes = %d, want %d", got, frames*frame)
 	}
 	cr.KeepGroups(0)
-	if got := cr.GroupCacheBytes(); got != groupTarget {
-		t.Fatalf("KeepGroups(0): GroupCacheBytes = %d, want one frame's %d", got, groupTarget)
+	if got := cr.GroupCacheBytes(); got != frame {
+		t.Fatalf("KeepGroups(0): GroupCacheBytes = %d, want one frame's %d", got, frame)
 	}
 }

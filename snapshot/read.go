@@ -147,12 +147,17 @@ func (c *ChunkReader) KeepGroups(n int) {
 	c.pr.groups.evict()
 }
 
-// GroupCacheBytes is the most the reader keeps of decoded group frames.
+// GroupCacheBytes is the most the reader keeps of decoded group frames:
+// GroupFrameBytes each.
 func (c *ChunkReader) GroupCacheBytes() int64 {
 	c.pr.groups.mu.Lock()
 	defer c.pr.groups.mu.Unlock()
-	return int64(c.pr.groups.max) * groupTarget
+	return int64(c.pr.groups.max) * GroupFrameBytes()
 }
+
+// GroupFrameBytes is the memory one decoded group frame takes at most: the
+// pooled buffer for a frame's largest plaintext and the decoder's slack.
+func GroupFrameBytes() int64 { return int64(bufCap(groupTarget + DecodeSlack)) }
 
 // LoadTree is Repo.LoadTree reading through the reader's open packs.
 func (c *ChunkReader) LoadTree(ctx context.Context, id ID) (*Tree, error) {
