@@ -488,15 +488,11 @@ func runMount(ctx context.Context, o mountOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	o.Work = work
-	limit, err := startReadLimit(o.ReadBPS, stderr, work, o.Dir)
+	limit, stopLimit, err := startReadLimit(o.ReadBPS, stderr, work, o.Dir)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := limit.Close(); err != nil {
-			fmt.Fprintf(stderr, "warning: %v\n", err)
-		}
-	}()
+	defer stopLimit()
 	ds, err := mountDataset(ctx, o, stderr)
 	if err != nil {
 		return err

@@ -105,15 +105,11 @@ func runBench(ctx context.Context, o runOptions, stdout, stderr io.Writer) error
 	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
 		return err
 	}
-	limit, err := startReadLimit(o.ReadBPS, stderr, work, o.Dir)
+	limit, stopLimit, err := startReadLimit(o.ReadBPS, stderr, work, o.Dir)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := limit.Close(); err != nil {
-			fmt.Fprintf(stderr, "warning: %v\n", err)
-		}
-	}()
+	defer stopLimit()
 	ds := Dataset{Dir: o.Dir, Scale: o.Scale, FilesScale: o.FilesScale, Seed: o.Seed}
 	if _, err := os.Stat(o.Dir); errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(stderr, "generating dataset %s (scale %g, files-scale %g, seed %d)\n", o.Dir, o.Scale, o.FilesScale, o.Seed)

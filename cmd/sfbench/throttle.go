@@ -286,7 +286,7 @@ func findBlockCgroup(mountinfo, procCgroup string, controllers func(dir string) 
 		if len(a) < 5 || len(b) < 3 {
 			continue
 		}
-		root, mnt := unescapeMountinfo(a[3]), unescapeMountinfo(a[4])
+		root, mnt := unescapeMount(a[3]), unescapeMount(a[4])
 		switch {
 		case b[0] == "cgroup2" && v2.mount == "":
 			if slices.Contains(strings.Fields(controllers(mnt)), "io") {
@@ -330,25 +330,6 @@ func relativeGroup(group, root string) (string, bool) {
 	return "/" + rest, ok
 }
 
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // parseRate parses a rate in bytes a second: "250M", "250MB", "250MB/s",
 // "1.5G", "512MiB", or a plain number of bytes. K, M, G and T are powers of
 // 1000, the report's units; Ki, Mi, Gi, Ti powers of 1024.
@@ -373,14 +354,17 @@ func parseRate(s string) (int64, error) {
 }
 
 // startReadLimit applies --read-bps (when given) to the disks of dirs and
-// says so on progress.
-func startReadLimit(rate string, progress io.Writer, dirs ...string) (*readLimit, error) {
+// says so on progress. stop ends the limit, warning on progress about
+// anything that went wrong (the limit lifted during the run); it is a
+// no-op without a limit.
+func startReadLimit(rate string, progress io.Writer, dirs ...string) (l *readLimit, stop func(), err error) {
+	stop = func() {}
 	if rate == "" {
-		return nil, nil
+		return nil, stop, nil
 	}
 	bps, err := parseRate(rate)
 	if err != nil {
-		return nil, err
+		return nil, stop, err
 	}
 	var ds []string
 	for _, d := range dirs {
@@ -388,10 +372,13 @@ func startReadLimit(rate string, progress io.Writer, dirs ...string) (*readLimit
 			ds = append(ds, d)
 		}
 	}
-	l, err := limitReads(ds, bps)
-	if err != nil {
-		return nil, err
+	if l, err = limitReads(ds, bps); err != nil {
+		return nil, stop, err
 	}
 	fmt.Fprintln(progress, l.String())
-	return l, nil
+	return l, func() {
+		if err := l.Close(); err != nil {
+			fmt.Fprintf(progress, "warning: %v\n", err)
+		}
+	}, nil
 }
