@@ -86,6 +86,22 @@ type groupEntry struct {
 // (ChunkReader.KeepGroups).
 const groupsKept = 4
 
+// keep sets how many frames c keeps (at least one), dropping the least
+// recently used beyond.
+func (c *groupCache) keep(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.max = max(1, n)
+	c.evict()
+}
+
+// bytes is the most c keeps of decoded frames: GroupFrameBytes each.
+func (c *groupCache) bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int64(c.max) * GroupFrameBytes()
+}
+
 // get returns the entry for key, loading it with load when it is not
 // there; release it when done with its bytes.
 func (c *groupCache) get(key groupKey, load func() (*[]byte, error)) (*groupEntry, error) {

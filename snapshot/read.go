@@ -140,20 +140,11 @@ func (c *ChunkReader) Load(ctx context.Context, ref ChunkRef, buf []byte) ([]byt
 // frame those touch at once, or it decodes a frame again for every few of
 // its members: a 300 MB database read through the mount decoded 1.0 GB of
 // frames with 4 kept, 0.4 GB with 8.
-func (c *ChunkReader) KeepGroups(n int) {
-	c.pr.groups.mu.Lock()
-	defer c.pr.groups.mu.Unlock()
-	c.pr.groups.max = max(1, n)
-	c.pr.groups.evict()
-}
+func (c *ChunkReader) KeepGroups(n int) { c.pr.groups.keep(n) }
 
 // GroupCacheBytes is the most the reader keeps of decoded group frames:
 // GroupFrameBytes each.
-func (c *ChunkReader) GroupCacheBytes() int64 {
-	c.pr.groups.mu.Lock()
-	defer c.pr.groups.mu.Unlock()
-	return int64(c.pr.groups.max) * GroupFrameBytes()
-}
+func (c *ChunkReader) GroupCacheBytes() int64 { return c.pr.groups.bytes() }
 
 // GroupFrameBytes is the memory one decoded group frame takes at most: the
 // pooled buffer for a frame's largest plaintext and the decoder's slack.

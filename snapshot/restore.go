@@ -203,7 +203,7 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	// chunks are loaded ahead: with the default four decoded groups kept, the
 	// benchmark's restore decoded 663 groups (690 MB) for 464 distinct; with
 	// two per worker, 469.
-	rs.pr.groups.max = 2 * restoreWorkers()
+	rs.pr.groups.keep(2 * restoreWorkers())
 	defer rs.pr.Close()
 	if rs.resume {
 		rs.sweepTemps(".")

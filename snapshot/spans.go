@@ -30,8 +30,8 @@ import (
 // taken as a CV were hashed, as part of a file whose hash then matched.
 
 // spanCVsMax bounds the CVs kept: 144 bytes each in the map (measured:
-// 75 MB for 1<<19 of them), for 8 GiB of large files. Past it, new spans are not remembered (and are
-// read again if a later file has them).
+// 75 MB for 1<<19 of them), for 8 GiB of large files. Past it, new spans
+// are not remembered (and are read again if a later file has them).
 const spanCVsMax = 1 << 19
 
 // spanCVs holds the CVs of the spans proven in one verify run.
@@ -194,7 +194,6 @@ func (v *verifier) proveFile(ctx context.Context, n *Node, locs []Location, p *s
 		}
 		return nil
 	})
-	h.OnSubtree(nil) // the pooled hasher must not keep hashed
 	if err != nil {
 		return err
 	}

@@ -446,6 +446,8 @@ func (v *verifier) checkFile(ctx context.Context, j *verifyJob, progress func(i,
 		v.opts.Live.BytesDone.Add(n.Size - read) // the spans proven before
 		err = v.r.nameDamage(ctx, v.pr, n, j.locs, err)
 	} else {
+		// Without a proof the read-ahead counted a file of one chunk only
+		// (j.costs has at most one entry): every chunk here is index 0.
 		err = v.r.streamContent(ctx, v.pr, n, checkFile, j.locs, func(data []byte, _ int64) error {
 			progress(0, len(data))
 			return nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -197,41 +196,6 @@ func (l *readLimit) String() string {
 		names = append(names, d.name+" "+d.dev)
 	}
 	return fmt.Sprintf("reads from the disk of the work directory and the dataset (%s) limited to %s/s for the harness and every tool (%s); writes not limited", strings.Join(names, ", "), mb(l.bps), ctl)
-}
-
-// readBytes is how many bytes the group has read from disk d so far.
-func (l *readLimit) readBytes(d disk) (int64, error) {
-	name, key := "blkio.throttle.io_service_bytes", "Read"
-	if l.version == 2 {
-		name, key = "io.stat", "rbytes"
-	}
-	f, err := os.Open(filepath.Join(l.dir, name))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 || fields[0] != d.dev {
-			continue
-		}
-		if l.version == 1 { // "254:0 Read 4096"
-			if len(fields) == 3 && fields[1] == key {
-				return strconv.ParseInt(fields[2], 10, 64)
-			}
-			continue
-		}
-		for _, kv := range fields[1:] { // "254:0 rbytes=4096 wbytes=0 …"
-			if v, ok := strings.CutPrefix(kv, key+"="); ok {
-				return strconv.ParseInt(v, 10, 64)
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, nil // nothing read from the disk yet
 }
 
 // diskOf returns the whole disk that holds dir, or that will hold it: a
