@@ -45,8 +45,9 @@ type chunkCache struct {
 
 type centry struct {
 	id    snapshot.ID
-	ready chan struct{} // closed when buf or err is set
-	buf   *[]byte
+	ready chan struct{} // closed when data or err is set
+	buf   *[]byte       // the buffer holding data, recycled when the entry goes
+	data  []byte        // the checked plaintext, within *buf (not always at its start)
 	err   error
 	elem  *list.Element
 	refs  int  // readers holding buf (guarded by chunkCache.mu)
@@ -79,7 +80,7 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, fu
 			c.release(e)
 			return nil, nil, e.err
 		}
-		return *e.buf, func() { c.release(e) }, nil
+		return e.data, func() { c.release(e) }, nil
 	}
 	e = &centry{id: ref.ID, ready: make(chan struct{}), refs: 1}
 	c.m[ref.ID] = e
@@ -102,10 +103,12 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, fu
 		delete(c.m, ref.ID)
 		c.recycleLocked(buf)
 	} else {
-		*buf = data
-		e.buf = buf
+		if !snapshot.Within(*buf, data) {
+			*buf = data // grown past the buffer taken: keep the larger one
+		}
+		e.buf, e.data = buf, data
 		e.elem = c.lru.PushFront(e)
-		c.used += int64(cap(data))
+		c.used += int64(cap(*buf))
 		for c.used > c.max && c.lru.Len() > 1 {
 			old := c.lru.Remove(c.lru.Back()).(*centry)
 			old.elem, old.gone = nil, true
@@ -113,7 +116,7 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, fu
 			c.used -= int64(cap(*old.buf))
 			if old.refs == 0 {
 				c.recycleLocked(old.buf)
-				old.buf = nil
+				old.buf, old.data = nil, nil
 			}
 		}
 	}
@@ -133,7 +136,7 @@ func (c *chunkCache) release(e *centry) {
 	e.refs--
 	if e.refs == 0 && e.gone && e.buf != nil {
 		c.recycleLocked(e.buf)
-		e.buf = nil
+		e.buf, e.data = nil, nil
 	}
 }
 

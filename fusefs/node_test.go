@@ -233,6 +233,20 @@ func TestChunkCache(t *testing.T) {
 		t.Fatal("a held chunk was overwritten after its eviction")
 	}
 	releaseHeld()
+	// Evicted chunks' buffers are recycled whole, at their pool's size,
+	// though a direct read leaves a chunk's bytes a little into its buffer.
+	c.mu.Lock()
+	if len(c.free) == 0 {
+		t.Error("no buffer recycled after evictions")
+	}
+	for _, b := range c.free {
+		g := snapshot.GetBuffer(cap(*b))
+		if cap(*g) != cap(*b) {
+			t.Errorf("recycled a buffer of %d bytes, not a pool's size (%d): a chunk's slice instead of its buffer", cap(*b), cap(*g))
+		}
+		snapshot.PutBuffer(g)
+	}
+	c.mu.Unlock()
 	if used, chunks := c.stats(); chunks > 2 || used > int64(n.Chunks[0].Size)+int64(4<<20)+64<<10 {
 		t.Errorf("cache holds %d chunks, %d bytes, over its bound", chunks, used)
 	}

@@ -270,15 +270,17 @@ func (pr *packReader) open(id ID, direct bool) (*openPack, func(), error) {
 
 // readRaw reads n bytes of the pack at off into buf (grown if needed) and
 // returns them; io.EOF when the pack ends first. A direct read goes into
-// buf itself when its capacity allows (BufferSize), the bytes then moved
-// to its start: no second buffer.
+// buf itself when its capacity allows (BufferSize), and the bytes are
+// returned where it put them: up to a few KiB into buf (the blob's offset
+// within its first aligned block), not moved to its start. Moving them
+// was a tenth of the mount's CPU reading a large file.
 func (op *openPack) readRaw(buf []byte, off int64, n int) ([]byte, error) {
 	if n >= directMin && op.direct != nil {
 		if data, ok, err := op.readAligned(buf[:cap(buf)], off, n); ok {
 			if err != nil {
 				return nil, err
 			}
-			return buf[:copy(buf[:cap(buf)], data)], nil
+			return data, nil
 		}
 		if data, done, ok, err := op.readDirect(off, n); ok { // no room in buf
 			if err == nil {

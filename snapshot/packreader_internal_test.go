@@ -170,6 +170,27 @@ func TestDirectReadRefused(t *testing.T) {
 			t.Fatalf("readStored, direct reads %v: %v", direct, err)
 		}
 		done()
+
+		// Into a buffer of BufferSize: the bytes stay where the read put
+		// them, in the buffer (1000 bytes into its first block when direct),
+		// and chunkLoaded moves them to its start for a caller that pools it.
+		bp := getBuf(BufferSize(200 << 10))
+		got, err = op.readRaw((*bp)[:0], 1000, 200<<10)
+		if err != nil || !bytes.Equal(got, content[1000:1000+200<<10]) || !inBuf(*bp, got) {
+			t.Fatalf("readRaw into a buffer, direct reads %v: %v, bytes equal %v, in the buffer %v", direct, err, bytes.Equal(got, content[1000:1000+200<<10]), inBuf(*bp, got))
+		}
+		if start := &got[0] == &(*bp)[:1][0]; start == direct {
+			t.Fatalf("readRaw, direct reads %v: bytes at the buffer's start %v", direct, start)
+		}
+		class, base := cap(*bp), &(*bp)[:1][0]
+		bp, err = chunkLoaded(bp, got, ChunkRef{Size: 200 << 10}, nil)
+		if err != nil || &(*bp)[0] != base || cap(*bp) != class || !bytes.Equal(*bp, content[1000:1000+200<<10]) {
+			t.Fatalf("chunkLoaded, direct reads %v: %v, cap %d want %d, bytes equal %v", direct, err, cap(*bp), class, bytes.Equal(*bp, content[1000:1000+200<<10]))
+		}
+		putBuf(bp)
+	}
+	if inBuf(nil, content) || inBuf(content[:10:10], content[5:20]) || !inBuf(content[:10:10], content[5:8:10]) {
+		t.Fatal("inBuf: wrong answer for a slice outside the buffer or within it")
 	}
 }
 

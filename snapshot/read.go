@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"unsafe"
 
 	blake3 "snapforge/snapshot/b3"
 )
@@ -122,9 +123,10 @@ func (r *Repo) NewChunkReader(maxOpen int) *ChunkReader {
 	return &ChunkReader{r: r, pr: pr}
 }
 
-// Load returns chunk c's plaintext appended to buf[:0]. A chunk whose bytes
-// do not match its id or size is a *CorruptError; one no pack holds, a
-// *MissingError (IsIntegrity reports both).
+// Load returns chunk c's plaintext, in buf's memory where it fits (not
+// necessarily at its start: see Within), else in a new slice. A chunk whose
+// bytes do not match its id or size is a *CorruptError; one no pack holds,
+// a *MissingError (IsIntegrity reports both).
 func (c *ChunkReader) Load(ctx context.Context, ref ChunkRef, buf []byte) ([]byte, error) {
 	data, err := c.r.loadBlob(ctx, c.pr, ref.ID, buf)
 	if err == nil && len(data) != int(ref.Size) {
@@ -512,8 +514,25 @@ func chunkLoaded(buf *[]byte, data []byte, c ChunkRef, err error) (*[]byte, erro
 		putBuf(buf)
 		return nil, err
 	}
+	if inBuf(*buf, data) && len(data) > 0 && &data[0] != &(*buf)[:1][0] {
+		data = append((*buf)[:0], data...) // a direct read leaves the bytes past buf's start
+	}
 	*buf = data
 	return buf, nil
+}
+
+// Within reports whether data lies in buf's memory (up to its capacity):
+// a buffer handed to Load keeps its own size class when it is recycled
+// even though the plaintext starts further in.
+func Within(buf, data []byte) bool { return inBuf(buf, data) }
+
+func inBuf(buf, data []byte) bool {
+	if cap(buf) == 0 || cap(data) == 0 {
+		return false
+	}
+	b := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	d := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
+	return d >= b && d+uintptr(cap(data)) <= b+uintptr(cap(buf))
 }
 
 // Change is one difference between two snapshots.
