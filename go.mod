@@ -3,6 +3,7 @@ module snapforge
 go 1.26.8
 
 require (
+	github.com/DataDog/zstd v1.5.7
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/google/uuid v1.6.0
 	github.com/hanwen/go-fuse/v2 v2.12.1

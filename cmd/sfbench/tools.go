@@ -124,6 +124,14 @@ func resolveTools(ctx context.Context, names []string, snapforgeBin, borgEncrypt
 			}
 			s.version, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
 		}
+		if s.snapforge {
+			// Its version and what it compresses with (a build without
+			// cgo compresses with the slower pure-Go encoder). A binary
+			// too old to answer is named by its path alone.
+			if out, err := exec.CommandContext(ctx, path, "version").Output(); err == nil {
+				s.version = path + ": " + strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; ")
+			}
+		}
 		specs = append(specs, s)
 	}
 	return specs, nil

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -730,6 +731,22 @@ func flipBlobByte(t testing.TB, repo string, id [32]byte) {
 		f.Close()
 	}
 	t.Fatalf("blob %x not found in any pack", id[:6])
+}
+
+// TestCLIVersion: version needs no repository and names what this build
+// compresses with, in text and JSON; it takes no arguments.
+func TestCLIVersion(t *testing.T) {
+	t.Parallel()
+	res := expectCode(t, runCLI(t, cliOpts{}, "version"), 0)
+	if !strings.HasPrefix(res.stdout, "snapforge ") || !strings.Contains(res.stdout, "\ncompression: "+pack.Encoders()+"\n") {
+		t.Fatalf("version: %v, want the compression line %q", res, pack.Encoders())
+	}
+	var doc map[string]string
+	res = expectCode(t, runCLI(t, cliOpts{}, "--json", "version"), 0)
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil || doc["compression"] != pack.Encoders() || doc["go"] != runtime.Version() || doc["version"] == "" {
+		t.Fatalf("version --json: %v (%v), want compression %q and go %s", res, err, pack.Encoders(), runtime.Version())
+	}
+	expectCode(t, runCLI(t, cliOpts{}, "version", "extra"), exitUsage)
 }
 
 // TestCLIUsageAndExitCodes checks help, usage errors (exit 2) and plain

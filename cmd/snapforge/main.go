@@ -74,7 +74,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		cmdInit, cmdBackup, cmdSnapshots, cmdLs, cmdCat, cmdManifest, cmdDiff, cmdVerify,
-		cmdRestore, cmdAudit, cmdRepair, cmdDemo, cmdMount,
+		cmdRestore, cmdAudit, cmdRepair, cmdDemo, cmdMount, cmdVersion,
 		later("serve", "[--listen ADDR] [--mount DIR]", "run the web UI, local API and scheduler"),
 		later("forget", "[--dry-run]", "apply the retention policy to snapshots"),
 		later("prune", "[--dry-run]", "remove data no snapshot needs"),

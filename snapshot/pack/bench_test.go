@@ -42,7 +42,7 @@ func benchInputs() map[string][]byte {
 func BenchmarkCompress(b *testing.B) {
 	for name, raw := range benchInputs() {
 		b.Run(name, func(b *testing.B) {
-			dst := make([]byte, 0, encoder().MaxEncodedSize(len(raw)))
+			dst := make([]byte, 0, CompressBound(len(raw)))
 			b.SetBytes(int64(len(raw)))
 			start := cpuTime()
 			for b.Loop() {
@@ -58,7 +58,7 @@ func BenchmarkCompressParallel(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	start := cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
-		dst := make([]byte, 0, encoder().MaxEncodedSize(len(raw)))
+		dst := make([]byte, 0, CompressBound(len(raw)))
 		for pb.Next() {
 			Compress(dst, raw)
 		}

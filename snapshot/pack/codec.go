@@ -15,45 +15,77 @@ const (
 	minSavingDiv = 32
 )
 
-// encoder is shared: EncodeAll is safe for concurrent use and keeps an internal
-// pool of GOMAXPROCS encoder states, created on first use. Each state keeps a
-// history of twice the window, so the window is 512 KiB rather than the
-// default 8 MiB: 1 MiB instead of 16 MiB per core. The ratio measured the same
-// on 4 MiB inputs at 1 MiB, and the benchmark repository the same at 512 KiB
-// (1297.12 MB against 1297.19 MB).
-var encoder = sync.OnceValue(func() *zstd.Encoder {
-	e, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithWindowSize(512<<10),
-		zstd.WithEncoderCRC(false), // the caller checks BLAKE3 of the plaintext
-	)
-	if err != nil {
-		panic("pack: zstd encoder options: " + err.Error()) // constant options: a programming error
-	}
-	return e
-})
+// Blobs and groups are compressed by frameEncoders: klauspost's pure-Go
+// zstd (goEncoders), or, in a build with cgo, the reference C zstd
+// (encoders_cgo.go), which compresses the same data to smaller frames in
+// about half the time. Every frame is read back by klauspost's decoder,
+// written in Go: bytes from the repository, which may be damaged or
+// crafted, never reach C code. Both encoders write the content size into
+// the frame header (Decode checks it) and no checksum (the caller checks
+// BLAKE3 of the plaintext).
+type frameEncoder interface {
+	// encode returns one zstd frame of src, built in dst's backing array
+	// when its capacity is at least bound(len(src)).
+	encode(dst, src []byte) []byte
+	bound(n int) int
+}
 
-// groupEncoder compresses groups of small blobs (CompressGroup) at zstd's
-// default level: such blobs are the compressible kind (database pages,
-// small text files), and together they are about a tenth of a backup's
-// bytes, so the better ratio costs little time where it saves the most
-// (benchmark data: 436 MB of blobs under 256 KiB, 192 MB stored one by one
-// at the fastest level, 169 MB in 1 MiB groups at it, 156 MB at default).
-var groupEncoder = sync.OnceValue(func() *zstd.Encoder {
+// blobEncoder compresses large blobs one by one (Compress), groupEncoder
+// groups of small ones (CompressGroup); Encoders names them.
+var blobEncoder, groupEncoder, encoderName = pickEncoders()
+
+// Encoders names the zstd encoder this build compresses with.
+func Encoders() string { return encoderName }
+
+// goEncoder is klauspost's encoder at one level. EncodeAll is safe for
+// concurrent use and keeps an internal pool of GOMAXPROCS encoder states,
+// created on first use. Each state keeps a history of twice the window, so
+// the window is 512 KiB rather than the default 8 MiB: 1 MiB instead of 16
+// MiB per core. The ratio measured the same on 4 MiB inputs at 1 MiB, and
+// the benchmark repository the same at 512 KiB (1297.12 MB against 1297.19
+// MB).
+type goEncoder struct{ e *zstd.Encoder }
+
+func newGoEncoder(level zstd.EncoderLevel) goEncoder {
 	e, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithEncoderLevel(level),
 		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		// A group is at most 1 MiB; a 512 KiB window halves each state's
-		// history for 0.8 MB more on the benchmark's 156 MB.
 		zstd.WithWindowSize(512<<10),
 		zstd.WithEncoderCRC(false),
 	)
 	if err != nil {
-		panic("pack: zstd encoder options: " + err.Error())
+		panic("pack: zstd encoder options: " + err.Error()) // constant options: a programming error
 	}
-	return e
+	return goEncoder{e}
+}
+
+func (g goEncoder) encode(dst, src []byte) []byte {
+	if n := g.e.MaxEncodedSize(len(src)); cap(dst) < n {
+		dst = make([]byte, 0, n) // room for the worst case: EncodeAll never reallocates
+	}
+	return g.e.EncodeAll(src, dst[:0])
+}
+
+func (g goEncoder) bound(n int) int { return g.e.MaxEncodedSize(n) }
+
+// goEncoders are the pure-Go encoders: large blobs at the fastest level;
+// groups of small blobs at the default level: such blobs are the
+// compressible kind (database pages, small text files), and together they
+// are about a tenth of a backup's bytes, so the better ratio costs little
+// time where it saves the most (benchmark data: 436 MB of blobs under 256
+// KiB, 192 MB stored one by one at the fastest level, 169 MB in 1 MiB
+// groups at it, 156 MB at default).
+var goEncoders = sync.OnceValues(func() (blob, group goEncoder) {
+	return newGoEncoder(zstd.SpeedFastest), newGoEncoder(zstd.SpeedDefault)
 })
+
+// probeEncoder compresses the probe's samples (incompressible): the
+// pure-Go encoder at the fastest level whatever compresses the blobs, a
+// fixed measure of what a blob's bytes look like.
+func probeEncoder() *zstd.Encoder {
+	b, _ := goEncoders()
+	return b.e
+}
 
 // CompressGroup compresses the plaintexts of a group's members, back to
 // back in raw, as one zstd frame (see CodecGroup), built in dst's backing
@@ -64,11 +96,7 @@ func CompressGroup(dst, raw []byte) (stored []byte, ok bool) {
 	if len(raw) <= minSaving {
 		return nil, false
 	}
-	enc := groupEncoder()
-	if n := enc.MaxEncodedSize(len(raw)); cap(dst) < n {
-		dst = make([]byte, 0, n)
-	}
-	out := enc.EncodeAll(raw, dst[:0])
+	out := groupEncoder.encode(dst, raw)
 	saved := len(raw) - len(out)
 	if saved < minSaving || saved < len(raw)/minSavingDiv {
 		return nil, false
@@ -93,7 +121,7 @@ var decoder = sync.OnceValue(func() *zstd.Decoder {
 })
 
 // Compress returns the bytes to store for raw and their codec. It compresses
-// with zstd at the fastest level and keeps the result only when it saves at
+// with blobEncoder and keeps the result only when it saves at
 // least 1/32 of len(raw) and at least 64 bytes; otherwise it returns raw itself
 // (not a copy) with CodecRaw. The zstd output is built in dst's backing array
 // when its capacity allows for the worst case (a little over len(raw)), else
@@ -116,11 +144,7 @@ func CompressProbed(dst, raw []byte) (stored []byte, codec uint8) {
 	if len(raw) <= minSaving { // the frame header alone eats the saving
 		return raw, CodecRaw
 	}
-	enc := encoder()
-	if n := enc.MaxEncodedSize(len(raw)); cap(dst) < n {
-		dst = make([]byte, 0, n) // room for the worst case: EncodeAll never reallocates
-	}
-	out := enc.EncodeAll(raw, dst[:0])
+	out := blobEncoder.encode(dst, raw)
 	saved := len(raw) - len(out)
 	if saved < minSaving || saved < len(raw)/minSavingDiv {
 		return raw, CodecRaw
@@ -162,7 +186,7 @@ var probeOverhead = sync.OnceValue(func() int {
 		x ^= x << 5
 		piece[i] = byte(x)
 	}
-	return len(encoder().EncodeAll(piece, nil)) - probeSample
+	return len(probeEncoder().EncodeAll(piece, nil)) - probeSample
 })
 
 var probeBufs = sync.Pool{New: func() any {
@@ -175,7 +199,7 @@ var probeBufs = sync.Pool{New: func() any {
 // more and its samples do not compress (see incompressible). A caller can
 // then skip handing raw to a compressor.
 func Incompressible(raw []byte) bool {
-	return len(raw) >= probeMin && incompressible(encoder(), raw)
+	return len(raw) >= probeMin && incompressible(probeEncoder(), raw)
 }
 
 // incompressible reports whether the samples of raw (len(raw) >= probeMin)
@@ -197,7 +221,7 @@ func incompressible(enc *zstd.Encoder, raw []byte) bool {
 // CompressBound is the capacity of a dst that Compress builds its output
 // in, whatever raw holds: the zstd worst case for n bytes.
 func CompressBound(n int) int {
-	return max(encoder().MaxEncodedSize(n), groupEncoder().MaxEncodedSize(n))
+	return max(blobEncoder.bound(n), groupEncoder.bound(n))
 }
 
 // DecodeSlack is the capacity beyond a blob's raw size that lets Decode use

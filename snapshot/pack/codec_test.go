@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 )
 
@@ -57,7 +58,7 @@ func TestCompressRule(t *testing.T) {
 		for zeros := 0; zeros <= size; zeros += max(1, size/40) {
 			raw := append(randomBytes(rng, size-zeros), make([]byte, zeros)...)
 			stored, codec := Compress(nil, raw)
-			z := len(encoder().EncodeAll(raw, nil))
+			z := len(blobEncoder.encode(nil, raw))
 			saved := len(raw) - z
 			wantZstd := saved >= 64 && saved*32 >= len(raw)-len(raw)%32
 			if len(raw) <= 64 {
@@ -83,7 +84,7 @@ func TestCompressProbe(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
 	for _, size := range []int{probeMin, probeMin + 1, 300 << 10, 1 << 20, 4 << 20} {
 		random := randomBytes(rng, size)
-		if !incompressible(encoder(), random) || !Incompressible(random) {
+		if !incompressible(probeEncoder(), random) || !Incompressible(random) {
 			t.Fatalf("%d random bytes: the probe finds them compressible", size)
 		}
 		if Incompressible(random[:probeMin-1]) {
@@ -136,7 +137,7 @@ func TestCompressProbe(t *testing.T) {
 					}
 				}
 				stored, codec := Compress(nil, raw)
-				z := len(encoder().EncodeAll(raw, nil))
+				z := len(blobEncoder.encode(nil, raw))
 				// Whatever the probe says, the blob is stored as the
 				// rule says for the whole; the zeros, and the records
 				// in a chunk of 1 MiB or more, always pass it.
@@ -158,7 +159,7 @@ func TestCompressProbe(t *testing.T) {
 	small := randomBytes(rng, probeMin-1)
 	step := (len(small) - probeSample) / (probeSamples - 1)
 	clear(small[step+probeSample+100 : 2*step-100])
-	if incompressible(encoder(), small) == false {
+	if incompressible(probeEncoder(), small) == false {
 		t.Fatal("the probe would see the zeros: the test no longer checks that blobs under probeMin are not probed")
 	}
 	if _, codec := Compress(nil, small); codec != CodecZstd {
@@ -373,4 +374,42 @@ func TestCompressDecodeConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestEncoders: every encoder a build may compress with (the Go encoders
+// always; in a cgo build the C one, which Compress and CompressGroup use)
+// writes frames that Decode reads back byte-exact, with the content size
+// in the header (above 1 KiB), built in dst when its capacity is the encoder's bound.
+func TestEncoders(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	goBlob, goGroup := goEncoders()
+	encs := map[string]frameEncoder{"go-fastest": goBlob, "go-default": goGroup, "blob": blobEncoder, "group": groupEncoder}
+	inputs := map[string][]byte{
+		"empty":          {},
+		"one byte":       {7},
+		"page":           textish(rng, 16<<10),
+		"text 1 MiB":     textish(rng, 1<<20),
+		"zeros 4 MiB":    make([]byte, 4<<20),
+		"random 300 KiB": randomBytes(rng, 300<<10),
+	}
+	for en, enc := range encs {
+		for in, raw := range inputs {
+			dst := make([]byte, 0, enc.bound(len(raw)))
+			out := enc.encode(dst, raw)
+			if len(out) > enc.bound(len(raw)) || (len(out) > 0 && &out[:1][0] != &dst[:1][0]) {
+				t.Fatalf("%s, %s: %d bytes, bound %d, in dst %v", en, in, len(out), enc.bound(len(raw)), len(out) > 0 && &out[:1][0] == &dst[:1][0])
+			}
+			var h zstd.Header
+			if err := h.Decode(out); err != nil || (!h.HasFCS && len(raw) > 1<<10) || (h.HasFCS && h.FrameContentSize != uint64(len(raw))) || h.HasCheckSum {
+				t.Fatalf("%s, %s: header %+v, %v: want the content size %d (declared above 1 KiB) and no checksum", en, in, h, err, len(raw))
+			}
+			checkDecode(t, out, CodecZstd, raw)
+			if len(raw) >= 1<<20 && len(out) > len(raw)/4 && in != "random 300 KiB" {
+				t.Fatalf("%s, %s: %d bytes compressed to %d", en, in, len(raw), len(out))
+			}
+		}
+	}
+	if Encoders() == "" {
+		t.Fatal("Encoders names nothing")
+	}
 }

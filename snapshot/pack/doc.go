@@ -59,11 +59,12 @@
 //
 // # Compression
 //
-// CompressGroup compresses a group's plaintexts as one frame at zstd's
-// default level, kept under the same rule as Compress. Compress stores a
-// blob as zstd (fastest level, no zstd checksum: the caller checks BLAKE3)
-// only when that saves at least 1/32 of its size and at least 64 bytes;
-// otherwise the blob is stored raw. A blob of 64 KiB or more whose samples
+// CompressGroup compresses a group's plaintexts as one frame, kept under
+// the same rule as Compress. Compress stores a blob as zstd (no zstd
+// checksum: the caller checks BLAKE3) only when that saves at least 1/32 of
+// its size and at least 64 bytes; otherwise the blob is stored raw. The
+// encoder is the C library at level 3 in a build with cgo, else the Go one
+// (Encoders); the decoder is always the Go one. A blob of 64 KiB or more whose samples
 // (16 of 1 KiB, spread over it) save less than 1/64 is stored raw without
 // compressing the whole (see incompressible). Decode bounds zstd decoding by the
 // recorded raw length: a frame that declares another content size is rejected

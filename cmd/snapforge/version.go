@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+
+	"snapforge/snapshot/pack"
+)
+
+var cmdVersion = &command{name: "version", usage: "", summary: "print the version, and what this build compresses with"}
+
+func init() {
+	cmdVersion.run = func(ctx context.Context, a *app, args []string) error {
+		fs := flag.NewFlagSet("version", flag.ContinueOnError)
+		pos, err := parse(a, cmdVersion, fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) > 0 {
+			return &usageError{"version takes no arguments"}
+		}
+		v := buildVersion()
+		if a.json {
+			return a.printJSON(map[string]any{"version": v, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH,
+				"compression": pack.Encoders()})
+		}
+		fmt.Fprintf(a.stdout, "snapforge %s (%s, %s/%s)\ncompression: %s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH, pack.Encoders())
+		return nil
+	}
+}
+
+// buildVersion is the module's version, else the commit it was built from
+// (with "+changes" when the tree was modified), else "devel".
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "+changes"
+	}
+	return rev
+}

@@ -1,0 +1,58 @@
+//go:build cgo
+
+package pack
+
+import (
+	"runtime"
+
+	czstd "github.com/DataDog/zstd"
+)
+
+// The C encoder's level for blobs and for groups: zstd's default, 3. On
+// the benchmark dataset (one core, 1 MiB groups) it compresses a
+// database's 16 KiB pages to 123.8 MB in 1.25 s where the Go encoder's
+// default level takes 2.8 s for 125.2 MB, small source files to 29.7 MB
+// in 0.49 s against 30.8 MB in 0.73 s, and logs in large chunks to 57.7 MB
+// in 0.93 s against the Go encoder's fastest level, 60.8 MB in 1.08 s.
+const cLevel = 3
+
+func pickEncoders() (blob, group frameEncoder, name string) {
+	c := newCEncoder(cLevel)
+	return c, c, "zstd in C (github.com/DataDog/zstd), level 3"
+}
+
+// cEncoder compresses with the C library's one-shot API at one level. A
+// compression context holds about a megabyte of tables: contexts are
+// kept for reuse (two per core, enough for every compressing goroutine),
+// not made for each frame; one made beyond that is freed by its finalizer.
+type cEncoder struct {
+	level int
+	ctxs  chan czstd.Ctx
+}
+
+func newCEncoder(level int) *cEncoder {
+	return &cEncoder{level: level, ctxs: make(chan czstd.Ctx, 2*runtime.GOMAXPROCS(0))}
+}
+
+func (c *cEncoder) encode(dst, src []byte) []byte {
+	var ctx czstd.Ctx
+	select {
+	case ctx = <-c.ctxs:
+	default:
+		ctx = czstd.NewCtx()
+	}
+	out, err := ctx.CompressLevel(dst[:0], src, c.level)
+	select {
+	case c.ctxs <- ctx:
+	default:
+	}
+	if err != nil {
+		// The library fails only where it cannot allocate its tables:
+		// the Go encoder at the same level then does the work.
+		_, g := goEncoders()
+		return g.encode(dst, src)
+	}
+	return out
+}
+
+func (c *cEncoder) bound(n int) int { return czstd.CompressBound(n) }
