@@ -8,6 +8,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot"
 )
@@ -33,6 +34,7 @@ type fileNode struct {
 
 	offsOnce sync.Once
 	offs     []int64 // offs[i]: where chunk i starts
+	blocks   uint64  // 512-byte blocks of the chunks that are not holes
 
 	nextMu sync.Mutex
 	next   []*snapshot.Node // the entries after this one in its directory
@@ -89,6 +91,7 @@ var _ = (fs.NodeReader)((*fileNode)(nil))
 var _ = (fs.NodeGetattrer)((*fileNode)(nil))
 var _ = (fs.NodeGetxattrer)((*fileNode)(nil))
 var _ = (fs.NodeListxattrer)((*fileNode)(nil))
+var _ = (fs.NodeLseeker)((*fileNode)(nil))
 
 func (fl *fileNode) fill(a *fuse.Attr) {
 	nlink := fl.f.hardLinks(fl.snap, fl.rel)
@@ -96,6 +99,36 @@ func (fl *fileNode) fill(a *fuse.Attr) {
 		nlink = 1
 	}
 	fillAttr(a, fl.meta, fl.ino, nlink)
+	fl.offsets()
+	a.Blocks = fl.blocks
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE from the chunks: a hole is a chunk
+// of the chunker's maximum size, all zeros (how a backup stores the holes
+// of a sparse file). With the blocks Getattr counts without them, a copier
+// (cp, rsync --sparse, tar -S) sees the file is sparse, skips the holes and
+// leaves them holes in its copy. Other zeros read as data, which is always
+// allowed.
+func (fl *fileNode) Lseek(ctx context.Context, fh fs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	if whence != unix.SEEK_DATA && whence != unix.SEEK_HOLE {
+		return 0, syscall.EINVAL // the kernel answers the others itself
+	}
+	size := uint64(fl.meta.Size)
+	if off >= size {
+		return 0, syscall.ENXIO
+	}
+	chunks, offs := fl.meta.Chunks, fl.offsets()
+	i := sort.Search(len(offs), func(i int) bool { return uint64(offs[i]) > off }) - 1
+	wantHole := whence == unix.SEEK_HOLE
+	for ; i < len(chunks); i++ {
+		if (chunks[i].ID == fl.f.hole) == wantHole {
+			return max(off, uint64(offs[i])), 0
+		}
+	}
+	if wantHole {
+		return size, 0 // the end of the file counts as a hole
+	}
+	return 0, syscall.ENXIO
 }
 
 // Getattr returns the stored attributes.
@@ -130,12 +163,15 @@ func (fl *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
 func (fl *fileNode) offsets() []int64 {
 	fl.offsOnce.Do(func() {
 		offs := make([]int64, len(fl.meta.Chunks))
-		var o int64
+		var o, data int64
 		for i, c := range fl.meta.Chunks {
 			offs[i] = o
 			o += int64(c.Size)
+			if c.ID != fl.f.hole {
+				data += int64(c.Size)
+			}
 		}
-		fl.offs = offs
+		fl.offs, fl.blocks = offs, uint64(data+511)/512
 	})
 	return fl.offs
 }

@@ -81,6 +81,9 @@ type Options struct {
 	AllowOther bool
 	// Debug logs every FUSE request.
 	Debug bool
+	// Damaged, when set, hears of each damaged file once, as it is read
+	// (the audit trail records it as well): the mount's terminal says so.
+	Damaged func(snapshot, path string, err error)
 }
 
 // FS is the file system: the repository, the snapshot catalog, the chunk
@@ -96,7 +99,8 @@ type FS struct {
 	catMu  sync.Mutex // serialises Refresh
 	uid    uint32
 	gid    uint32
-	mtime  time.Time // of the top level: the mount's start, then each refresh
+	hole   snapshot.ID // id of a chunk of the chunker's maximum size, all zeros: a sparse file's hole
+	mtime  time.Time   // of the top level: the mount's start, then each refresh
 	mtimeM sync.Mutex
 
 	reported sync.Map // "snapshot\x00path" of damaged files already audited
@@ -129,7 +133,8 @@ func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
 		chunkBytes -= g
 	}
 	f := &FS{repo: repo, opts: o, cr: cr, chunks: newChunkCache(cr, chunkBytes), inos: newInoTable(),
-		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: time.Now()}
+		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: time.Now(),
+		hole: snapshot.Hash(make([]byte, repo.Config().Chunker.Max))}
 	f.life = f.chunks.life
 	f.root = &rootNode{}
 	f.root.f, f.root.ino = f, 1
@@ -215,6 +220,7 @@ type snapInfo struct {
 	created time.Time
 	tree    snapshot.ID
 	units   []string
+	rootDir *snapshot.RootDir // the source root's attributes; nil when not recorded
 
 	linksOnce sync.Once
 	links     map[string]uint32 // raw path of a hard-linked file's first name -> number of names
@@ -257,7 +263,7 @@ func (f *FS) Refresh(ctx context.Context) error {
 		if old != nil && old.byID[e.BackupID] != nil {
 			s = old.byID[e.BackupID]
 		} else {
-			s = &snapInfo{id: e.BackupID, created: m.Created(), tree: tree, units: m.Includes}
+			s = &snapInfo{id: e.BackupID, created: m.Created(), tree: tree, units: m.Includes, rootDir: m.Source.RootDir}
 		}
 		c.snaps = append(c.snaps, s)
 		c.byID[s.id] = s
@@ -383,6 +389,9 @@ func (f *FS) reportDamage(s *snapInfo, rel string, err error) {
 	}
 	f.repo.Audit("mount_read", map[string]any{"snapshot": s.id, "path": snapshot.DisplayName(rel), "error": err.Error()},
 		"failed: damaged data; the file reads as an I/O error, other files stay readable; run `snapforge verify --read-data`")
+	if f.opts.Damaged != nil {
+		f.opts.Damaged(s.id, snapshot.DisplayName(rel), err)
+	}
 }
 
 // errno maps a read error to the errno the reader sees: EINTR for an

@@ -43,7 +43,7 @@ var _ = (fs.NodeGetattrer)((*histDir)(nil))
 
 // Getattr of a history folder.
 func (h *histDir) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	h.f.dirAttr(&out.Attr, h.ino, h.f.topMtime())
+	h.f.histAttr(&out.Attr, h.ino)
 	out.SetTimeout(topTimeout)
 	return 0
 }
@@ -181,7 +181,7 @@ func (h *histDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		shortEntry(out)
 		d := &histDir{rel: h.childRel(name)}
 		ch := h.f.newChild(ctx, h.EmbeddedInode(), d, &d.node, fuse.S_IFDIR, histKey(d.rel))
-		h.f.dirAttr(&out.Attr, d.ino, h.f.topMtime())
+		h.f.histAttr(&out.Attr, d.ino)
 		return ch, 0
 	}
 	out.SetEntryTimeout(topTimeout)

@@ -187,7 +187,11 @@ func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
 	// probes for .hidden, desktop.ini … in every folder). Lookups outside
 	// snapshot content set their own, short, answer.
 	negative := contentTimeout
-	raw := newDirlessFS(fs.NewNodeFS(f.root, &fs.Options{MountOptions: mo, RootStableAttr: &fs.StableAttr{Ino: 1}, NegativeTimeout: &negative}))
+	raw := newDirlessFS(fs.NewNodeFS(f.root, &fs.Options{MountOptions: mo, RootStableAttr: &fs.StableAttr{Ino: 1}, NegativeTimeout: &negative,
+		// Modes as stored, also none at all: without this go-fuse shows a
+		// file of mode 000 as 0644 (a directory as 0755), which
+		// default_permissions would let every user read.
+		NullPermissions: true}))
 	server, err := fuse.NewServer(raw, abs, &mo)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", abs, err)

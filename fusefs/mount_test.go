@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -94,10 +95,17 @@ func sourceTree(t *testing.T) string {
 	_, err = sparse.WriteAt([]byte("middle"), 32<<20)
 	must(t, err)
 	must(t, sparse.Close())
+	w("private/key.txt", []byte("behind a 0700 directory\n"), 0o644)
+	must(t, os.Chmod(filepath.Join(src, "private"), 0o700))
 	if os.Geteuid() == 0 {
 		must(t, os.Lchown(filepath.Join(src, "secret"), 1234, 5678))
 		must(t, os.Lchown(filepath.Join(src, "dir/link"), 4321, 8765))
+		// No permission bits at all (as root, the backup reads them).
+		w("nomode", []byte("mode 000\n"), 0)
+		w("closed/inside", []byte("in a directory of mode 000\n"), 0o644)
+		must(t, os.Chmod(filepath.Join(src, "closed"), 0))
 	}
+	must(t, os.Chmod(src, 0o755))
 	old := time.Date(2001, 2, 3, 4, 5, 6, 789, time.UTC)
 	must(t, os.Chtimes(filepath.Join(src, "dir/empty"), old, old))
 	must(t, unix.Lutimes(filepath.Join(src, "dir/link"), []unix.Timeval{{Sec: 1e9}, {Sec: 1e9}}))
@@ -131,12 +139,34 @@ func backup(t *testing.T, r *snapshot.Repo, src string, mod ...func(*snapshot.Ba
 func TestMountFaithful(t *testing.T) {
 	r, _ := indextest.NewRepo(t)
 	src := sourceTree(t)
+	// The source root's own mode, owner and mtime: the snapshot folder's.
+	must(t, os.Chmod(src, 0o750))
+	if os.Geteuid() == 0 {
+		must(t, os.Lchown(src, 4321, 8765))
+	}
+	rootTime := time.Date(2003, 4, 5, 6, 7, 8, 9, time.UTC)
+	must(t, os.Chtimes(src, rootTime, rootTime))
 	m := backup(t, r, src)
 	_, dir := mount(t, r, fusefs.Options{})
 
 	snapDir := filepath.Join(dir, "snapshots", fusefs.FolderName(m.Created(), time.Local))
 	indextest.CompareDigests(t, indextest.Digest(t, src, nil), indextest.Digest(t, snapDir, nil))
 	indextest.CompareDigests(t, indextest.Digest(t, src, nil), indextest.Digest(t, filepath.Join(dir, "latest")+"/", nil))
+	var rs, rm unix.Stat_t
+	must(t, unix.Lstat(src, &rs))
+	must(t, unix.Stat(snapDir, &rm))
+	if rm.Mode != rs.Mode || rm.Uid != rs.Uid || rm.Gid != rs.Gid || rm.Mtim != rs.Mtim {
+		t.Errorf("snapshot folder: mode %o uid %d gid %d mtime %v; the source root's: %o %d %d %v", rm.Mode, rm.Uid, rm.Gid, rm.Mtim, rs.Mode, rs.Uid, rs.Gid, rs.Mtim)
+	}
+	if os.Geteuid() == 0 {
+		var st unix.Stat_t
+		for _, rel := range []string{"nomode", "closed"} {
+			must(t, unix.Lstat(filepath.Join(snapDir, rel), &st))
+			if st.Mode&0o7777 != 0 {
+				t.Errorf("%s: mode %o through the mount, want no permission bits, as stored", rel, st.Mode&0o7777)
+			}
+		}
+	}
 
 	// Owners as stored (Digest compares modes, not owners).
 	if os.Geteuid() == 0 {
@@ -160,6 +190,19 @@ func TestMountFaithful(t *testing.T) {
 	must(t, err)
 	if len(b) != 64<<20 || string(b[32<<20:32<<20+6]) != "middle" || bytes.ContainsFunc(b[:32<<20], func(r rune) bool { return r != 0 }) {
 		t.Errorf("sparse file read wrong (len %d)", len(b))
+	}
+	// And it looks sparse: few blocks, and SEEK_DATA/SEEK_HOLE find the
+	// data around "middle" (so cp, tar -S, rsync --sparse keep the holes).
+	sf, err := os.Open(filepath.Join(snapDir, "sparse"))
+	must(t, err)
+	defer sf.Close()
+	var sst unix.Stat_t
+	must(t, unix.Fstat(int(sf.Fd()), &sst))
+	data, derr := unix.Seek(int(sf.Fd()), 0, unix.SEEK_DATA)
+	hole, herr := unix.Seek(int(sf.Fd()), data, unix.SEEK_HOLE)
+	_, eerr := unix.Seek(int(sf.Fd()), hole+(16<<20), unix.SEEK_DATA) // past the data: holes to the end
+	if sst.Blocks*512 > 16<<20 || derr != nil || herr != nil || data <= 0 || data > 32<<20 || hole <= 32<<20 || hole > 48<<20 || eerr != unix.ENXIO {
+		t.Errorf("sparse file: %d blocks, SEEK_DATA %d (%v), SEEK_HOLE %d (%v), SEEK_DATA past it %v; want a few MiB of data around 32 MiB", sst.Blocks, data, derr, hole, herr, eerr)
 	}
 
 	// Every file's BLAKE3 through the mount is the manifest's.
@@ -417,12 +460,27 @@ func TestMountDamagedChunk(t *testing.T) {
 	must(t, err)
 	must(t, pf.Close())
 
-	_, dir := mount(t, r, fusefs.Options{})
+	var mu sync.Mutex
+	var heard []string
+	_, dir := mount(t, r, fusefs.Options{Damaged: func(snap, path string, err error) {
+		mu.Lock()
+		heard = append(heard, snap+" "+path)
+		mu.Unlock()
+	}})
 	snap := filepath.Join(dir, "latest") + "/"
 	_, err = os.ReadFile(snap + "dir/big.bin")
 	if !errors.Is(err, syscall.EIO) {
 		t.Fatalf("reading the damaged file: %v, want EIO", err)
 	}
+	_, err = os.ReadFile(snap + "dir/big.bin") // again: reported once
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("reading the damaged file again: %v, want EIO", err)
+	}
+	mu.Lock()
+	if len(heard) != 1 || heard[0] != m.BackupID+" dir/big.bin" {
+		t.Errorf("damage reported to the mount's owner: %q, want once, naming the snapshot and file", heard)
+	}
+	mu.Unlock()
 	// The first chunk is intact and still reads.
 	f, err := os.Open(snap + "dir/big.bin")
 	must(t, err)
@@ -677,10 +735,39 @@ func TestMountAllowOther(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Errorf("nobody read the 0600 file through the mount: %q", out)
 	}
-	cmd = exec.Command("cat", filepath.Join(dir, "latest", "a.txt"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "hello\n" {
+	nobody := func(name string, args ...string) *exec.Cmd {
+		cmd := exec.Command(name, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		return cmd
+	}
+	if out, err := nobody("cat", filepath.Join(dir, "latest", "a.txt")).CombinedOutput(); err != nil || string(out) != "hello\n" {
 		t.Errorf("nobody reading a 0644 file: %q %v", out, err)
+	}
+	// Nor a file of mode 000, one in a directory of mode 000, one in a
+	// 0700 directory, or any version of it under history/.
+	for _, rel := range []string{"latest/nomode", "latest/closed/inside", "latest/private/key.txt"} {
+		if out, err := nobody("cat", filepath.Join(dir, rel)).CombinedOutput(); err == nil {
+			t.Errorf("nobody read %s through the mount: %q", rel, out)
+		}
+	}
+	versions, err := os.ReadDir(filepath.Join(dir, "history", "private", "key.txt"))
+	if err != nil || len(versions) != 1 {
+		t.Fatalf("history of private/key.txt: %v, %v", versions, err)
+	}
+	if out, err := nobody("cat", filepath.Join(dir, "history", "private", "key.txt", versions[0].Name())).CombinedOutput(); err == nil {
+		t.Errorf("nobody read private/key.txt through history/: %q", out)
+	}
+	// A snapshot of a 0700 root: its folder keeps nobody out.
+	closed := filepath.Join(t.TempDir(), "closed-root")
+	indextest.WriteFile(t, filepath.Join(closed, "open.txt"), []byte("0644 under a 0700 root\n"))
+	must(t, os.Chmod(closed, 0o700))
+	backup(t, r, closed)
+	must(t, m.Refresh(context.Background()))
+	if out, err := os.ReadFile(filepath.Join(dir, "latest", "open.txt")); err != nil || string(out) != "0644 under a 0700 root\n" {
+		t.Fatalf("the owner reading the new snapshot: %q %v", out, err)
+	}
+	if out, err := nobody("cat", filepath.Join(dir, "latest", "open.txt")).CombinedOutput(); err == nil {
+		t.Errorf("nobody read a file under a 0700 source root through the mount: %q", out)
 	}
 }
 

@@ -156,7 +156,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	case "history":
 		n := &histDir{}
 		ch := f.newChild(ctx, r.EmbeddedInode(), n, &n.node, fuse.S_IFDIR, key)
-		f.dirAttr(&out.Attr, n.ino, f.topMtime())
+		f.histAttr(&out.Attr, n.ino)
 		return ch, 0
 	}
 	return nil, noNegative(out)
@@ -312,12 +312,41 @@ var _ = (fs.NodeListxattrer)((*treeDir)(nil))
 
 func (d *treeDir) fill(a *fuse.Attr) {
 	if d.meta == nil {
-		t := d.snap.created
-		d.f.dirAttr(a, d.ino, t)
-		a.Mode = fuse.S_IFDIR | 0o755
+		d.f.rootAttr(a, d.snap, d.ino)
 		return
 	}
 	fillAttr(a, d.meta, d.ino, 1)
+}
+
+// rootAttr fills the attributes of a snapshot's folder (its source root):
+// the root's mode, owner and mtime as recorded. A snapshot that did not
+// record them shows 0700 and the mount's owner: no other user (with
+// --allow-other) sees more through the mount than the source may have let
+// them.
+func (f *FS) rootAttr(a *fuse.Attr, s *snapInfo, ino uint64) {
+	f.dirAttr(a, ino, s.created)
+	r := s.rootDir
+	if r == nil {
+		a.Mode = fuse.S_IFDIR | 0o700
+		return
+	}
+	a.Mode = fuse.S_IFDIR | r.Mode&0o7777
+	a.Uid, a.Gid = r.UID, r.GID
+	t := time.Unix(0, r.MTime)
+	a.SetTimes(&t, &t, &t)
+}
+
+// histAttr fills the attributes of a history/ folder. history/<path> shows
+// the versions of a path from every snapshot, where the directories above
+// it may have had other permissions than now: with --allow-other its
+// folders are the mount owner's alone (0500), so history never opens a
+// file to a user whom the directories of its snapshot kept out. Each
+// version keeps its own stored mode and owner.
+func (f *FS) histAttr(a *fuse.Attr, ino uint64) {
+	f.dirAttr(a, ino, f.topMtime())
+	if f.opts.AllowOther {
+		a.Mode = fuse.S_IFDIR | 0o500
+	}
 }
 
 // Getattr returns the directory's stored attributes.

@@ -291,13 +291,21 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 	if within(root, r.path) {
 		return nil, fmt.Errorf("backup: source %s is inside the repository %s; refusing to back up the repository into itself", root, r.path)
 	}
+	mounts := ownMounts()
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		for mp := range mounts {
+			if within(real, mp) {
+				return nil, fmt.Errorf("backup: source %s is inside the snapforge mount at %s, a read-only view of snapshots already in a repository; back up the original files instead (or restore what you need first)", root, mp)
+			}
+		}
+	}
 	var repoSt unix.Stat_t
 	if err := unix.Stat(r.path, &repoSt); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
 	b := &backup{r: r, o: o, start: r.opts.Now(), began: time.Now(),
 		repoDev: repoSt.Dev, repoIno: repoSt.Ino, rootDev: rootSt.Dev,
-		skipMounts: ownMounts(),
+		skipMounts: mounts,
 		seen:       map[ID]struct{}{}, skipped: map[*Node]bool{},
 		hardlinks: map[[2]uint64]linkName{},
 	}
@@ -444,6 +452,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 	var tree ID
 	var items []Item
 	var stats Stats
+	var rootDir *RootDir
 	g.Go(func() error {
 		defer func() {
 			close(b.blobs)
@@ -462,6 +471,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 			}
 		}
 		stopAhead := b.startReadahead(ctx)
+		rootDir = statRootDir(b.o.Root)
 		root, werr := b.walkDir(ctx, b.o.Root, "", rootTree)
 		close(b.jobs)
 		stopAhead()
@@ -491,7 +501,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		BackupID:   b.r.newBackupID(b.o.Name, b.start),
 		CreatedUTC: b.start.UTC().Format(time.RFC3339),
 		Strategy:   strategy,
-		Source:     Source{Host: b.o.Host, Root: b.o.Root},
+		Source:     Source{Host: b.o.Host, Root: b.o.Root, RootDir: rootDir},
 		Includes:   b.o.Includes,
 		Excludes:   b.o.Excludes,
 		Tags:       b.o.Tags,
@@ -1270,6 +1280,16 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r 
 	n.Chunks = refs
 	copy(n.Hash[:], h.Sum(nil))
 	return size, nil
+}
+
+// statRootDir returns the attributes of the source root itself, read as
+// the walk starts; nil when it cannot be read (the walk then reports it).
+func statRootDir(root string) *RootDir {
+	var st unix.Stat_t
+	if err := unix.Lstat(root, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	return &RootDir{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
 }
 
 // chunkBufStart is the buffer a content-defined chunk is first read into:

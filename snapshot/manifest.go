@@ -53,6 +53,18 @@ type Manifest struct {
 type Source struct {
 	Host string `json:"host"`
 	Root string `json:"root"`
+	// RootDir is the source root directory's own attributes, which no item
+	// carries (items are relative to it); nil in manifests written before
+	// it was recorded.
+	RootDir *RootDir `json:"root_dir,omitempty"`
+}
+
+// RootDir holds a directory's permission bits, owner and mtime.
+type RootDir struct {
+	Mode  uint32 `json:"mode"` // permission and special bits (07777)
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	MTime int64  `json:"mtime_ns"`
 }
 
 // Stats are a backup's counters.

@@ -17,7 +17,7 @@ import (
 // overrides it).
 const mountMemoryLimit = 80 << 20
 
-var cmdMount = &command{name: "mount", usage: "[--allow-other] [--xattrs] [--cache-mb N] DIR",
+var cmdMount = &command{name: "mount", usage: "[--allow-other] [--xattrs] [--cache-mb N] [--debug] DIR",
 	summary: "mount every snapshot read-only through FUSE; owns the repository until Ctrl-C"}
 
 func init() {
@@ -58,7 +58,10 @@ func init() {
 		if err != nil {
 			return err
 		}
-		o := fusefs.Options{CacheBytes: int64(*cacheMB) << 20, Xattrs: *xattrs, AllowOther: *allowOther, Debug: *debugFUSE}
+		o := fusefs.Options{CacheBytes: int64(*cacheMB) << 20, Xattrs: *xattrs, AllowOther: *allowOther, Debug: *debugFUSE,
+			Damaged: func(snap, path string, err error) {
+				fmt.Fprintf(a.stderr, "snapforge mount: %s in snapshot %s is damaged (%v): it reads as an I/O error, other files stay readable; run `snapforge verify --read-data`\n", path, snap, err)
+			}}
 		sources := fusefs.Sources(ctx, r)
 		if prof != nil {
 			sources = append(sources, prof.Root)
@@ -101,7 +104,11 @@ func init() {
 		}
 		served := make(chan struct{})
 		go func() { m.Wait(); close(served) }()
-		own, err := startOwner(ctx, a, r)
+		// The owner serves until this process ends (the deferred Close), not
+		// until the Ctrl-C that unmounts: a lazily unmounted file system
+		// keeps the repository until its last open file closes, and
+		// meanwhile commands must still run, through us.
+		own, err := startOwner(context.WithoutCancel(ctx), a, r)
 		if err != nil {
 			if _, uerr := m.Unmount(); uerr == nil {
 				<-served
@@ -114,11 +121,17 @@ func init() {
 		if a.json {
 			a.printJSON(map[string]any{"mounted": m.Dir, "snapshots": n, "repository": r.Path()})
 		} else {
-			fmt.Fprintf(a.stdout, "mounted %d snapshots of %s at %s (read-only)\nbrowse %s/latest, or copy files out; press Ctrl-C to unmount\n",
-				n, r.Path(), m.Dir, m.Dir)
+			noun := "snapshots"
+			if n == 1 {
+				noun = "snapshot"
+			}
+			fmt.Fprintf(a.stdout, "mounted %d %s of %s at %s (read-only)\nbrowse %s/latest, or copy files out; press Ctrl-C to unmount\n",
+				n, noun, r.Path(), m.Dir, m.Dir)
 		}
+		// SIGHUP too: a closed terminal or a dropped ssh session must
+		// unmount cleanly, not leave a dead mount behind.
 		sigs := make(chan os.Signal, 2)
-		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 	wait:
 		for {
@@ -147,7 +160,7 @@ func init() {
 			return nil
 		}
 		r.Audit("unmount", map[string]any{"dir": m.Dir, "lazy": true}, "ok")
-		fmt.Fprintf(a.stderr, "snapforge mount: files under %s are still open, so it was unmounted lazily: the folder is gone, and open files stay readable until they are closed; snapforge exits then (press Ctrl-C again to stop now)\n", m.Dir)
+		fmt.Fprintf(a.stderr, "snapforge mount: files under %s are still open, so it was unmounted lazily: the folder is gone, and open files stay readable until they are closed; snapforge exits then, and until then commands on the repository still run through it (press Ctrl-C again to stop now)\n", m.Dir)
 		awaitServed(served, sigs)
 		return nil
 	}

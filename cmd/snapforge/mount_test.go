@@ -68,10 +68,41 @@ func newMountpoint(t *testing.T) string {
 // stopMount sends SIGINT and returns the result.
 func stopMount(t *testing.T, p *proc) cliResult {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+	return signalMount(t, p, syscall.SIGINT)
+}
+
+func signalMount(t *testing.T, p *proc, sig syscall.Signal) cliResult {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	return p.wait(t)
+}
+
+// TestMountHangup: SIGTERM and SIGHUP (a supervisor stopping it, a closed
+// terminal or dropped ssh session) unmount as cleanly as Ctrl-C: no dead
+// mount, no socket left, the unmount in the audit trail.
+func TestMountHangup(t *testing.T) {
+	fusetest.RequireFUSE(t)
+	r := newRepo(t)
+	r.ok("backup", mountSource(t))
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		mnt := newMountpoint(t)
+		p := startMount(t, cliOpts{}, r.dir, mnt)
+		res := signalMount(t, p, sig)
+		if res.code != exitOK || res.signal != 0 || !strings.Contains(res.stderr, "unmounted") {
+			t.Fatalf("%v: %v", sig, res)
+		}
+		if fusetest.Mounted(mnt) {
+			t.Errorf("%v: still mounted", sig)
+		}
+		if _, err := os.Stat(filepath.Join(r.dir, "run", "owner.sock")); !os.IsNotExist(err) {
+			t.Errorf("%v: owner socket left behind: %v", sig, err)
+		}
+	}
+	if audit := r.ok("audit"); strings.Count(audit.stdout, "unmount") != 2 {
+		t.Errorf("want 2 unmount events in the audit trail:\n%s", audit.stdout)
+	}
 }
 
 func mountSource(t *testing.T) string {
@@ -148,6 +179,15 @@ func TestMountCommand(t *testing.T) {
 		t.Errorf("a backup of the mount's parent walked into the mount: %v", ls)
 	}
 
+	// Nor is a backup of the mount, or of a folder in it, taken: refused,
+	// saying why (through the owner, as every backup while mounted).
+	for _, p := range []string{mnt, filepath.Join(mnt, "by-id", first.BackupID, "data")} {
+		res := r.run("backup", p)
+		if res.code != exitError || !strings.Contains(res.stderr, "is inside the snapforge mount at "+mnt) {
+			t.Errorf("backup of %s: %v, want it refused naming the mount", p, res)
+		}
+	}
+
 	res := stopMount(t, p)
 	if res.code != exitOK || !strings.Contains(res.stderr, "unmounted") {
 		t.Fatalf("Ctrl-C: %v", res)
@@ -191,7 +231,8 @@ func TestMountKilled(t *testing.T) {
 }
 
 // TestMountBusy: Ctrl-C while a file is open unmounts lazily and says so;
-// the open file stays readable and the process ends once it is closed.
+// the open file stays readable, commands still run through the process,
+// and it ends once the file is closed.
 func TestMountBusy(t *testing.T) {
 	fusetest.RequireFUSE(t)
 	r := newRepo(t)
@@ -219,6 +260,14 @@ func TestMountBusy(t *testing.T) {
 	}
 	if p.exited() {
 		t.Fatalf("the mount exited while a file was open: %v", p.wait(t))
+	}
+	// Meanwhile the repository is not locked away: commands, a backup too,
+	// run through the process that still owns it.
+	if res := r.run("snapshots"); res.code != exitOK || strings.Contains(res.stderr, "in use by") {
+		t.Errorf("snapshots while lazily unmounted: %v", res)
+	}
+	if res := r.run("backup", mountSource(t)); res.code != exitOK {
+		t.Errorf("backup while lazily unmounted: %v", res)
 	}
 	f.Close()
 	select {

@@ -15,10 +15,12 @@
 // a big-endian uint32 payload length, the payload (at most 1 MiB).
 //
 //	client → owner  'Q' request: JSON ownerRequest, first and once:
-//	                    {"version":1, "args":["ls","latest","etc"],
-//	                     "cwd":"/home/me", "json":false, "tty":true, "pid":4242}
-//	                    args are the command line without the global flags;
-//	                    cwd resolves relative path arguments; json is --json;
+//	                    {"version":2, "args":["bHM=","bGF0ZXN0","ZXRj"],
+//	                     "cwd":"L2hvbWUvbWU=", "json":false, "tty":true, "pid":4242}
+//	                    args are the command line without the global flags
+//	                    (here ls latest etc), and cwd resolves relative path
+//	                    arguments, both as bytes in base64: a path need not
+//	                    be UTF-8, which a JSON string cannot carry; json is --json;
 //	                    tty says the client's stderr is a terminal (progress
 //	                    is drawn then); pid is for messages.
 //	client → owner  'C' cancel (empty): the user pressed Ctrl-C or sent
@@ -79,9 +81,14 @@ import (
 	"snapforge/snapshot/audit"
 )
 
+// termWait is how long a client that got SIGTERM waits for the owner to
+// report the cancelled command before it stops waiting.
+const termWait = 5 * time.Second
+
 // ownerProtocol is the version of the protocol above; bump it on any
-// incompatible change.
-const ownerProtocol = 1
+// incompatible change. 2: args and cwd as bytes (1 sent JSON strings, in
+// which a name that is not UTF-8 lost its bytes).
+const ownerProtocol = 2
 
 // Frame kinds.
 const (
@@ -117,8 +124,8 @@ func writesRepository(c *command, args []string) bool {
 // ownerRequest is the 'Q' frame.
 type ownerRequest struct {
 	Version int      `json:"version"`
-	Args    []string `json:"args"`
-	Cwd     string   `json:"cwd"`
+	Args    [][]byte `json:"args"`
+	Cwd     []byte   `json:"cwd"`
 	JSON    bool     `json:"json"`
 	TTY     bool     `json:"tty"`
 	PID     int      `json:"pid"`
@@ -421,8 +428,19 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	}
 	var req ownerRequest
 	if kind != frameRequest || json.Unmarshal(p, &req) != nil {
+		var v struct {
+			Version int `json:"version"`
+		}
+		if kind == frameRequest && json.Unmarshal(p, &v) == nil && v.Version != ownerProtocol {
+			refuse("the process that owns this repository (pid %d) speaks owner protocol %d and this snapforge %d; use the same snapforge version for both, or stop that process", os.Getpid(), ownerProtocol, v.Version)
+			return
+		}
 		refuse("the process that owns this repository (pid %d) did not understand the request; use the same snapforge version for both", os.Getpid())
 		return
+	}
+	args := make([]string, len(req.Args))
+	for i, b := range req.Args {
+		args[i] = string(b)
 	}
 	if uid, err := peerUID(c); err != nil || (uid != uint32(os.Geteuid()) && uid != 0) {
 		who := "an unknown user"
@@ -437,11 +455,11 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 		return
 	}
 	var cmd *command
-	if len(req.Args) > 0 && ownerServes[req.Args[0]] {
-		cmd = findCommand(req.Args[0])
+	if len(args) > 0 && ownerServes[args[0]] {
+		cmd = findCommand(args[0])
 	}
 	if cmd == nil {
-		refuse("the process that owns this repository (pid %d) does not run %q for clients", os.Getpid(), strings.Join(req.Args, " "))
+		refuse("the process that owns this repository (pid %d) does not run %q for clients", os.Getpid(), strings.Join(args, " "))
 		return
 	}
 
@@ -465,8 +483,8 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	}()
 
 	a := &app{stdout: frameWriter{fc, frameStdout}, stderr: frameWriter{fc, frameStderr},
-		repo: s.repo.Path(), json: req.JSON, tty: req.TTY, cwd: req.Cwd, shared: s.repo}
-	err = s.run(ctx, a, cmd, req.Args[1:], req.PID)
+		repo: s.repo.Path(), json: req.JSON, tty: req.TTY, cwd: string(req.Cwd), shared: s.repo}
+	err = s.run(ctx, a, cmd, args[1:], req.PID)
 	if errors.Is(err, context.Canceled) && s.ctx.Err() != nil {
 		fmt.Fprintf(a.stderr, "snapforge %s: the process that owns the repository (pid %d) is stopping\n", cmd.name, os.Getpid())
 	}
@@ -604,6 +622,15 @@ func (a *app) forward(ctx context.Context, c *command, args []string) (code int,
 	if err != nil {
 		return 0, false
 	}
+	// The first Ctrl-C (ctx) cancels the command in the owner, which then
+	// reports as usual; a second one stops waiting for it. SIGTERM, which a
+	// supervisor or `timeout` sends once, cancels too, and stops waiting
+	// after termWait: an owner that does not answer (stopped, hung) must
+	// not keep its client from ending. Signals are watched from before the
+	// request is sent, so none can slip between.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	conn, err := dialOwner(repo)
 	if err != nil {
 		if ownerAbsent(err) {
@@ -613,34 +640,47 @@ func (a *app) forward(ctx context.Context, c *command, args []string) (code int,
 		return exitError, true
 	}
 	defer conn.Close()
-	req, _ := json.Marshal(ownerRequest{Version: ownerProtocol, Args: append([]string{c.name}, args...),
-		Cwd: a.cwd, JSON: a.json, TTY: a.tty, PID: os.Getpid()})
+	wire := [][]byte{[]byte(c.name)}
+	for _, arg := range args {
+		wire = append(wire, []byte(arg))
+	}
+	req, _ := json.Marshal(ownerRequest{Version: ownerProtocol, Args: wire,
+		Cwd: []byte(a.cwd), JSON: a.json, TTY: a.tty, PID: os.Getpid()})
+	if ctx.Err() != nil { // interrupted before it was sent: nothing ran
+		fmt.Fprintf(a.stderr, "snapforge %s: interrupted before the command started; nothing was done\n", c.name)
+		return exitError, true
+	}
 	if err := writeFrame(conn, frameRequest, req); err != nil {
 		return 0, false // the owner is going away and has run nothing: run here
 	}
 
-	// The first Ctrl-C (ctx) cancels the command in the owner, which then
-	// reports as usual; a second one stops waiting for it.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	var gaveUp atomic.Bool
 	done := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
 		ctxDone, signals := ctx.Done(), 0
+		var deadline <-chan time.Time
+		giveUp := func() {
+			gaveUp.Store(true)
+			conn.Close()
+		}
 		for {
 			select {
 			case <-ctxDone:
 				ctxDone = nil
 				writeFrame(conn, frameCancel, nil)
-			case <-sigs:
+			case sig := <-sigs:
 				if signals++; signals == 2 {
-					gaveUp.Store(true)
-					conn.Close()
+					giveUp()
 					return
 				}
+				if sig == syscall.SIGTERM && deadline == nil {
+					deadline = time.After(termWait)
+				}
+			case <-deadline:
+				giveUp()
+				return
 			case <-done:
 				return
 			}

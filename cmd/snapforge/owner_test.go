@@ -186,6 +186,8 @@ func TestOwnerOutputMatchesLocal(t *testing.T) {
 	repo := initRepo(t)
 	src := filepath.Join(t.TempDir(), "src")
 	smallTree(t, src)
+	// A name that is not UTF-8 must reach the owner byte for byte.
+	indextest.WriteFile(t, filepath.Join(src, "bad\xff\xfename.txt"), []byte("not utf-8\n"))
 	clientOK(t, repo, "backup", src)
 	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("alpha, changed\n"))
 	indextest.WriteFile(t, filepath.Join(src, "docs/new.txt"), []byte("new\n"))
@@ -206,6 +208,7 @@ func TestOwnerOutputMatchesLocal(t *testing.T) {
 		{0, []string{"ls", "--json", ids[0], "docs"}},
 		{0, []string{"cat", "latest", "docs/big.bin"}},
 		{0, []string{"cat", "latest", "link"}},
+		{0, []string{"cat", "latest", "bad\xff\xfename.txt"}},
 		{0, []string{"manifest", ids[0]}},
 		{0, []string{"diff", ids[0], ids[1]}},
 		{0, []string{"diff", "--json", ids[0], ids[1]}},
@@ -446,7 +449,7 @@ func TestOwnerCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := json.Marshal(ownerRequest{Version: ownerProtocol, Args: []string{"restore", "latest", "--target", dropped}, Cwd: "/", TTY: true, PID: os.Getpid()})
+	req, _ := json.Marshal(ownerRequest{Version: ownerProtocol, Args: wireArgs("restore", "latest", "--target", dropped), Cwd: []byte("/"), TTY: true, PID: os.Getpid()})
 	if err := writeFrame(conn, frameRequest, req); err != nil {
 		t.Fatal(err)
 	}
@@ -829,10 +832,12 @@ func TestOwnerRefusals(t *testing.T) {
 		payload []byte
 		want    string
 	}{
-		{frameRequest, req(ownerRequest{Version: ownerProtocol + 1, Args: []string{"snapshots"}, Cwd: "/"}), "speaks owner protocol 1 and this snapforge 2"},
-		{frameRequest, req(ownerRequest{Version: ownerProtocol, Args: []string{"init"}, Cwd: "/"}), `does not run "init" for clients`},
-		{frameRequest, req(ownerRequest{Version: ownerProtocol, Args: []string{"repair", "index"}, Cwd: "/"}), `does not run "repair index"`},
-		{frameRequest, req(ownerRequest{Version: ownerProtocol, Cwd: "/"}), `does not run ""`},
+		{frameRequest, req(ownerRequest{Version: ownerProtocol + 1, Args: wireArgs("snapshots"), Cwd: []byte("/")}), "speaks owner protocol 2 and this snapforge 3"},
+		// protocol 1 sent args as JSON strings
+		{frameRequest, []byte(`{"version":1,"args":["snapshots"],"cwd":"/","json":false,"tty":false,"pid":1}`), "speaks owner protocol 2 and this snapforge 1"},
+		{frameRequest, req(ownerRequest{Version: ownerProtocol, Args: wireArgs("init"), Cwd: []byte("/")}), `does not run "init" for clients`},
+		{frameRequest, req(ownerRequest{Version: ownerProtocol, Args: wireArgs("repair", "index"), Cwd: []byte("/")}), `does not run "repair index"`},
+		{frameRequest, req(ownerRequest{Version: ownerProtocol, Cwd: []byte("/")}), `does not run ""`},
 		{frameRequest, []byte("{not json"), "did not understand the request"},
 		{frameCancel, nil, "did not understand the request"},
 	} {
@@ -843,9 +848,69 @@ func TestOwnerRefusals(t *testing.T) {
 	}
 	// A relative path from a client whose working directory is unknown is
 	// refused, not resolved against the owner's.
-	stderr, code := rawRequest(t, repo, frameRequest, req(ownerRequest{Version: ownerProtocol, Args: []string{"backup", "src"}}))
+	stderr, code := rawRequest(t, repo, frameRequest, req(ownerRequest{Version: ownerProtocol, Args: wireArgs("backup", "src")}))
 	if code != exitError || !strings.Contains(stderr, `cannot resolve the relative path "src"`) {
 		t.Errorf("relative path without a working directory: exit %d, %q", code, stderr)
 	}
 	clientOK(t, repo, "snapshots")
+}
+
+// wireArgs is a command line as a request carries it.
+func wireArgs(args ...string) [][]byte {
+	var w [][]byte
+	for _, a := range args {
+		w = append(w, []byte(a))
+	}
+	return w
+}
+
+// TestOwnerHungClientTerm: an owner that takes a request and never answers
+// (stopped with SIGSTOP, hung) does not hold its client forever: SIGTERM,
+// as `timeout` or a supervisor sends it once, cancels and then, after
+// termWait, stops waiting with exit 1 and says so.
+func TestOwnerHungClientTerm(t *testing.T) {
+	t.Parallel()
+	repo := initRepo(t)
+	l, err := net.Listen("unix", ownerSocket(repo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		var buf []byte
+		if kind, _, err := readFrame(c, &buf); err == nil && kind == frameRequest {
+			got <- c // the request is in: now never answer
+		}
+	}()
+	p := startCLI(t, cliOpts{}, "--repo", repo, "snapshots")
+	var c net.Conn
+	select {
+	case c = <-got:
+		defer c.Close()
+	case <-time.After(time.Minute):
+		p.cmd.Process.Kill()
+		t.Fatalf("the client never sent its request: %v", p.wait(t))
+	}
+	sent := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	res := p.wait(t)
+	if res.code != exitError || res.signal != 0 || !strings.Contains(res.stderr, "stopped waiting for the process that owns the repository") {
+		t.Fatalf("client of a hung owner after SIGTERM: %v", res)
+	}
+	if waited := time.Since(sent); waited < termWait {
+		t.Errorf("the client stopped waiting after %v, before termWait (%v)", waited, termWait)
+	}
+	// It asked the owner to cancel first.
+	var buf []byte
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if kind, _, err := readFrame(c, &buf); err != nil || kind != frameCancel {
+		t.Errorf("the client sent %q (%v), want a cancel frame", kind, err)
+	}
 }
