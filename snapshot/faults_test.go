@@ -14,11 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -964,6 +966,41 @@ func TestFaultsG3SecondOpenIsRefused(t *testing.T) {
 	if list, err := r2.Snapshots(ctx); err != nil || len(list) != 0 {
 		t.Fatalf("after the holder closed: %+v, %v", list, err)
 	}
+}
+
+// Root opening another user's repository is refused before anything is
+// written there: what root would create (index logs, audit, lock) that user
+// could not open again.
+func TestRootRefusesAnotherUsersRepository(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the refusal is root's")
+	}
+	r, repo := indextest.NewRepo(t)
+	r.Close()
+	var before []string
+	filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error {
+		before = append(before, p)
+		return os.Lchown(p, 65534, 65534)
+	})
+	_, err := snapshot.Open(t.Context(), repo, indextest.Options())
+	if err == nil || !strings.Contains(err.Error(), "belongs to") || !strings.Contains(err.Error(), "uid 65534") || !strings.Contains(err.Error(), "run snapforge as that user") {
+		t.Fatalf("root opening a repository of uid 65534: %v, want a refusal naming the owner and what to do", err)
+	}
+	var after []string
+	filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err == nil && st.Uid == 0 {
+			t.Errorf("%s owned by root after the refused open", p)
+		}
+		after = append(after, p)
+		return nil
+	})
+	if !slices.Equal(before, after) {
+		t.Errorf("the refused open changed the repository's files: %d before, %d after", len(before), len(after))
+	}
+	// Back to root's: it opens.
+	filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error { return os.Lchown(p, 0, 0) })
+	indextest.OpenRepo(t, repo).Close()
 }
 
 // ---- B. Crashes and kills ----

@@ -10,12 +10,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot/audit"
 	"snapforge/snapshot/chunker"
@@ -288,6 +290,9 @@ func Open(ctx context.Context, path string, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRepoOwner(abs); err != nil {
+		return nil, err
+	}
 	lock, err := acquireLock(filepath.Join(abs, "locks"), o.Command)
 	if err != nil {
 		return nil, err
@@ -312,6 +317,35 @@ func Open(ctx context.Context, path string, opts Options) (*Repo, error) {
 	}
 	r.recoverAuditEvent()
 	return r, nil
+}
+
+// checkRepoOwner refuses root a repository that another user owns: every
+// open writes to it (the index's log files, the audit trail, the lock), and
+// what root creates there that user could no longer open; the user's next
+// command would fail on a permission error in the index. Root runs
+// snapforge on such a repository as its owner instead (or through that
+// user's mount, whose owner process serves root as well).
+func checkRepoOwner(repo string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(repo, &st); err != nil || st.Uid == 0 {
+		return nil
+	}
+	who := fmt.Sprintf("uid %d", st.Uid)
+	if u, err := user.LookupId(fmt.Sprint(st.Uid)); err == nil {
+		who = fmt.Sprintf("%s (uid %d)", u.Username, st.Uid)
+	}
+	return fmt.Errorf("repository %s belongs to %s; run snapforge as that user (for example `sudo -u %s snapforge …`): as root it would leave files there that %s could not open", repo, who, userArg(st.Uid), who)
+}
+
+// userArg names uid for sudo -u.
+func userArg(uid uint32) string {
+	if u, err := user.LookupId(fmt.Sprint(uid)); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("'#%d'", uid)
 }
 
 func (r *Repo) openIndex(ctx context.Context) error {

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1065,7 +1066,16 @@ func TestBackupUnreadableFile(t *testing.T) {
 		t.Errorf("text backup output does not name the unreadable file: %v", res)
 	}
 
-	// From here on as ourselves (root may read the other user's repository).
+	if os.Geteuid() == 0 {
+		// Root does not open another user's repository: it would leave
+		// files there (index logs, audit) that user could not open.
+		res := expectCode(t, runCLI(t, cliOpts{}, "--repo", repo, "snapshots"), exitError)
+		if !strings.Contains(res.stderr, "belongs to nobody (uid 65534); run snapforge as that user") {
+			t.Errorf("root on nobody's repository: %v, want a refusal naming the owner", res)
+		}
+		// Root takes the repository over, and reads on as itself.
+		filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error { return os.Lchown(p, 0, 0) })
+	}
 	r := &repoCLI{t: t, dir: repo}
 	rows := r.snapshots()
 	if len(rows) != 2 || !rows[0].Partial || !rows[1].Partial || rows[0].Files != 2 {

@@ -95,6 +95,13 @@ func init() {
 			default:
 			}
 		})
+		// SIGHUP too: a closed terminal or a dropped ssh session must
+		// unmount cleanly, not leave a dead mount behind. Watched from
+		// before the mount exists, so that none arrives unhandled (SIGHUP's
+		// default ends the process).
+		sigs := make(chan os.Signal, 2)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Stop(sigs)
 		m, err := fusefs.Start(ctx, f, pos[0])
 		if err != nil {
 			if os.Geteuid() != 0 {
@@ -128,11 +135,6 @@ func init() {
 			fmt.Fprintf(a.stdout, "mounted %d %s of %s at %s (read-only)\nbrowse %s/latest, or copy files out; press Ctrl-C to unmount\n",
 				n, noun, r.Path(), m.Dir, m.Dir)
 		}
-		// SIGHUP too: a closed terminal or a dropped ssh session must
-		// unmount cleanly, not leave a dead mount behind.
-		sigs := make(chan os.Signal, 2)
-		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-		defer signal.Stop(sigs)
 	wait:
 		for {
 			select {
