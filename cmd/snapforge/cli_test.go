@@ -651,6 +651,19 @@ func TestCLIContract(t *testing.T) {
 	if plan.BackupID != s1.BackupID || !slices.Equal(planFiles, []string{"docs/notes.md", "docs/readme.txt"}) || plan.Bytes != int64(len(readme)+len(notes)) {
 		t.Errorf("restore --dry-run --json --include docs/**: %+v", plan)
 	}
+	// A pattern that matches nothing (a typo) is an error, not an empty
+	// restore that succeeds; nothing is written.
+	typo := filepath.Join(t.TempDir(), "typo")
+	for _, extra := range [][]string{nil, {"--dry-run"}} {
+		args := append([]string{"restore", s1.BackupID, "--target", typo, "--include", "docs/**", "--include", "dosc/**"}, extra...)
+		res := expectCode(t, r.run(args...), exitError)
+		if !strings.Contains(res.stderr, `--include "dosc/**" matches nothing in snapshot `+s1.BackupID) || strings.Contains(res.stderr, `"docs/**"`) {
+			t.Errorf("restore with a pattern matching nothing: %v", res)
+		}
+		if _, err := os.Lstat(typo); !os.IsNotExist(err) {
+			t.Errorf("restore with a pattern matching nothing created its target (%v)", err)
+		}
+	}
 
 	// audit: every operation is there; the chain verifies.
 	var evs []struct {
@@ -786,6 +799,15 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		if !strings.Contains(res.stdout, "usage: snapforge [--repo DIR] [--json] "+c.name) {
 			t.Errorf("%v: no usage on stdout: %v", args, res)
 		}
+		// Flags are listed as the usage line spells them.
+		for _, line := range strings.Split(res.stdout, "\n") {
+			if strings.HasPrefix(line, "  -") && !strings.HasPrefix(line, "  --") {
+				t.Errorf("%v: flag listed with one dash: %q", args, line)
+			}
+		}
+	}
+	if res := runCLI(t, cliOpts{}, "mount", "--help"); !strings.Contains(res.stdout, "\n  --allow-other\n") || !strings.Contains(res.stdout, "\n  --cache-mb int\n") {
+		t.Errorf("mount --help does not list --allow-other and --cache-mb: %v", res)
 	}
 	if rows := r.snapshots(); len(rows) != 0 {
 		t.Fatalf("--help ran a command: %v", rows)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -542,6 +543,7 @@ func init() {
 		if *inPlace {
 			return a.restoreInPlace(ctx, r, m, prof, inPlaceFlags{target: *target, scopes: scopes, includes: includes, keepExtra: *keepExtra, special: *special, dry: *dry, noSmoke: *noSmoke})
 		}
+		userIncludes := len(includes) // those given with --include; the units' paths follow
 		for _, sc := range scopes {
 			for _, u := range strings.Split(sc, ",") {
 				if u == "full" || u == "" {
@@ -558,6 +560,9 @@ func init() {
 					includes = append(includes, "/"+strings.Trim(p, "/"))
 				}
 			}
+		}
+		if err := unmatchedIncludes(m, includes[:userIncludes]); err != nil {
+			return err
 		}
 		if *dry {
 			return a.restorePlan(ctx, r, m, includes)
@@ -588,6 +593,28 @@ func init() {
 		}
 		return err
 	}
+}
+
+// unmatchedIncludes refuses --include patterns that match nothing in m: a
+// mistyped pattern would otherwise "restore" nothing and succeed.
+func unmatchedIncludes(m *snapshot.Manifest, patterns []string) error {
+	var none []string
+	for _, p := range patterns {
+		found := false
+		for _, it := range m.Items {
+			if snapshot.Included([]string{p}, it.RawPath()) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			none = append(none, strconv.Quote(p))
+		}
+	}
+	if len(none) == 0 {
+		return nil
+	}
+	return fmt.Errorf("--include %s matches nothing in snapshot %s; nothing was restored (see what it holds with `snapforge ls %s`)", strings.Join(none, ", "), m.BackupID, m.BackupID)
 }
 
 func (a *app) restorePlan(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, includes []string) error {
