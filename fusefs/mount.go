@@ -87,7 +87,7 @@ func PrepareMountpoint(dir, repo string, sources []string) (note string, err err
 	case err != nil:
 		return note, &MountpointError{abs, err.Error()}
 	case !fi.IsDir():
-		return note, &MountpointError{abs, "is not a directory"}
+		return note, &MountpointError{abs, "is not a directory; mount on an empty directory (for example mkdir -p ~/Backups)"}
 	}
 	real, err := filepath.EvalSymlinks(abs)
 	if err != nil {

@@ -24,6 +24,9 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
+	if strings.Contains(e.Holder, "snapforge mount") {
+		return fmt.Sprintf("repository in use by %s (lock %s): unmount it first (Ctrl-C where it runs), then try again", e.Holder, e.Path)
+	}
 	return fmt.Sprintf("repository in use by %s (lock %s): wait for it to finish or stop it", e.Holder, e.Path)
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"snapforge/fusefs"
@@ -105,7 +106,7 @@ func init() {
 		m, err := fusefs.Start(ctx, f, pos[0])
 		if err != nil {
 			if os.Geteuid() != 0 {
-				return fmt.Errorf("%w: this user could not mount; a normal user mounts through fusermount3 (Debian's fuse3, installed setuid root), which must be able to open /dev/fuse; or run snapforge mount as root", err)
+				return fmt.Errorf("%s: this user could not mount; a normal user mounts through fusermount3 (Debian's fuse3, installed setuid root), which must be able to open /dev/fuse; or run snapforge mount as root", strings.TrimSpace(err.Error()))
 			}
 			return err
 		}

@@ -635,8 +635,8 @@ func TestOwnerHoldsTheLock(t *testing.T) {
 		t.Fatalf("second open while owned: %v", err)
 	}
 	res := expectCode(t, clientRun(t, context.Background(), repo, "/", "repair", "index"), exitError)
-	if !strings.Contains(res.stderr, fmt.Sprintf("repository in use by pid %d (snapforge mount)", os.Getpid())) {
-		t.Errorf("repair while owned: %v", res)
+	if !strings.Contains(res.stderr, fmt.Sprintf("repository in use by pid %d (snapforge mount)", os.Getpid())) || !strings.Contains(res.stderr, "unmount it first (Ctrl-C where it runs)") {
+		t.Errorf("repair while owned: %v, want the mount named and how to stop it", res)
 	}
 	// audit acknowledge cannot work while the owner keeps the trail open, and says so.
 	res = expectCode(t, clientRun(t, context.Background(), repo, "/", "audit", "acknowledge"), exitError)
