@@ -134,7 +134,7 @@ func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
 	}
 	f := &FS{repo: repo, opts: o, cr: cr, chunks: newChunkCache(cr, chunkBytes), inos: newInoTable(),
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: time.Now(),
-		hole: snapshot.Hash(make([]byte, repo.Config().Chunker.Max))}
+		hole: repo.HoleID()}
 	f.life = f.chunks.life
 	f.root = &rootNode{}
 	f.root.f, f.root.ino = f, 1

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"snapforge/index/indextest"
 	"snapforge/snapshot"
@@ -664,6 +665,24 @@ func TestDecodedBudget(t *testing.T) {
 		}
 		if f.chunks.max != want {
 			t.Errorf("budget %d: chunk cache %d, want %d", c.budget, f.chunks.max, want)
+		}
+	}
+}
+
+// TestAccess: without --allow-other the kernel asks the file system for
+// access(2) and before a chdir; the mount's owner may read and enter
+// anything, whatever mode and owner were stored, and nobody may write.
+func TestAccess(t *testing.T) {
+	n := &node{}
+	for _, c := range []struct {
+		mask uint32
+		want syscall.Errno
+	}{
+		{unix.R_OK, 0}, {unix.X_OK, 0}, {unix.R_OK | unix.X_OK, 0}, {unix.F_OK, 0},
+		{unix.W_OK, syscall.EROFS}, {unix.R_OK | unix.W_OK, syscall.EROFS},
+	} {
+		if got := n.Access(context.Background(), c.mask); got != c.want {
+			t.Errorf("access mask %#o: %v, want %v", c.mask, got, c.want)
 		}
 	}
 }

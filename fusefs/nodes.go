@@ -10,6 +10,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot"
 )
@@ -37,6 +38,22 @@ type node struct {
 	fs.Inode
 	f   *FS
 	ino uint64
+}
+
+var _ = (fs.NodeAccesser)((*node)(nil))
+
+// Access answers access(2), and the kernel's check before a chdir, which
+// it asks of the file system only without default_permissions: without
+// --allow-other, when nobody but the mount's owner reaches the mount. The
+// owner may read and enter everything, whatever owner and mode were
+// stored (they hold the repository the bytes come from: a snapshot of
+// another uid's 0700 folder, mounted from a copy of the repository, must
+// not be shut to them). Nothing may be written.
+func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
+	if mask&unix.W_OK != 0 {
+		return syscall.EROFS
+	}
+	return 0
 }
 
 var _ = (fs.NodeOnForgetter)((*node)(nil))

@@ -167,6 +167,7 @@ type backup struct {
 
 	repoDev, repoIno uint64
 	rootDev          uint64
+	rootDir          RootDir // the source root's own attributes, as the backup started
 	skipMounts       map[string]bool
 
 	jobs  chan *fileJob
@@ -186,8 +187,6 @@ type backup struct {
 	newBytes atomic.Int64
 	ahead    chan aheadFile // small files for the readahead workers (readahead.go)
 
-	zeroOnce sync.Once
-	zeroMax  ID // id of a chunk of Max zero bytes
 }
 
 // blobJob and packJob carry a new blob to the compressors and the pack
@@ -305,6 +304,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 	}
 	b := &backup{r: r, o: o, start: r.opts.Now(), began: time.Now(),
 		repoDev: repoSt.Dev, repoIno: repoSt.Ino, rootDev: rootSt.Dev,
+		rootDir:    RootDir{Mode: rootSt.Mode & 0o7777, UID: rootSt.Uid, GID: rootSt.Gid, MTime: rootSt.Mtim.Nano()},
 		skipMounts: mounts,
 		seen:       map[ID]struct{}{}, skipped: map[*Node]bool{},
 		hardlinks: map[[2]uint64]linkName{},
@@ -452,7 +452,6 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 	var tree ID
 	var items []Item
 	var stats Stats
-	var rootDir *RootDir
 	g.Go(func() error {
 		defer func() {
 			close(b.blobs)
@@ -471,7 +470,6 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 			}
 		}
 		stopAhead := b.startReadahead(ctx)
-		rootDir = statRootDir(b.o.Root)
 		root, werr := b.walkDir(ctx, b.o.Root, "", rootTree)
 		close(b.jobs)
 		stopAhead()
@@ -501,7 +499,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		BackupID:   b.r.newBackupID(b.o.Name, b.start),
 		CreatedUTC: b.start.UTC().Format(time.RFC3339),
 		Strategy:   strategy,
-		Source:     Source{Host: b.o.Host, Root: b.o.Root, RootDir: rootDir},
+		Source:     Source{Host: b.o.Host, Root: b.o.Root, RootDir: &b.rootDir},
 		Includes:   b.o.Includes,
 		Excludes:   b.o.Excludes,
 		Tags:       b.o.Tags,
@@ -549,17 +547,25 @@ func within(p, dir string) bool {
 
 // ownMounts lists snapforge FUSE mount points (never walked).
 func ownMounts() map[string]bool {
-	out := map[string]bool{}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return out
+		return map[string]bool{}
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return parseOwnMounts(f)
+}
+
+// parseOwnMounts reads mountinfo lines and returns the snapforge mounts'
+// points: ours by type (fuse.snapforge) or by source (snapforge:REPO), not
+// anything else with "snapforge" in its name (an LVM volume, an NFS export).
+func parseOwnMounts(r io.Reader) map[string]bool {
+	out := map[string]bool{}
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		for i, fld := range fields {
-			if fld == "-" && i+2 < len(fields) && strings.Contains(fields[i+2], "snapforge") && len(fields) > 4 {
+			if fld == "-" && i+2 < len(fields) && len(fields) > 4 &&
+				(fields[i+1] == "fuse.snapforge" || strings.HasPrefix(fields[i+2], "snapforge:")) {
 				out[unescapeMount(fields[4])] = true
 			}
 		}
@@ -1282,16 +1288,6 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r 
 	return size, nil
 }
 
-// statRootDir returns the attributes of the source root itself, read as
-// the walk starts; nil when it cannot be read (the walk then reports it).
-func statRootDir(root string) *RootDir {
-	var st unix.Stat_t
-	if err := unix.Lstat(root, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return nil
-	}
-	return &RootDir{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
-}
-
 // chunkBufStart is the buffer a content-defined chunk is first read into:
 // room for most chunks of a large file (they cluster around Avg), so few
 // grow, and no more than a small file needs. A chunk that outgrows it is
@@ -1304,8 +1300,7 @@ func chunkBufStart(p chunker.Params, sizeHint int64) int {
 // are common and all share one precomputed id.
 func (b *backup) chunkID(data []byte) ID {
 	if len(data) == b.r.cfg.Chunker.Max && data[0] == 0 && data[len(data)-1] == 0 && allZero(data) {
-		b.zeroOnce.Do(func() { b.zeroMax = Hash(make([]byte, len(data))) })
-		return b.zeroMax
+		return b.r.HoleID()
 	}
 	return Hash(data)
 }

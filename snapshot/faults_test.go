@@ -968,39 +968,60 @@ func TestFaultsG3SecondOpenIsRefused(t *testing.T) {
 	}
 }
 
-// Root opening another user's repository is refused before anything is
-// written there: what root would create (index logs, audit, lock) that user
-// could not open again.
-func TestRootRefusesAnotherUsersRepository(t *testing.T) {
+// Root working in another user's repository hands what it created there to
+// that user when it closes it (index logs, audit, lock, packs, manifests):
+// the user's next open works. A root run killed midway is mended by the
+// next open as root.
+func TestRootGivesBackAnotherUsersRepository(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: the refusal is root's")
+		t.Skip("needs root: handing files to another user is root's")
 	}
 	r, repo := indextest.NewRepo(t)
 	r.Close()
-	var before []string
-	filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error {
-		before = append(before, p)
-		return os.Lchown(p, 65534, 65534)
-	})
-	_, err := snapshot.Open(t.Context(), repo, indextest.Options())
-	if err == nil || !strings.Contains(err.Error(), "belongs to") || !strings.Contains(err.Error(), "uid 65534") || !strings.Contains(err.Error(), "run snapforge as that user") {
-		t.Fatalf("root opening a repository of uid 65534: %v, want a refusal naming the owner and what to do", err)
+	chownAll := func(uid int) {
+		filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error { return os.Lchown(p, uid, uid) })
 	}
-	var after []string
-	filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error {
-		var st syscall.Stat_t
-		if err := syscall.Lstat(p, &st); err == nil && st.Uid == 0 {
-			t.Errorf("%s owned by root after the refused open", p)
-		}
-		after = append(after, p)
-		return nil
-	})
-	if !slices.Equal(before, after) {
-		t.Errorf("the refused open changed the repository's files: %d before, %d after", len(before), len(after))
+	rootOwned := func() []string {
+		var out []string
+		filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error {
+			var st syscall.Stat_t
+			if err == nil && syscall.Lstat(p, &st) == nil && st.Uid == 0 {
+				out = append(out, p)
+			}
+			return nil
+		})
+		return out
 	}
-	// Back to root's: it opens.
-	filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error { return os.Lchown(p, 0, 0) })
+	chownAll(65534)
+	src := fltSource(t, map[string][]byte{"a.txt": fltText(3, 20<<10), "b.bin": indextest.RandomBytes(4, 300<<10)})
+	r = indextest.OpenRepo(t, repo)
+	m := fltBackup(t, r, src)
+	if got := rootOwned(); len(got) == 0 {
+		t.Fatal("nothing root-owned while root works in the repository: the test no longer checks the hand-back")
+	}
+	r.Close()
+	if got := rootOwned(); len(got) != 0 {
+		t.Fatalf("root-owned after root closed another user's repository: %q", got)
+	}
+	// Killed midway: root's files stay root's until the next open as root.
+	leftover := filepath.Join(repo, "tmp", "left-by-a-killed-root-run")
+	indextest.WriteFile(t, leftover, []byte("x"))
+	r = indextest.OpenRepo(t, repo)
+	if got := rootOwned(); slices.Contains(got, leftover) {
+		t.Errorf("a root-owned leftover not handed back at open: %q", got)
+	}
+	fltVerifyOK(t, r, m.BackupID)
+	r.Close()
+	if got := rootOwned(); len(got) != 0 {
+		t.Fatalf("root-owned after the second close: %q", got)
+	}
+	// A root-owned repository stays root's.
+	chownAll(0)
 	indextest.OpenRepo(t, repo).Close()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(filepath.Join(repo, "snapforge.json"), &st); err != nil || st.Uid != 0 {
+		t.Fatalf("root's own repository: snapforge.json uid %d (%v)", st.Uid, err)
+	}
 }
 
 // ---- B. Crashes and kills ----

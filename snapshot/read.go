@@ -340,8 +340,9 @@ func (r *Repo) streamChunks(ctx context.Context, pr *packReader, n *Node, locs [
 func (r *Repo) streamRefs(ctx context.Context, pr *packReader, refs []ChunkRef, locs []Location, chunks bool, fn func(data []byte, off int64) error) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	type loaded struct {
-		buf *[]byte
-		err error
+		buf  *[]byte // given back once data is consumed
+		data []byte  // the chunk, in buf
+		err  error
 	}
 	ahead := 1
 	if len(refs) > 1 {
@@ -384,7 +385,7 @@ func (r *Repo) streamRefs(ctx context.Context, pr *packReader, refs []ChunkRef, 
 						l.err = ctx.Err() // the consumer stopped: load nothing more
 					}
 					if l.err == nil {
-						l.buf, l.err = r.loadChunkAt(pr, t.c, t.loc, chunks)
+						l.buf, l.data, l.err = r.loadChunkAt(pr, t.c, t.loc, chunks)
 					}
 					ring[t.i%ahead] <- l
 				}
@@ -397,10 +398,10 @@ func (r *Repo) streamRefs(ctx context.Context, pr *packReader, refs []ChunkRef, 
 		switch {
 		case len(refs) == 1 && locs != nil: // no goroutines for the common small file
 			if l.err = ctx.Err(); l.err == nil {
-				l.buf, l.err = r.loadChunkAt(pr, c, locs[0], chunks)
+				l.buf, l.data, l.err = r.loadChunkAt(pr, c, locs[0], chunks)
 			}
 		case len(refs) == 1:
-			l.buf, l.err = r.loadChunk(ctx, pr, c, chunks)
+			l.buf, l.data, l.err = r.loadChunk(ctx, pr, c, chunks)
 		default:
 			select {
 			case l = <-ring[i%ahead]:
@@ -412,7 +413,7 @@ func (r *Repo) streamRefs(ctx context.Context, pr *packReader, refs []ChunkRef, 
 		if l.err != nil {
 			return off, l.err
 		}
-		data := *l.buf
+		data := l.data
 		err := fn(data, off)
 		putBuf(l.buf)
 		if err != nil {
@@ -490,15 +491,15 @@ func lookupError(id ID, err error) error {
 }
 
 // loadChunk loads chunk c into a pooled buffer, checked against its id
-// when check is set.
-func (r *Repo) loadChunk(ctx context.Context, pr *packReader, c ChunkRef, check bool) (*[]byte, error) {
+// when check is set, and returns the buffer and the chunk's bytes in it.
+func (r *Repo) loadChunk(ctx context.Context, pr *packReader, c ChunkRef, check bool) (*[]byte, []byte, error) {
 	buf := getBuf(BufferSize(int(c.Size)))
 	data, err := r.fetchBlob(ctx, pr, c.ID, (*buf)[:0], check)
 	return chunkLoaded(buf, data, c, err)
 }
 
 // loadChunkAt is loadChunk for a chunk whose location is known.
-func (r *Repo) loadChunkAt(pr *packReader, c ChunkRef, loc Location, check bool) (*[]byte, error) {
+func (r *Repo) loadChunkAt(pr *packReader, c ChunkRef, loc Location, check bool) (*[]byte, []byte, error) {
 	buf := getBuf(BufferSize(int(c.Size)))
 	data, err := r.readBlob(pr, c.ID, loc, (*buf)[:0], check)
 	return chunkLoaded(buf, data, c, err)
@@ -506,19 +507,21 @@ func (r *Repo) loadChunkAt(pr *packReader, c ChunkRef, loc Location, check bool)
 
 // chunkLoaded ends a load of chunk c into buf: data holds its plaintext,
 // which must be as long as the tree says, and buf is given back on error.
-func chunkLoaded(buf *[]byte, data []byte, c ChunkRef, err error) (*[]byte, error) {
+// data may lie a little into buf (a direct read leaves it where the read
+// put it) or, grown past it, in a new slice, which buf then takes: the
+// caller uses data and gives buf back.
+func chunkLoaded(buf *[]byte, data []byte, c ChunkRef, err error) (*[]byte, []byte, error) {
 	if err == nil && len(data) != int(c.Size) {
 		err = &CorruptError{ID: c.ID, Detail: "chunk size differs from the tree"}
 	}
 	if err != nil {
 		putBuf(buf)
-		return nil, err
+		return nil, nil, err
 	}
-	if inBuf(*buf, data) && len(data) > 0 && &data[0] != &(*buf)[:1][0] {
-		data = append((*buf)[:0], data...) // a direct read leaves the bytes past buf's start
+	if !inBuf(*buf, data) {
+		*buf = data
 	}
-	*buf = data
-	return buf, nil
+	return buf, data, nil
 }
 
 // Within reports whether data lies in buf's memory (up to its capacity):

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -127,12 +126,15 @@ type WriteFile interface {
 // Repo is an open repository. It holds the owner lock until Close. Methods
 // are safe for concurrent use unless stated otherwise.
 type Repo struct {
-	path  string
-	cfg   Config
-	opts  Options
-	idx   Index // nil while the index is missing (repair only)
-	lock  *ownerLock
-	audit *audit.Log
+	path     string
+	cfg      Config
+	opts     Options
+	idx      Index // nil while the index is missing (repair only)
+	lock     *ownerLock
+	audit    *audit.Log
+	owner    *repoOwner // set when root works in another user's repository
+	holeOnce sync.Once
+	hole     ID // HoleID
 
 	mu             sync.Mutex                   // guards the caches
 	manifest       map[string]*Manifest         // full manifests loaded by LoadManifest
@@ -290,14 +292,14 @@ func Open(ctx context.Context, path string, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRepoOwner(abs); err != nil {
-		return nil, err
-	}
 	lock, err := acquireLock(filepath.Join(abs, "locks"), o.Command)
 	if err != nil {
 		return nil, err
 	}
 	r := &Repo{path: abs, cfg: cfg, opts: o, lock: lock, manifest: map[string]*Manifest{}, headers: map[string]*Manifest{}}
+	if r.owner = foreignOwner(abs); r.owner != nil {
+		r.owner.giveBack(abs) // what a root run killed midway left behind
+	}
 	if err := r.openIndex(ctx); err != nil {
 		lock.release()
 		return nil, err
@@ -319,13 +321,18 @@ func Open(ctx context.Context, path string, opts Options) (*Repo, error) {
 	return r, nil
 }
 
-// checkRepoOwner refuses root a repository that another user owns: every
-// open writes to it (the index's log files, the audit trail, the lock), and
-// what root creates there that user could no longer open; the user's next
-// command would fail on a permission error in the index. Root runs
-// snapforge on such a repository as its owner instead (or through that
-// user's mount, whose owner process serves root as well).
-func checkRepoOwner(repo string) error {
+// repoOwner is the owner of a repository that root works in but another
+// user owns. Every open writes to the repository (the index's log files,
+// the audit trail, the lock, packs, manifests): what root creates there
+// that user could not open again, and their next command would fail on a
+// permission error in the index. So what root created is handed to the
+// repository's owner when root closes it, and at the next open by root
+// after one that was killed midway.
+type repoOwner struct{ uid, gid int }
+
+// foreignOwner returns the owner of repo when we are root and it is not;
+// nil otherwise.
+func foreignOwner(repo string) *repoOwner {
 	if os.Geteuid() != 0 {
 		return nil
 	}
@@ -333,19 +340,20 @@ func checkRepoOwner(repo string) error {
 	if err := unix.Stat(repo, &st); err != nil || st.Uid == 0 {
 		return nil
 	}
-	who := fmt.Sprintf("uid %d", st.Uid)
-	if u, err := user.LookupId(fmt.Sprint(st.Uid)); err == nil {
-		who = fmt.Sprintf("%s (uid %d)", u.Username, st.Uid)
-	}
-	return fmt.Errorf("repository %s belongs to %s; run snapforge as that user (for example `sudo -u %s snapforge …`): as root it would leave files there that %s could not open", repo, who, userArg(st.Uid), who)
+	return &repoOwner{int(st.Uid), int(st.Gid)}
 }
 
-// userArg names uid for sudo -u.
-func userArg(uid uint32) string {
-	if u, err := user.LookupId(fmt.Sprint(uid)); err == nil {
-		return u.Username
-	}
-	return fmt.Sprintf("'#%d'", uid)
+// giveBack hands every file and directory under repo that root owns to o.
+// A file system that keeps no owners (vfat mounted uid=…) refuses, and its
+// files are the user's already.
+func (o *repoOwner) giveBack(repo string) {
+	filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error {
+		var st unix.Stat_t
+		if err == nil && unix.Lstat(p, &st) == nil && st.Uid == 0 {
+			unix.Lchown(p, o.uid, o.gid)
+		}
+		return nil
+	})
 }
 
 func (r *Repo) openIndex(ctx context.Context) error {
@@ -404,11 +412,22 @@ func (r *Repo) Close() error {
 		errs = append(errs, r.audit.Close())
 		r.audit = nil
 	}
+	if r.owner != nil && r.lock != nil {
+		r.owner.giveBack(r.path) // still holding the lock: nobody else is inside
+	}
 	if r.lock != nil {
 		r.lock.release()
 		r.lock = nil
 	}
 	return errors.Join(errs...)
+}
+
+// HoleID is the id of a chunk of the chunker's maximum size, all zeros:
+// how a backup stores a hole of a sparse file (and any such run of zeros),
+// one chunk for them all.
+func (r *Repo) HoleID() ID {
+	r.holeOnce.Do(func() { r.hole = Hash(make([]byte, r.cfg.Chunker.Max)) })
+	return r.hole
 }
 
 // Share returns r for one more holder: the owner process lends its open

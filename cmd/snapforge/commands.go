@@ -540,10 +540,12 @@ func init() {
 		if err != nil {
 			return err
 		}
+		if err := unmatchedIncludes(m, includes); err != nil {
+			return err
+		}
 		if *inPlace {
 			return a.restoreInPlace(ctx, r, m, prof, inPlaceFlags{target: *target, scopes: scopes, includes: includes, keepExtra: *keepExtra, special: *special, dry: *dry, noSmoke: *noSmoke})
 		}
-		userIncludes := len(includes) // those given with --include; the units' paths follow
 		for _, sc := range scopes {
 			for _, u := range strings.Split(sc, ",") {
 				if u == "full" || u == "" {
@@ -560,9 +562,6 @@ func init() {
 					includes = append(includes, "/"+strings.Trim(p, "/"))
 				}
 			}
-		}
-		if err := unmatchedIncludes(m, includes[:userIncludes]); err != nil {
-			return err
 		}
 		if *dry {
 			return a.restorePlan(ctx, r, m, includes)

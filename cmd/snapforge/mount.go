@@ -59,9 +59,22 @@ func init() {
 		if err != nil {
 			return err
 		}
+		// Damage is said on the terminal by a goroutine of its own: a read
+		// through the mount must never wait on a stalled terminal or pipe
+		// (reports beyond those queued are in the audit trail only).
+		damaged := make(chan string, 64)
+		go func() {
+			for line := range damaged {
+				fmt.Fprint(a.stderr, line)
+			}
+		}()
+		defer close(damaged)
 		o := fusefs.Options{CacheBytes: int64(*cacheMB) << 20, Xattrs: *xattrs, AllowOther: *allowOther, Debug: *debugFUSE,
 			Damaged: func(snap, path string, err error) {
-				fmt.Fprintf(a.stderr, "snapforge mount: %s in snapshot %s is damaged (%v): it reads as an I/O error, other files stay readable; run `snapforge verify --read-data`\n", path, snap, err)
+				select {
+				case damaged <- fmt.Sprintf("snapforge mount: %s in snapshot %s is damaged (%v): it reads as an I/O error, other files stay readable; run `snapforge verify --read-data`\n", path, snap, err):
+				default:
+				}
 			}}
 		sources := fusefs.Sources(ctx, r)
 		if prof != nil {
@@ -100,8 +113,14 @@ func init() {
 		// unmount cleanly, not leave a dead mount behind. Watched from
 		// before the mount exists, so that none arrives unhandled (SIGHUP's
 		// default ends the process).
+		// Not where SIGHUP is ignored (`nohup snapforge mount …`): the
+		// mount is then meant to outlive the terminal, and Notify would
+		// undo the ignore.
 		sigs := make(chan os.Signal, 2)
-		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		if !signal.Ignored(syscall.SIGHUP) {
+			signal.Notify(sigs, syscall.SIGHUP)
+		}
 		defer signal.Stop(sigs)
 		m, err := fusefs.Start(ctx, f, pos[0])
 		if err != nil {

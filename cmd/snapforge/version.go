@@ -7,10 +7,11 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	"snapforge/snapshot"
 	"snapforge/snapshot/pack"
 )
 
-var cmdVersion = &command{name: "version", usage: "", summary: "print the version, and what this build compresses with"}
+var cmdVersion = &command{name: "version", usage: "", summary: "print the version (the one manifests record as wf_version), and what this build compresses with"}
 
 func init() {
 	cmdVersion.run = func(ctx context.Context, a *app, args []string) error {
@@ -22,12 +23,14 @@ func init() {
 		if len(pos) > 0 {
 			return &usageError{"version takes no arguments"}
 		}
-		v := buildVersion()
+		build := buildVersion()
 		if a.json {
-			return a.printJSON(map[string]any{"version": v, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH,
-				"compression": pack.Encoders()})
+			return a.printJSON(map[string]any{"version": snapshot.Version, "engine": snapshot.EngineVersion,
+				"repository_format": snapshot.FormatVersion, "build": build, "go": runtime.Version(),
+				"platform": runtime.GOOS + "/" + runtime.GOARCH, "compression": pack.Encoders()})
 		}
-		fmt.Fprintf(a.stdout, "snapforge %s (%s, %s/%s)\ncompression: %s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH, pack.Encoders())
+		fmt.Fprintf(a.stdout, "snapforge %s (engine %s, repository format %d; build %s, %s, %s/%s)\ncompression: %s\n",
+			snapshot.Version, snapshot.EngineVersion, snapshot.FormatVersion, build, runtime.Version(), runtime.GOOS, runtime.GOARCH, pack.Encoders())
 		return nil
 	}
 }

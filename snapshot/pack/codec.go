@@ -18,7 +18,7 @@ const (
 // Blobs and groups are compressed by frameEncoders: klauspost's pure-Go
 // zstd (goEncoders), or, in a build with cgo, the reference C zstd
 // (encoders_cgo.go), which compresses the same data to smaller frames in
-// about half the time. Every frame is read back by klauspost's decoder,
+// less time (database pages 2.2×, small files 1.5×, logs 1.2× faster). Every frame is read back by klauspost's decoder,
 // written in Go: bytes from the repository, which may be damaged or
 // crafted, never reach C code. Both encoders write the content size into
 // the frame header (Decode checks it) and no checksum (the caller checks
