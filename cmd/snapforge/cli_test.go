@@ -1327,3 +1327,34 @@ func readLine(t testing.TB, r *bufio.Reader) string {
 	}
 	return strings.TrimSpace(line)
 }
+
+// TestCLIEscapesControlCharacters: names holding a newline or another
+// control character print escaped in ls, diff and restore --dry-run, one
+// entry per line, as names that are not UTF-8 already did; --json keeps
+// the raw name.
+func TestCLIEscapesControlCharacters(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	indextest.WriteFile(t, filepath.Join(src, "new\nline"), []byte("x"))
+	s1 := parseSummary(t, r.ok("backup", src, "--json"))
+	indextest.WriteFile(t, filepath.Join(src, "tab\there"), []byte("y"))
+	s2 := parseSummary(t, r.ok("backup", src, "--json"))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ls", s2.BackupID}, `new\nline`},
+		{[]string{"ls", s2.BackupID}, `tab\there`},
+		{[]string{"diff", s1.BackupID, s2.BackupID}, `+ tab\there (file`},
+		{[]string{"restore", s2.BackupID, "--target", filepath.Join(t.TempDir(), "t"), "--dry-run"}, `new\nline`},
+	} {
+		res := r.ok(c.args...)
+		if !strings.Contains(res.stdout, c.want) || strings.Contains(res.stdout, "new\nline") || strings.Contains(res.stdout, "tab\there") {
+			t.Errorf("%q: want %q, escaped, on one line:\n%s", c.args, c.want, res.stdout)
+		}
+	}
+	if res := r.ok("--json", "ls", s2.BackupID); !strings.Contains(res.stdout, `"new\nline"`) {
+		t.Errorf("ls --json: want the raw name (JSON-escaped): %s", res.stdout)
+	}
+}

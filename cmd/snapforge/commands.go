@@ -287,7 +287,7 @@ func init() {
 				out = append(out, e)
 				return
 			}
-			line := fmt.Sprintf("%-8s %s %12d %s %s", e.Type, e.Mode, e.Size, time.Unix(0, n.MTime).Local().Format("2006-01-02 15:04:05"), it.Path)
+			line := fmt.Sprintf("%-8s %s %12d %s %s", e.Type, e.Mode, e.Size, time.Unix(0, n.MTime).Local().Format("2006-01-02 15:04:05"), snapshot.DisplayName(it.RawPath()))
 			if n.Type == snapshot.TypeSymlink {
 				line += " -> " + e.Target
 			}
@@ -421,13 +421,13 @@ func init() {
 			switch c.Kind {
 			case "added":
 				added++
-				fmt.Fprintf(a.stdout, "+ %s (%s, %s)\n", c.Path, c.Type, humanBytes(c.NewSize))
+				fmt.Fprintf(a.stdout, "+ %s (%s, %s)\n", snapshot.DisplayName(c.Path), c.Type, humanBytes(c.NewSize))
 			case "removed":
 				removed++
-				fmt.Fprintf(a.stdout, "- %s (%s, %s)\n", c.Path, c.Type, humanBytes(c.OldSize))
+				fmt.Fprintf(a.stdout, "- %s (%s, %s)\n", snapshot.DisplayName(c.Path), c.Type, humanBytes(c.OldSize))
 			default:
 				changed++
-				fmt.Fprintf(a.stdout, "M %s (%s, %s → %s)\n", c.Path, c.Type, humanBytes(c.OldSize), humanBytes(c.NewSize))
+				fmt.Fprintf(a.stdout, "M %s (%s, %s → %s)\n", snapshot.DisplayName(c.Path), c.Type, humanBytes(c.OldSize), humanBytes(c.NewSize))
 			}
 		}
 		fmt.Fprintf(a.stdout, "%d added, %d removed, %d changed\n", added, removed, changed)
@@ -634,7 +634,7 @@ func (a *app) restorePlan(ctx context.Context, r *snapshot.Repo, m *snapshot.Man
 		return a.printJSON(map[string]any{"backup_id": m.BackupID, "items": items, "bytes": bytes})
 	}
 	for _, it := range items {
-		fmt.Fprintf(a.stdout, "%-8s %12d %s\n", it.Type, it.Size, it.Path)
+		fmt.Fprintf(a.stdout, "%-8s %12d %s\n", it.Type, it.Size, snapshot.DisplayName(it.RawPath()))
 	}
 	fmt.Fprintf(a.stdout, "dry run: would restore %d items (%s) from %s; nothing written\n", len(items), humanBytes(bytes), m.BackupID)
 	return nil
