@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"snapforge/fusefs"
 	"snapforge/snapshot"
@@ -50,7 +52,7 @@ func init() {
 		if _, err := os.Stat("/dev/fuse"); err != nil {
 			return fmt.Errorf("FUSE is not available on this machine (/dev/fuse: %v); install fuse3 or load the fuse module, or browse with `snapforge ls`/`cat` instead", err)
 		}
-		r, err := a.open(ctx, "mount")
+		r, err := a.openWaiting(ctx, "mount")
 		if err != nil {
 			return err
 		}
@@ -185,6 +187,31 @@ func init() {
 		fmt.Fprintf(a.stderr, "snapforge mount: files under %s are still open, so it was unmounted lazily: the folder is gone, and open files stay readable until they are closed; snapforge exits then, and until then commands on the repository still run through it (press Ctrl-C again to stop now)\n", m.Dir)
 		awaitServed(served, sigs)
 		return nil
+	}
+}
+
+// openWaiting opens the repository for a process that will own it for
+// long (the mount). While a command that ends by itself holds it (a
+// backup, a verify, a restore) it waits for that, saying so once, instead
+// of failing; another mount is refused at once, since waiting for it would
+// be waiting for somebody's Ctrl-C.
+func (a *app) openWaiting(ctx context.Context, command string) (*snapshot.Repo, error) {
+	said := false
+	for {
+		r, err := a.open(ctx, command)
+		var le *snapshot.LockedError
+		if err == nil || !errors.As(err, &le) || strings.Contains(le.Holder, "(snapforge mount)") {
+			return r, err
+		}
+		if !said {
+			fmt.Fprintf(a.stderr, "snapforge %s: the repository is in use by %s; waiting for it to finish (Ctrl-C to stop waiting)\n", command, le.Holder)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stopped waiting for %s, which holds the repository: %w", le.Holder, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"io/fs"
 	"net"
@@ -437,5 +438,75 @@ func TestMountUnmountedOutside(t *testing.T) {
 	}
 	if res := p.wait(t); res.code != exitOK || !strings.Contains(res.stderr, "was unmounted") {
 		t.Errorf("unmounted from outside: %v", res)
+	}
+}
+
+// TestMountWaitsForHolder: a mount started while a command that ends by
+// itself holds the repository (a backup from cron, a verify) waits for it,
+// saying so, and mounts once it is done, instead of failing.
+func TestMountWaitsForHolder(t *testing.T) {
+	fusetest.RequireFUSE(t)
+	r := newRepo(t)
+	r.ok("backup", mountSource(t))
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := exec.Command(exe)
+	holder.Env = append(cliEnv(), envTestHold+"=1", "SNAPFORGE_REPO="+r.dir)
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			holder.Process.Kill()
+			holder.Wait()
+		}
+	}
+	t.Cleanup(release)
+	if line := readLine(t, bufio.NewReader(out)); line != "holding" {
+		t.Fatalf("holder said %q", line)
+	}
+
+	mnt := newMountpoint(t)
+	p := startCLI(t, cliOpts{}, "--repo", r.dir, "mount", mnt)
+	t.Cleanup(func() {
+		if !p.exited() {
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if fusetest.Mounted(mnt) {
+			unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	time.Sleep(time.Second)
+	if p.exited() || fusetest.Mounted(mnt) {
+		t.Fatalf("while the repository was held the mount did not wait (exited %v, mounted %v): %v", p.exited(), fusetest.Mounted(mnt), func() any {
+			if p.exited() {
+				return p.wait(t)
+			}
+			return ""
+		}())
+	}
+	release()
+	deadline := time.Now().Add(30 * time.Second)
+	for !fusetest.Mounted(mnt) {
+		if p.exited() || time.Now().After(deadline) {
+			t.Fatalf("the mount did not come up once the holder was gone")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "latest", "config.json")); err != nil || string(b) != `{"v":1}`+"\n" {
+		t.Errorf("latest/config.json = %q (%v)", b, err)
+	}
+	res := stopMount(t, p)
+	if res.code != exitOK || !strings.Contains(res.stderr, "(snapforge test-hold)") || !strings.Contains(res.stderr, "waiting for it to finish") {
+		t.Errorf("mount after waiting: %v, want it to have said whom it waited for", res)
 	}
 }
