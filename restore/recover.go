@@ -140,10 +140,10 @@ func finishOne(ctx context.Context, r *snapshot.Repo, p pointer, o Options) (*Re
 	}
 	params := map[string]any{"restore_id": p.RestoreID, "backup_id": p.BackupID, "target": audit.Escape([]byte(p.Target)), "steps": n, "outcome": rec.Outcome}
 	if err != nil {
-		r.Audit("restore_recover", params, "failed: "+err.Error())
+		r.AuditAs(ctx, "restore_recover", params, "failed: "+err.Error())
 		return rec, &CriticalError{RestoreID: p.RestoreID, Journal: filepath.Join(staging, journalName), Safety: f.safety(), Cause: err}
 	}
-	r.Audit("restore_recover", params, "ok")
+	r.AuditAs(ctx, "restore_recover", params, "ok")
 	done()
 	return rec, nil
 }

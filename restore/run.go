@@ -110,6 +110,9 @@ type runner struct {
 	started  bool
 	after    *Plan     // the plan of the live tree right after the swap (empty)
 	madeDirs []madeDir // parents the swap created, in creation order
+	// actor names who acts in the stages' audit events (snapshot.WithActor
+	// on Run's context: the client, when the owner process runs it).
+	actor context.Context
 }
 
 // Run restores snapshot m into the live system in place, in this order: a
@@ -134,7 +137,7 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 		}
 		params["restore_id"] = res.RestoreID
 		params["rolled_back"] = res.RolledBack
-		r.Audit("restore", params, outcome)
+		r.AuditAs(ctx, "restore", params, outcome)
 	}()
 	if err := checkTarget(o.Target, r.Path()); err != nil {
 		return res, err
@@ -156,7 +159,7 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 		return res, err
 	}
 
-	ru := &runner{r: r, m: m, o: o, res: res, p: &planner{r: r, m: m, o: o, scope: o.Scope, hashes: map[string]hashed{}, verified: map[uint64]hashed{}}}
+	ru := &runner{r: r, m: m, o: o, res: res, actor: ctx, p: &planner{r: r, m: m, o: o, scope: o.Scope, hashes: map[string]hashed{}, verified: map[uint64]hashed{}}}
 	ru.id = newRestoreID()
 	res.RestoreID = ru.id
 	o.Live.WalkDone.Store(true)
@@ -254,7 +257,7 @@ func (ru *runner) stage(name string, fn func() (string, error)) error {
 	if err != nil {
 		outcome = "failed: " + err.Error()
 	}
-	ru.r.Audit("restore_"+strings.ReplaceAll(name, " ", "_"), params, outcome)
+	ru.r.AuditAs(ru.actor, "restore_"+strings.ReplaceAll(name, " ", "_"), params, outcome)
 	return err
 }
 

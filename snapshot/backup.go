@@ -266,7 +266,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 	params := map[string]any{"root": audit.Escape([]byte(o.Root)), "strategy": o.Strategy, "units": o.Includes}
 	defer func() {
 		if err != nil {
-			r.Audit("backup", params, "failed: "+err.Error())
+			r.AuditAs(ctx, "backup", params, "failed: "+err.Error())
 		}
 	}()
 	switch o.Strategy {
@@ -334,7 +334,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 	params["new_bytes"] = m.Stats.NewBytes
 	params["strategy"] = m.Strategy
 	params["warnings"] = len(m.Warnings)
-	if _, aerr := r.Audit("backup", params, outcome); aerr != nil {
+	if _, aerr := r.AuditAs(ctx, "backup", params, outcome); aerr != nil {
 		r.opts.Logger.Warn("snapshot committed but its audit event failed", "snapshot", m.BackupID, "err", aerr)
 	}
 	if r.onCommit != nil {

@@ -30,7 +30,7 @@ func (r *Repo) RepairIndex(ctx context.Context) (rep *RepairReport, err error) {
 		if rep != nil {
 			params["packs"], params["blobs"], params["damaged_packs"] = rep.Packs, rep.Blobs, len(rep.DamagedPacks)
 		}
-		r.Audit("repair", params, outcome)
+		r.AuditAs(ctx, "repair", params, outcome)
 	}()
 	if r.idx != nil {
 		r.idx.Close()

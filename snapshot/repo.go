@@ -449,7 +449,27 @@ func (r *Repo) OnCommit(fn func(m *Manifest)) { r.onCommit = fn }
 // Audit appends one event to the trail. A failure to audit is logged, and
 // returned so that callers that must not proceed can stop.
 func (r *Repo) Audit(op string, params map[string]any, outcome string) (audit.Event, error) {
-	ev, err := r.audit.Append(audit.Event{Actor: r.opts.Actor, Op: op, Params: params, Outcome: outcome})
+	return r.AuditAs(context.Background(), op, params, outcome)
+}
+
+type actorKey struct{}
+
+// WithActor returns ctx naming who acts, for the audit events of the
+// operations run with it: the owner process runs each client's command
+// with the client named, not itself (its repository is shared, so the
+// actor cannot be the repository's).
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+// AuditAs is Audit by the actor ctx names (WithActor), else the
+// repository's (Options.Actor).
+func (r *Repo) AuditAs(ctx context.Context, op string, params map[string]any, outcome string) (audit.Event, error) {
+	actor := r.opts.Actor
+	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
+		actor = a
+	}
+	ev, err := r.audit.Append(audit.Event{Actor: actor, Op: op, Params: params, Outcome: outcome})
 	if err != nil {
 		r.opts.Logger.Error("audit append failed", "op", op, "err", err)
 	}

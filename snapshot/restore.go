@@ -168,7 +168,7 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 		if err != nil {
 			outcome = "failed: " + err.Error()
 		}
-		r.Audit("restore", params, outcome)
+		r.AuditAs(ctx, "restore", params, outcome)
 	}()
 	if within(target, r.path) || within(r.path, target) {
 		return nil, fmt.Errorf("restore: target %s overlaps the repository %s; choose another directory", target, r.path)

@@ -195,7 +195,7 @@ func (r *Repo) Verify(ctx context.Context, ids []string, opts VerifyOptions) (*V
 	for _, s := range rep.Snapshots {
 		idsDone = append(idsDone, s.BackupID)
 	}
-	r.Audit("verify", map[string]any{"snapshots": idsDone, "read_data": opts.ReadData,
+	r.AuditAs(ctx, "verify", map[string]any{"snapshots": idsDone, "read_data": opts.ReadData,
 		"pack_problems": len(rep.Packs), "duration_ms": rep.Duration.Milliseconds()}, outcome)
 	return rep, nil
 }

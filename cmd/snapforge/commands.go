@@ -107,7 +107,7 @@ func init() {
 					return &usageError{fmt.Sprintf("unit %s holds secrets and this repository is not encrypted; add --ack-plaintext-secrets to store them anyway (recorded in the audit trail)", u)}
 				}
 				if prof.Units[u].Guarded {
-					r.Audit("acknowledge_plaintext_secrets", map[string]any{"unit": u}, "ok")
+					r.AuditAs(ctx, "acknowledge_plaintext_secrets", map[string]any{"unit": u}, "ok")
 				}
 			}
 			o.Root, o.Paths, o.SQLite, o.Includes, o.Excludes = prof.Root, sel.Paths, sel.SQLite, sel.Includes, sel.Excludes

@@ -66,6 +66,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -80,6 +81,19 @@ import (
 	"snapforge/snapshot"
 	"snapforge/snapshot/audit"
 )
+
+// clientActor names a client in the audit trail as a local command names
+// itself ("cli:USER@HOST pid N"), and the owner it went through.
+func clientActor(uid uint32, pid int) string {
+	actor := fmt.Sprintf("cli:uid %d", uid)
+	if u, err := user.LookupId(fmt.Sprint(uid)); err == nil {
+		actor = "cli:" + u.Username
+	}
+	if h, err := os.Hostname(); err == nil {
+		actor += "@" + h
+	}
+	return fmt.Sprintf("%s pid %d (through pid %d)", actor, pid, os.Getpid())
+}
 
 // termWait is how long a client that got SIGTERM waits for the owner to
 // report the cancelled command before it stops waiting.
@@ -442,7 +456,8 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	for i, b := range req.Args {
 		args[i] = string(b)
 	}
-	if uid, err := peerUID(c); err != nil || (uid != uint32(os.Geteuid()) && uid != 0) {
+	uid, err := peerUID(c)
+	if err != nil || (uid != uint32(os.Geteuid()) && uid != 0) {
 		who := "an unknown user"
 		if err == nil {
 			who = fmt.Sprintf("uid %d", uid)
@@ -463,7 +478,8 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 		return
 	}
 
-	ctx, cancel := context.WithCancel(s.ctx)
+	// The command's audit events name the client, not this process.
+	ctx, cancel := context.WithCancel(snapshot.WithActor(s.ctx, clientActor(uid, req.PID)))
 	defer cancel()
 	watched := make(chan struct{})
 	go func() { // a cancel frame, or a connection that drops, cancels the command

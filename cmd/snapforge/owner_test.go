@@ -914,3 +914,43 @@ func TestOwnerHungClientTerm(t *testing.T) {
 		t.Errorf("the client sent %q (%v), want a cancel frame", kind, err)
 	}
 }
+
+// TestOwnerAuditNamesClient: the audit events of commands run through the
+// owner name the client (its user, host and pid, and the owner it went
+// through), not the owner; a command run locally names itself as before.
+func TestOwnerAuditNamesClient(t *testing.T) {
+	t.Parallel()
+	repo := initRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	smallTree(t, src)
+	o := serveRepo(t, repo)
+	clientOK(t, repo, "backup", src)
+	clientOK(t, repo, "verify", "--read-data")
+	clientOK(t, repo, "restore", "latest", "--target", filepath.Join(t.TempDir(), "r"))
+	o.close()
+	clientOK(t, repo, "verify")
+	var evs []struct {
+		Op    string `json:"op"`
+		Actor string `json:"actor"`
+	}
+	if err := json.Unmarshal([]byte(clientOK(t, repo, "--json", "audit").stdout), &evs); err != nil {
+		t.Fatal(err)
+	}
+	through := fmt.Sprintf(" pid %d (through pid %d)", os.Getpid(), os.Getpid()) // client and owner: this test process
+	var got []string
+	for _, e := range evs {
+		switch e.Op {
+		case "backup", "verify", "restore":
+			got = append(got, e.Op+": "+e.Actor)
+		}
+	}
+	want := []bool{true, true, true, false} // backup, verify, restore through the owner; the last verify local
+	if len(got) != len(want) {
+		t.Fatalf("audit events %q, want backup, verify, restore, verify", got)
+	}
+	for i, w := range want {
+		if strings.HasSuffix(got[i], through) != w || !strings.Contains(got[i], ": cli:") {
+			t.Errorf("event %q: through the owner %v, want %v (actor ending %q)", got[i], !w, w, through)
+		}
+	}
+}
