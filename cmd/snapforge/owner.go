@@ -85,14 +85,11 @@ import (
 // clientActor names a client in the audit trail as a local command names
 // itself ("cli:USER@HOST pid N"), and the owner it went through.
 func clientActor(uid uint32, pid int) string {
-	actor := fmt.Sprintf("cli:uid %d", uid)
+	name := fmt.Sprintf("uid %d", uid)
 	if u, err := user.LookupId(fmt.Sprint(uid)); err == nil {
-		actor = "cli:" + u.Username
+		name = u.Username
 	}
-	if h, err := os.Hostname(); err == nil {
-		actor += "@" + h
-	}
-	return fmt.Sprintf("%s pid %d (through pid %d)", actor, pid, os.Getpid())
+	return fmt.Sprintf("%s pid %d (through pid %d)", cliActor(name), pid, os.Getpid())
 }
 
 // termWait is how long a client that got SIGTERM waits for the owner to

@@ -24,12 +24,9 @@ func (a *app) logger() *slog.Logger {
 
 func (a *app) options(command string) snapshot.Options {
 	log := a.logger()
-	actor := "cli"
+	name := ""
 	if u, err := user.Current(); err == nil {
-		actor = "cli:" + u.Username
-	}
-	if h, err := os.Hostname(); err == nil {
-		actor += "@" + h
+		name = u.Username
 	}
 	return snapshot.Options{
 		OpenIndex: func(dir string, create bool) (snapshot.Index, error) {
@@ -39,10 +36,23 @@ func (a *app) options(command string) snapshot.Options {
 			return index.Open(dir, index.Options{Logger: log})
 		},
 		Logger:  log,
-		Actor:   fmt.Sprintf("%s pid %d", actor, os.Getpid()),
+		Actor:   fmt.Sprintf("%s pid %d", cliActor(name), os.Getpid()),
 		Command: "snapforge " + command,
 		Hook:    crashHook(),
 	}
+}
+
+// cliActor names a user of the CLI in the audit trail: "cli:USER@HOST"
+// (either part left out when unknown).
+func cliActor(user string) string {
+	actor := "cli"
+	if user != "" {
+		actor += ":" + user
+	}
+	if h, err := os.Hostname(); err == nil {
+		actor += "@" + h
+	}
+	return actor
 }
 
 // crashHook kills the process at the crash point named by
