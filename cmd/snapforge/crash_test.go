@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -294,31 +295,7 @@ func TestRepositoryInUse(t *testing.T) {
 	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("a\n"))
 	r.backup(src)
 
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	holder := exec.Command(exe)
-	holder.Env = append(cliEnv(), envTestHold+"=1", "SNAPFORGE_REPO="+r.dir)
-	var herr strings.Builder
-	holder.Stderr = &herr
-	out, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			holder.Process.Kill()
-			holder.Wait()
-		}
-	})
-	if line := readLine(t, bufio.NewReader(out)); line != "holding" {
-		t.Fatalf("holder said %q; stderr: %s", line, herr.String())
-	}
+	holder, kill := startHolder(t, r.dir)
 
 	want := fmt.Sprintf("in use by pid %d", holder.Process.Pid)
 	for _, args := range [][]string{{"snapshots"}, {"backup", src}, {"verify"}, {"repair", "index"}} {
@@ -328,11 +305,7 @@ func TestRepositoryInUse(t *testing.T) {
 		}
 	}
 
-	if err := holder.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	holder.Wait()
-	killed = true
+	kill()
 	if ws := holder.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("holder ended with %v", holder.ProcessState)
 	}
@@ -343,4 +316,38 @@ func TestRepositoryInUse(t *testing.T) {
 	if s.Partial || s.Files != 1 {
 		t.Errorf("backup after the holder died: %+v", s)
 	}
+}
+
+// startHolder starts a process that holds repo open as a command does
+// (envTestHold) and returns once it says so. kill ends it with SIGKILL and
+// waits for it (once; the test's cleanup calls it too).
+func startHolder(t *testing.T, repo string) (holder *exec.Cmd, kill func()) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder = exec.Command(exe)
+	holder.Env = append(cliEnv(), envTestHold+"=1", "SNAPFORGE_REPO="+repo)
+	var herr strings.Builder
+	holder.Stderr = &herr
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	kill = func() {
+		once.Do(func() {
+			holder.Process.Signal(syscall.SIGKILL)
+			holder.Wait()
+		})
+	}
+	t.Cleanup(kill)
+	if line := readLine(t, bufio.NewReader(out)); line != "holding" {
+		t.Fatalf("holder said %q; stderr: %s", line, herr.String())
+	}
+	return holder, kill
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"io/fs"
 	"net"
@@ -43,6 +42,13 @@ func startMount(t *testing.T, o cliOpts, repo, mnt string) *proc {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	cleanupMount(t, p, mnt)
+	return p
+}
+
+// cleanupMount makes sure, when the test ends, that the mount process p is
+// gone and nothing is left mounted at mnt.
+func cleanupMount(t *testing.T, p *proc, mnt string) {
 	t.Cleanup(func() {
 		if !p.exited() {
 			p.cmd.Process.Kill()
@@ -53,7 +59,6 @@ func startMount(t *testing.T, o cliOpts, repo, mnt string) *proc {
 			exec.Command("fusermount3", "-uz", mnt).Run()
 		}
 	})
-	return p
 }
 
 // newMountpoint returns a new empty directory to mount on.
@@ -448,43 +453,11 @@ func TestMountWaitsForHolder(t *testing.T) {
 	fusetest.RequireFUSE(t)
 	r := newRepo(t)
 	r.ok("backup", mountSource(t))
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	holder := exec.Command(exe)
-	holder.Env = append(cliEnv(), envTestHold+"=1", "SNAPFORGE_REPO="+r.dir)
-	out, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			holder.Process.Kill()
-			holder.Wait()
-		}
-	}
-	t.Cleanup(release)
-	if line := readLine(t, bufio.NewReader(out)); line != "holding" {
-		t.Fatalf("holder said %q", line)
-	}
+	_, release := startHolder(t, r.dir)
 
 	mnt := newMountpoint(t)
 	p := startCLI(t, cliOpts{}, "--repo", r.dir, "mount", mnt)
-	t.Cleanup(func() {
-		if !p.exited() {
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if fusetest.Mounted(mnt) {
-			unix.Unmount(mnt, unix.MNT_DETACH)
-		}
-	})
+	cleanupMount(t, p, mnt)
 	time.Sleep(time.Second)
 	if p.exited() || fusetest.Mounted(mnt) {
 		t.Fatalf("while the repository was held the mount did not wait (exited %v, mounted %v): %v", p.exited(), fusetest.Mounted(mnt), func() any {
