@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -191,6 +192,10 @@ type pointer struct {
 	Started   string          `json:"started_utc"`
 	PID       int             `json:"pid"`
 	Hooks     *snapshot.Hooks `json:"hooks,omitempty"` // run by recovery (never the journal's: it lives in the live root)
+
+	// hooksRefused says why Hooks may not run (snapshot.CheckHookFile of
+	// the record's file): recovery then leaves the restore alone.
+	hooksRefused string
 }
 
 func pointerDir(repo string) string { return filepath.Join(repo, "restores") }
@@ -243,7 +248,8 @@ func readPointers(repo string) ([]pointer, error) {
 		if filepath.Ext(e.Name()) != ".json" {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(pointerDir(repo), e.Name()))
+		name := filepath.Join(pointerDir(repo), e.Name())
+		b, fi, err := readWithStat(name)
 		if err != nil {
 			return nil, err
 		}
@@ -251,9 +257,29 @@ func readPointers(repo string) ([]pointer, error) {
 		if err := json.Unmarshal(b, &p); err != nil || p.RestoreID == "" {
 			return nil, fmt.Errorf("restore record %s is damaged; remove it after checking %s by hand", e.Name(), pointerDir(repo))
 		}
+		if p.Hooks != nil {
+			if err := snapshot.CheckHookFile(name, fi); err != nil {
+				p.hooksRefused = err.Error()
+			}
+		}
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// readWithStat reads a file and stats the descriptor it read from.
+func readWithStat(name string) ([]byte, fs.FileInfo, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := io.ReadAll(f)
+	return b, fi, err
 }
 
 func syncPath(dir string) error {

@@ -42,6 +42,11 @@ func Recover(ctx context.Context, r *snapshot.Repo, o Options) ([]Recovered, err
 	}
 	var out []Recovered
 	for _, p := range ptrs {
+		if p.hooksRefused != "" {
+			out = append(out, Recovered{RestoreID: p.RestoreID, BackupID: p.BackupID, Target: p.Target,
+				Outcome: "left alone, nothing changed: its hooks may not run: " + p.hooksRefused})
+			continue
+		}
 		if _, err := os.Stat(p.Target); errors.Is(err, fs.ErrNotExist) {
 			out = append(out, Recovered{RestoreID: p.RestoreID, BackupID: p.BackupID, Target: p.Target,
 				Outcome: "left alone: its live root is gone (" + filepath.Join(pointerDir(r.Path()), p.RestoreID+".json") + " is kept; remove it once the root is not coming back)"})
@@ -78,6 +83,9 @@ func recoverTarget(ctx context.Context, r *snapshot.Repo, target string, o Optio
 	for _, p := range ptrs {
 		if p.Target != target && !sameDir(p.Target, target) {
 			continue
+		}
+		if p.hooksRefused != "" {
+			return out, fmt.Errorf("restore: the unfinished restore %s into %s must be finished first, and its hooks may not run: %s", p.RestoreID, p.Target, p.hooksRefused)
 		}
 		rec, err := finishOne(ctx, r, p, o)
 		if rec != nil {

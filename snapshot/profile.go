@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
 	"path"
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Profile describes the live system (docs/schemas/profile.schema.json).
@@ -20,6 +23,10 @@ type Profile struct {
 	Schedule  json.RawMessage `json:"schedule,omitempty"`
 	Retention json.RawMessage `json:"retention,omitempty"`
 	Policies  json.RawMessage `json:"policies,omitempty"`
+
+	// HooksRefused, when not empty, says why Hooks may not run: the file
+	// they were read from fails CheckHookFile. Set by whoever read it.
+	HooksRefused string `json:"-"`
 }
 
 // Unit is a named part of the live system.
@@ -130,4 +137,28 @@ func (p *Profile) UnitNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// CheckHookFile reports whether the hooks read from the file name, whose
+// open descriptor's Stat gave fi, may run as this process. A hook is a
+// command, and whoever can change the file chooses it: the file must belong
+// to this process's user or to root (as root: to root), and no group or
+// other may write it. A repository another user can write must never
+// choose what root runs (docs/architecture.md, "Hooks and who may choose
+// them").
+func CheckHookFile(name string, fi fs.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: cannot tell who owns it, so its hooks do not run", name)
+	}
+	euid := os.Geteuid()
+	switch {
+	case euid == 0 && st.Uid != 0:
+		return fmt.Errorf("%s belongs to uid %d: as root, snapforge runs hooks only from a file root owns (whoever owns it chooses the commands); check its hooks, then `chown root %s`, or run snapforge as uid %d", name, st.Uid, name, st.Uid)
+	case st.Uid != uint32(euid) && st.Uid != 0:
+		return fmt.Errorf("%s belongs to uid %d, not to you (uid %d): snapforge runs hooks only from a file you or root own; check its hooks, then copy the file to one of yours", name, st.Uid, euid)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s may be changed by its group or by others (mode %04o): snapforge runs hooks only from a file nobody else can change; `chmod go-w %s`", name, fi.Mode().Perm(), name)
+	}
+	return nil
 }

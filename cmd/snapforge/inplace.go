@@ -28,6 +28,12 @@ func (a *app) restoreInPlace(ctx context.Context, r *snapshot.Repo, m *snapshot.
 	}
 	o := restore.Options{Target: f.target, Scope: scope, KeepExtra: f.keepExtra, Special: f.special, NoSmoke: f.noSmoke, Log: a.stderr, Hook: crashHook(), Fault: faultHook()}
 	if prof != nil {
+		if prof.Hooks != nil && prof.HooksRefused != "" {
+			// Refused before anything is planned or changed: an in-place
+			// restore without its stop and start hooks would swap files
+			// under a running application.
+			return fmt.Errorf("restore --in-place: the profile's hooks may not run: %s", prof.HooksRefused)
+		}
 		o.Hooks = prof.Hooks
 		if o.Target == "" {
 			o.Target = prof.Root

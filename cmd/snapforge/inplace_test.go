@@ -24,6 +24,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -886,6 +887,49 @@ func TestInPlaceExitCodes(t *testing.T) {
 			t.Errorf("hooks of a restore rolled back after its smoke test: %v, want stop start (restore) stop start (rollback)", h)
 		}
 		os.Remove(filepath.Join(c.base, "fail-smoke"))
+		c.restoreOK(pre)
+	})
+
+	// A profile another user owns, or one its group may write, chooses
+	// the commands the hooks run: refused before anything is planned or
+	// changed, naming the file and what to do (snapshot.CheckHookFile).
+	t.Run("untrusted-profile", func(t *testing.T) {
+		t.Parallel()
+		if os.Geteuid() != 0 {
+			t.Skip("needs root: the test gives the profile to another user")
+		}
+		c := tpl.copyTo(t, filepath.Join(t.TempDir(), "live"))
+		pre := c.state()
+		before := len(c.snapIDs())
+		prof := filepath.Join(c.r.dir, "profile.json")
+		for _, u := range []struct {
+			set  func() error
+			want string
+		}{
+			{func() error { return os.Chown(prof, 65534, 65534) }, "belongs to uid 65534: as root"},
+			{func() error { return errors.Join(os.Chown(prof, 0, 0), os.Chmod(prof, 0o664)) }, "chmod go-w " + prof},
+		} {
+			if err := u.set(); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{nil, {"--dry-run"}} {
+				res := expectCode(t, c.restore(nil, args...), exitError)
+				if !strings.Contains(res.stderr, "the profile's hooks may not run: "+prof) || !strings.Contains(res.stderr, u.want) {
+					t.Errorf("restore --in-place %v with %s: %v; want the profile's hooks refused with %q", args, u.want, res, u.want)
+				}
+			}
+			expectState(t, "after a refused restore", pre, c.state())
+			if h := c.hooks(); len(h) != 0 {
+				t.Errorf("hooks ran: %v", h)
+			}
+			if got := len(c.snapIDs()); got != before {
+				t.Errorf("%d snapshots after a refused restore, want %d (no safety snapshot)", got, before)
+			}
+			c.expectClean("after a refused restore")
+		}
+		if err := os.Chmod(prof, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		c.restoreOK(pre)
 	})
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/user"
@@ -113,18 +114,35 @@ func (a *app) abs(p string) (string, error) {
 	return filepath.Join(a.cwd, p), nil
 }
 
-// loadProfile reads <repo>/profile.json; absent: nil.
+// loadProfile reads <repo>/profile.json; absent: nil. Its hooks are marked
+// refused (Profile.HooksRefused) when the file fails snapshot.CheckHookFile,
+// judged on the descriptor the bytes were read from.
 func loadProfile(repo string) (*snapshot.Profile, error) {
-	b, err := os.ReadFile(filepath.Join(repo, "profile.json"))
+	name := filepath.Join(repo, "profile.json")
+	f, err := os.Open(name)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read profile: %w", err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read profile: %w", err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("read profile: %w", err)
+	}
 	p, err := snapshot.ParseProfile(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s/profile.json: %w", repo, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if p.Hooks != nil {
+		if err := snapshot.CheckHookFile(name, fi); err != nil {
+			p.HooksRefused = err.Error()
+		}
 	}
 	return p, nil
 }
