@@ -100,7 +100,7 @@ type FS struct {
 	uid    uint32
 	gid    uint32
 	hole   snapshot.ID // id of a chunk of the chunker's maximum size, all zeros: a sparse file's hole
-	mtime  time.Time   // of the top level: the mount's start, then each refresh
+	mtime  time.Time   // of the top level: the newest snapshot's creation, then each change a refresh finds
 	mtimeM sync.Mutex
 
 	reported sync.Map // "snapshot\x00path" of damaged files already audited
@@ -133,7 +133,7 @@ func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
 		chunkBytes -= g
 	}
 	f := &FS{repo: repo, opts: o, cr: cr, chunks: newChunkCache(cr, chunkBytes), inos: newInoTable(),
-		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: time.Now(),
+		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
 		hole: repo.HoleID()}
 	f.life = f.chunks.life
 	f.root = &rootNode{}
@@ -290,9 +290,28 @@ func (f *FS) Refresh(ctx context.Context) error {
 		c.byName[s.name] = s
 	}
 	f.cat.Store(c)
-	f.mtimeM.Lock()
-	f.mtime = time.Now()
-	f.mtimeM.Unlock()
+	if old == nil || !old.same(c) {
+		// The top level's listings change: so does their mtime, which
+		// tells the kernel to drop what it cached of them. The first
+		// catalog's is its newest snapshot's creation, so the time
+		// stays put across remounts of an unchanged repository.
+		t := time.Unix(0, 0)
+		if s := c.latest(); s != nil {
+			t = s.created
+		}
+		if old != nil {
+			// Now, but always later than before (a clock set back, or a
+			// snapshot dated ahead), so the kernel sees a change.
+			for _, u := range []time.Time{time.Now(), f.topMtime().Add(time.Nanosecond)} {
+				if u.After(t) {
+					t = u
+				}
+			}
+		}
+		f.mtimeM.Lock()
+		f.mtime = t
+		f.mtimeM.Unlock()
+	}
 	if old != nil && old.latest() != c.latest() {
 		// The kernel caches link targets: make it ask for latest's again.
 		if ch := f.root.GetChild("latest"); ch != nil {
@@ -301,6 +320,25 @@ func (f *FS) Refresh(ctx context.Context) error {
 		f.root.NotifyEntry("latest")
 	}
 	return nil
+}
+
+// same reports whether c shows what o shows: the same snapshots, damaged
+// ones included, under the same names.
+func (o *catalog) same(c *catalog) bool {
+	if len(o.snaps) != len(c.snaps) || len(o.damaged) != len(c.damaged) {
+		return false
+	}
+	for i, s := range o.snaps {
+		if c.snaps[i] != s {
+			return false
+		}
+	}
+	for i, d := range o.damaged {
+		if c.damaged[i].BackupID != d.BackupID {
+			return false
+		}
+	}
+	return true
 }
 
 // nameUsedElsewhere reports whether the previous catalog gave name to

@@ -686,3 +686,72 @@ func TestAccess(t *testing.T) {
 		}
 	}
 }
+
+// TestTopLevelTimes: the top level's folders (the root, snapshots/,
+// by-id/, history/ and the folders in it, README.txt, latest) carry the
+// newest snapshot's creation time, so an unchanged repository shows the
+// same times at every mount (a copy of history/ with `rsync -a` stays
+// unchanged). A refresh that finds nothing new keeps them; one that finds
+// a new snapshot moves them forward, which tells the kernel its cached
+// listings are stale.
+func TestTopLevelTimes(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(src, "d", "f"), []byte("one"))
+	m1, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	times := func(f *FS) map[string]int64 {
+		t.Helper()
+		out := map[string]int64{}
+		for _, p := range [][]string{{}, {"snapshots"}, {"by-id"}, {"history"}, {"history", "d"}, {"README.txt"}, {"latest"}} {
+			n := fs.InodeEmbedder(f.Root())
+			if len(p) > 0 {
+				n = lookup(t, f.Root(), p...)
+			}
+			var a fuse.AttrOut
+			if errno := n.(fs.NodeGetattrer).Getattr(context.Background(), nil, &a); errno != 0 {
+				t.Fatalf("getattr /%s: %v", strings.Join(p, "/"), errno)
+			}
+			out["/"+strings.Join(p, "/")] = int64(a.Mtime)*1e9 + int64(a.Mtimensec)
+		}
+		return out
+	}
+	want := func(what string, got map[string]int64, ns int64) {
+		t.Helper()
+		for p, v := range got {
+			if v != ns {
+				t.Errorf("%s: mtime of %s is %v, want %v", what, p, time.Unix(0, v), time.Unix(0, ns))
+			}
+		}
+	}
+	f1 := newTestFS(t, r, Options{Location: time.UTC})
+	first := times(f1)
+	want("first mount", first, m1.Created().UnixNano())
+	time.Sleep(10 * time.Millisecond)
+	if err := f1.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want("a refresh that found nothing new", times(f1), m1.Created().UnixNano())
+	f2 := newTestFS(t, r, Options{Location: time.UTC})
+	want("a second mount", times(f2), m1.Created().UnixNano())
+
+	indextest.WriteFile(t, filepath.Join(src, "d", "f"), []byte("two"))
+	m2, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	if err := f1.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	moved := times(f1)
+	ns := moved["/"]
+	want("after a new snapshot", moved, ns)
+	if ns < before.UnixNano() || ns <= m1.Created().UnixNano() {
+		t.Errorf("after a new snapshot the top level's mtime is %v; want it moved forward, to the refresh (after %v)", time.Unix(0, ns), before)
+	}
+	f3 := newTestFS(t, r, Options{Location: time.UTC})
+	want("a mount after the new snapshot", times(f3), m2.Created().UnixNano())
+}
