@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -566,15 +567,31 @@ func parseOwnMounts(r io.Reader) map[string]bool {
 		for i, fld := range fields {
 			if fld == "-" && i+2 < len(fields) && len(fields) > 4 &&
 				(fields[i+1] == "fuse.snapforge" || strings.HasPrefix(fields[i+2], "snapforge:")) {
-				out[unescapeMount(fields[4])] = true
+				out[UnescapeMount(fields[4])] = true
 			}
 		}
 	}
 	return out
 }
 
-func unescapeMount(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+// UnescapeMount undoes the octal escapes of a path in /proc/self/mounts or
+// mountinfo (\040 for a space, \012 for a newline, \134 for a backslash).
+func UnescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // pseudo filesystems never walked (FAULTS D15).

@@ -14,6 +14,7 @@ import (
 
 	"snapforge/fusefs"
 	"snapforge/snapshot"
+	"snapforge/snapshot/audit"
 )
 
 // mountMemoryLimit is the mount process's soft memory limit (GOMEMLIMIT
@@ -145,7 +146,8 @@ func init() {
 			return err
 		}
 		defer own.Close()
-		r.Audit("mount", map[string]any{"dir": m.Dir, "allow_other": *allowOther}, "ok")
+		shown := snapshot.DisplayName(m.Dir) // a name with a newline stays on its line
+		r.Audit("mount", map[string]any{"dir": audit.Escape([]byte(m.Dir)), "allow_other": *allowOther}, "ok")
 		n := f.Snapshots()
 		if a.json {
 			a.printJSON(map[string]any{"mounted": m.Dir, "snapshots": n, "repository": r.Path()})
@@ -155,7 +157,7 @@ func init() {
 				noun = "snapshot"
 			}
 			fmt.Fprintf(a.stdout, "mounted %d %s of %s at %s (read-only)\nbrowse %s/latest, or copy files out; press Ctrl-C to unmount\n",
-				n, noun, r.Path(), m.Dir, m.Dir)
+				n, noun, snapshot.DisplayName(r.Path()), shown, shown)
 		}
 	wait:
 		for {
@@ -163,8 +165,8 @@ func init() {
 			case <-refresh:
 				f.Refresh(context.Background())
 			case <-served: // unmounted from outside (fusermount3 -u)
-				fmt.Fprintf(a.stderr, "snapforge mount: %s was unmounted\n", m.Dir)
-				r.Audit("unmount", map[string]any{"dir": m.Dir, "by": "outside"}, "ok")
+				fmt.Fprintf(a.stderr, "snapforge mount: %s was unmounted\n", shown)
+				r.Audit("unmount", map[string]any{"dir": audit.Escape([]byte(m.Dir)), "by": "outside"}, "ok")
 				return nil
 			case <-ctx.Done():
 				break wait
@@ -174,17 +176,17 @@ func init() {
 		}
 		lazy, err := m.Unmount()
 		if err != nil {
-			r.Audit("unmount", map[string]any{"dir": m.Dir}, "failed: "+err.Error())
+			r.Audit("unmount", map[string]any{"dir": audit.Escape([]byte(m.Dir))}, "failed: "+err.Error())
 			return err
 		}
 		if !lazy {
 			<-served
-			r.Audit("unmount", map[string]any{"dir": m.Dir}, "ok")
-			fmt.Fprintf(a.stderr, "unmounted %s\n", m.Dir)
+			r.Audit("unmount", map[string]any{"dir": audit.Escape([]byte(m.Dir))}, "ok")
+			fmt.Fprintf(a.stderr, "unmounted %s\n", shown)
 			return nil
 		}
-		r.Audit("unmount", map[string]any{"dir": m.Dir, "lazy": true}, "ok")
-		fmt.Fprintf(a.stderr, "snapforge mount: files under %s are still open, so it was unmounted lazily: the folder is gone, and open files stay readable until they are closed; snapforge exits then, and until then commands on the repository still run through it (press Ctrl-C again to stop now)\n", m.Dir)
+		r.Audit("unmount", map[string]any{"dir": audit.Escape([]byte(m.Dir)), "lazy": true}, "ok")
+		fmt.Fprintf(a.stderr, "snapforge mount: files under %s are still open, so it was unmounted lazily: the folder is gone, and open files stay readable until they are closed; snapforge exits then, and until then commands on the repository still run through it (press Ctrl-C again to stop now)\n", shown)
 		awaitServed(served, sigs)
 		return nil
 	}

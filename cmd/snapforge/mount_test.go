@@ -94,10 +94,22 @@ func TestMountHangup(t *testing.T) {
 	r.ok("backup", mountSource(t))
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
 		mnt := newMountpoint(t)
+		if sig == syscall.SIGHUP {
+			// A mountpoint whose name holds a newline and a tab is
+			// named escaped, each message on one line.
+			mnt = filepath.Join(t.TempDir(), "odd\nname\there")
+			if err := os.Mkdir(mnt, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 		p := startMount(t, cliOpts{}, r.dir, mnt)
 		res := signalMount(t, p, sig)
 		if res.code != exitOK || res.signal != 0 || !strings.Contains(res.stderr, "unmounted") {
 			t.Fatalf("%v: %v", sig, res)
+		}
+		shown := strings.ReplaceAll(strings.ReplaceAll(mnt, "\n", `\n`), "\t", `\t`)
+		if !strings.Contains(res.stdout, " at "+shown+" (read-only)\n") || !strings.Contains(res.stderr, "unmounted "+shown+"\n") {
+			t.Errorf("%v: the mountpoint %q is not named as %q on one line: %v", sig, mnt, shown, res)
 		}
 		if fusetest.Mounted(mnt) {
 			t.Errorf("%v: still mounted", sig)

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"snapforge/snapshot"
 )
 
 // RequireFUSE skips a test that needs a real mount where FUSE is missing:
@@ -29,7 +31,7 @@ func MountOptions(dir string) map[string]bool {
 	b, _ := os.ReadFile("/proc/self/mounts")
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 4 && f[1] == dir {
+		if len(f) >= 4 && snapshot.UnescapeMount(f[1]) == dir {
 			out := map[string]bool{}
 			for _, o := range strings.Split(f[3], ",") {
 				out[o] = true
