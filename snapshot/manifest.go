@@ -47,6 +47,25 @@ type Manifest struct {
 	WFVersion  string     `json:"wf_version"`
 	EngineVer  string     `json:"engine_ver"`
 	Governance Governance `json:"governance"`
+	// Requires names what a reader must know to use this snapshot: a
+	// reader that does not know one refuses the snapshot ("needs a newer
+	// snapforge"). Any other field a reader does not know it ignores, so
+	// a field added later may add to a snapshot but never change what the
+	// fields before it mean (docs/repository-format.md, "Manifests:
+	// additions"). Nothing is required yet.
+	Requires []string `json:"requires,omitempty"`
+}
+
+// manifestRequires is what this build knows of Manifest.Requires.
+var manifestRequires = map[string]bool{}
+
+// NewerError says a snapshot needs what this build does not know.
+type NewerError struct {
+	Feature string
+}
+
+func (e *NewerError) Error() string {
+	return fmt.Sprintf("it needs a newer snapforge: it requires %q, which snapforge %s does not know; read it with a newer snapforge", e.Feature, Version)
 }
 
 // Source names what was backed up.
@@ -277,6 +296,9 @@ type DamagedError struct {
 }
 
 func (e *DamagedError) Error() string {
+	if ne := new(NewerError); errors.As(e.Err, &ne) {
+		return fmt.Sprintf("snapshot %s cannot be read here: %v", e.BackupID, ne)
+	}
 	return fmt.Sprintf("snapshot %s is damaged: %v", e.BackupID, e.Err)
 }
 func (e *DamagedError) Unwrap() error { return e.Err }
@@ -323,10 +345,14 @@ func (r *Repo) readManifest(id string) (*Manifest, error) {
 
 func parseManifest(b []byte) (*Manifest, error) {
 	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	// Unknown fields are ignored (forward compatibility, see Requires).
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&m); err != nil {
 		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	for _, f := range m.Requires {
+		if !manifestRequires[f] {
+			return nil, &NewerError{Feature: f}
+		}
 	}
 	if !backupIDRe.MatchString(m.BackupID) {
 		return nil, fmt.Errorf("bad backup_id %q", m.BackupID)

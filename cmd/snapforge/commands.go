@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -178,6 +179,7 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 			RootHash   string   `json:"root_hash,omitempty"`
 			Partial    bool     `json:"partial"`
 			Damaged    string   `json:"damaged,omitempty"`
+			newer      bool     // Damaged: a requirement this build does not know
 			Tags       []string `json:"tags,omitempty"`
 			Verified   string   `json:"last_full_verify,omitempty"`
 			VerifiedOK *bool    `json:"last_full_verify_ok,omitempty"`
@@ -187,6 +189,7 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 			rw := row{BackupID: e.BackupID}
 			if e.Err != nil {
 				rw.Damaged = e.Err.Error()
+				rw.newer = errors.As(e.Err, new(*snapshot.NewerError))
 			} else {
 				m := e.Manifest
 				rw.CreatedUTC, rw.Strategy, rw.Parent, rw.Root = m.CreatedUTC, m.Strategy, m.Parent, m.Source.Root
@@ -215,6 +218,8 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 		for _, rw := range rows {
 			status := "ok"
 			switch {
+			case rw.Damaged != "" && rw.newer:
+				status = "NEEDS A NEWER SNAPFORGE: " + rw.Damaged
 			case rw.Damaged != "":
 				status = "DAMAGED: " + rw.Damaged
 			case rw.Partial:
