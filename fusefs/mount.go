@@ -61,45 +61,65 @@ type MountpointError struct {
 
 func (e *MountpointError) Error() string { return fmt.Sprintf("mountpoint %s: %s", e.Dir, e.Reason) }
 
-// PrepareMountpoint checks dir before mounting: it must be an existing,
-// empty directory outside the repository and outside every backed-up root
-// (a mount inside what is backed up would be backed up into itself). A dead
+// PrepareMountpoint checks dir before mounting (CheckMountpoint). A dead
 // mount left by a killed process ("transport endpoint is not connected")
-// is unmounted; the returned note says so.
+// is unmounted first; the returned note says so.
 func PrepareMountpoint(dir, repo string, sources []string) (note string, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", &MountpointError{dir, err.Error()}
 	}
-	// statfs always reaches the file system (a stat may be answered from the
-	// kernel's cache), so a dead FUSE mount shows as ENOTCONN here.
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(abs, &sfs); errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+	if deadMount(abs) {
 		if err := forceUnmount(abs); err != nil {
 			return "", &MountpointError{abs, fmt.Sprintf("a dead mount left by a stopped snapforge is in the way and could not be removed (%v); run `fusermount3 -uz %s` and try again", err, abs)}
 		}
 		note = fmt.Sprintf("removed a dead mount left at %s by a process that was killed", abs)
 	}
+	return note, CheckMountpoint(abs, repo, sources)
+}
+
+// deadMount reports whether a dead FUSE mount sits at abs. statfs always
+// reaches the file system (a stat may be answered from the kernel's
+// cache), so a dead one shows as ENOTCONN here.
+func deadMount(abs string) bool {
+	var sfs unix.Statfs_t
+	err := unix.Statfs(abs, &sfs)
+	return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+// CheckMountpoint reports whether dir can be mounted on, changing nothing:
+// it must be an existing, empty directory outside the repository and
+// outside every backed-up root (a mount inside what is backed up would be
+// backed up into itself). A dead mount there passes: PrepareMountpoint
+// removes it.
+func CheckMountpoint(dir, repo string, sources []string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return &MountpointError{dir, err.Error()}
+	}
+	if deadMount(abs) {
+		return nil
+	}
 	fi, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return note, &MountpointError{abs, "does not exist; create an empty directory first (mkdir -p " + abs + ")"}
+		return &MountpointError{abs, "does not exist; create an empty directory first (mkdir -p " + abs + ")"}
 	case err != nil:
-		return note, &MountpointError{abs, err.Error()}
+		return &MountpointError{abs, err.Error()}
 	case !fi.IsDir():
-		return note, &MountpointError{abs, "is not a directory; mount on an empty directory (for example mkdir -p ~/Backups)"}
+		return &MountpointError{abs, "is not a directory; mount on an empty directory (for example mkdir -p ~/Backups)"}
 	}
 	real, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return note, &MountpointError{abs, err.Error()}
+		return &MountpointError{abs, err.Error()}
 	}
 	if isMountpoint(real) {
-		return note, &MountpointError{abs, "something is already mounted there; unmount it or choose another directory"}
+		return &MountpointError{abs, "something is already mounted there; unmount it or choose another directory"}
 	}
 	if ents, err := os.ReadDir(real); err != nil {
-		return note, &MountpointError{abs, err.Error()}
+		return &MountpointError{abs, err.Error()}
 	} else if len(ents) > 0 {
-		return note, &MountpointError{abs, "is not empty; choose an empty directory (the mount would hide its files)"}
+		return &MountpointError{abs, "is not empty; choose an empty directory (the mount would hide its files)"}
 	}
 	within := func(root string) bool {
 		r, err := filepath.EvalSymlinks(root)
@@ -109,17 +129,17 @@ func PrepareMountpoint(dir, repo string, sources []string) (note string, err err
 		return real == r || strings.HasPrefix(real, strings.TrimSuffix(r, "/")+"/")
 	}
 	if within(repo) {
-		return note, &MountpointError{abs, "is inside the repository; choose a directory outside " + repo}
+		return &MountpointError{abs, "is inside the repository; choose a directory outside " + repo}
 	}
 	for _, s := range sources {
 		// A backup of the whole system ("/") contains every directory; it
 		// skips snapforge's own mounts while walking (FAULTS D15), which is
 		// what keeps a mount out of the backup there.
 		if s != "" && filepath.Clean(s) != "/" && within(s) {
-			return note, &MountpointError{abs, "is inside " + s + ", which is backed up; a mount there would be backed up into itself; choose a directory outside it"}
+			return &MountpointError{abs, "is inside " + s + ", which is backed up; a mount there would be backed up into itself; choose a directory outside it"}
 		}
 	}
-	return note, nil
+	return nil
 }
 
 // isMountpoint reports whether dir is the root of a mount (its device

@@ -53,6 +53,19 @@ func init() {
 		if _, err := os.Stat("/dev/fuse"); err != nil {
 			return fmt.Errorf("FUSE is not available on this machine (/dev/fuse: %v); install fuse3 or load the fuse module, or browse with `snapforge ls`/`cat` instead", err)
 		}
+		// What is wrong with the mountpoint itself first (inside the
+		// repository or the profile's root, not empty, missing): it is
+		// known without the repository, which another mount may hold. The
+		// roots of every snapshot are checked once it is open.
+		if rp, err := a.repoPath(); err == nil {
+			var roots []string
+			if prof, err := loadProfile(rp); err == nil && prof != nil {
+				roots = []string{prof.Root}
+			}
+			if err := fusefs.CheckMountpoint(pos[0], rp, roots); err != nil {
+				return err
+			}
+		}
 		r, err := a.openWaiting(ctx, "mount")
 		if err != nil {
 			return err

@@ -330,6 +330,27 @@ func TestMountRefuses(t *testing.T) {
 	if res := r.run("mount"); res.code != exitUsage {
 		t.Errorf("mount without DIR: %v", res)
 	}
+
+	// While another mount holds the repository, what is wrong with the
+	// mountpoint is still said first: inside the repository, inside the
+	// profile's root, not empty, missing. (A root known only from the
+	// snapshots needs the repository.)
+	indextest.WriteFile(t, filepath.Join(r.dir, "profile.json"), []byte(`{"name": "app", "root": "`+src+`", "units": {"config": {"paths": ["config.json"]}}}`))
+	startMount(t, cliOpts{}, r.dir, newMountpoint(t))
+	for dir, want := range map[string]string{
+		inRepo:                                "inside the repository",
+		inSrc:                                 "is inside " + src + ", which is backed up",
+		full:                                  "not empty",
+		filepath.Join(t.TempDir(), "missing"): "does not exist",
+	} {
+		res := r.run("mount", dir)
+		if res.code != exitError || !strings.Contains(res.stderr, want) || strings.Contains(res.stderr, "in use") {
+			t.Errorf("mount %s while another mount runs: want exit 1 saying %q, got %v", dir, want, res)
+		}
+	}
+	if res := r.run("mount", newMountpoint(t)); res.code != exitError || !strings.Contains(res.stderr, "unmount it first") {
+		t.Errorf("a second mount of the repository: %v", res)
+	}
 }
 
 // TestMountAsUser: a normal user mounts through fusermount3 (setuid root,
