@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -221,6 +222,7 @@ type snapInfo struct {
 	tree    snapshot.ID
 	units   []string
 	rootDir *snapshot.RootDir // the source root's attributes; nil when not recorded
+	safety  bool              // a safety snapshot (tagged "safety"): latest only when alone
 
 	linksOnce sync.Once
 	links     map[string]uint32 // raw path of a hard-linked file's first name -> number of names
@@ -263,7 +265,8 @@ func (f *FS) Refresh(ctx context.Context) error {
 		if old != nil && old.byID[e.BackupID] != nil {
 			s = old.byID[e.BackupID]
 		} else {
-			s = &snapInfo{id: e.BackupID, created: m.Created(), tree: tree, units: m.Includes, rootDir: m.Source.RootDir}
+			s = &snapInfo{id: e.BackupID, created: m.Created(), tree: tree, units: m.Includes, rootDir: m.Source.RootDir,
+				safety: slices.Contains(m.Tags, "safety")}
 		}
 		c.snaps = append(c.snaps, s)
 		c.byID[s.id] = s
@@ -367,8 +370,15 @@ func (f *FS) topMtime() time.Time {
 	return f.mtime
 }
 
-// latest returns the newest snapshot, or nil.
+// latest returns the newest snapshot, or nil: as for the CLI's "latest",
+// the newest regular one, a safety snapshot (taken before an in-place
+// restore, often of one unit) only when there is no other.
 func (c *catalog) latest() *snapInfo {
+	for i := len(c.snaps) - 1; i >= 0; i-- {
+		if !c.snaps[i].safety {
+			return c.snaps[i]
+		}
+	}
 	if len(c.snaps) == 0 {
 		return nil
 	}

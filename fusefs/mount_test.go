@@ -330,6 +330,18 @@ func TestMountReadOnly(t *testing.T) {
 	if b, _ := os.ReadFile(snap + "a.txt"); string(b) != "hello\n" {
 		t.Errorf("a.txt changed: %q", b)
 	}
+	// statvfs (df, pathconf): the repository's file system's size,
+	// nothing free, names up to 255 bytes; the same inside a snapshot.
+	var repoFS unix.Statfs_t
+	must(t, unix.Statfs(r.Path(), &repoFS))
+	for _, p := range []string{dir, snap, snap + "a.txt"} {
+		var st unix.Statfs_t
+		must(t, unix.Statfs(p, &st))
+		if st.Blocks != repoFS.Blocks || st.Bsize != repoFS.Bsize || st.Bfree != 0 || st.Bavail != 0 || st.Namelen != 255 || st.Files == 0 {
+			t.Errorf("statfs %s: blocks %d of %d bytes, free %d/%d, files %d, names %d; want the repository's %d blocks of %d, none free, names 255",
+				p, st.Blocks, st.Bsize, st.Bfree, st.Bavail, st.Files, st.Namelen, repoFS.Blocks, repoFS.Bsize)
+		}
+	}
 }
 
 // mountOptions returns the options /proc/self/mounts lists for dir.

@@ -755,3 +755,44 @@ func TestTopLevelTimes(t *testing.T) {
 	f3 := newTestFS(t, r, Options{Location: time.UTC})
 	want("a mount after the new snapshot", times(f3), m2.Created().UnixNano())
 }
+
+// TestLatestSkipsSafety: latest is the newest regular snapshot, as for the
+// CLI: a safety snapshot taken before an in-place restore (often of one
+// unit) is latest only when it is the only snapshot.
+func TestLatestSkipsSafety(t *testing.T) {
+	ctx := context.Background()
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(src, "f"), []byte("one"))
+	safetyOnly, err := r.Backup(ctx, snapshot.BackupOptions{Root: src, Tags: []string{"safety", "pinned"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newTestFS(t, r, Options{Location: time.UTC})
+	target := func() string {
+		t.Helper()
+		got, errno := lookup(t, f.Root(), "latest").(fs.NodeReadlinker).Readlink(ctx)
+		if errno != 0 {
+			t.Fatalf("readlink latest: %v", errno)
+		}
+		return string(got)
+	}
+	if got, want := target(), "snapshots/"+FolderName(safetyOnly.Created(), time.UTC); got != want {
+		t.Errorf("with only a safety snapshot, latest -> %s, want %s", got, want)
+	}
+	time.Sleep(1100 * time.Millisecond) // folder names have seconds
+	regular, err := r.Backup(ctx, snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := r.Backup(ctx, snapshot.BackupOptions{Root: src, Tags: []string{"safety", "pinned"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := target(), "snapshots/"+FolderName(regular.Created(), time.UTC); got != want {
+		t.Errorf("latest -> %s, want the newest regular snapshot %s", got, want)
+	}
+}
