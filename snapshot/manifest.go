@@ -228,8 +228,10 @@ func (r *Repo) writeManifest(m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("commit snapshot %s: %w", m.BackupID, err)
 	}
+	st, _ := stampOf(r.manifestPath(m.BackupID))
 	r.mu.Lock()
 	r.manifest[m.BackupID] = m
+	r.setStampLocked(m.BackupID, st)
 	r.mu.Unlock()
 	return nil
 }
@@ -305,42 +307,51 @@ func (e *DamagedError) Unwrap() error { return e.Err }
 
 // LoadManifest reads the manifest of backup id.
 func (r *Repo) LoadManifest(id string) (*Manifest, error) {
+	r.dropIfStale(id)
 	r.mu.Lock()
 	m := r.manifest[id]
 	r.mu.Unlock()
 	if m != nil {
 		return m, nil
 	}
-	m, err := r.readManifest(id)
+	m, st, err := r.readManifestStamp(id)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
 	r.manifest[id] = m
+	r.setStampLocked(id, st)
 	r.mu.Unlock()
 	return m, nil
 }
 
 // readManifest reads and checks manifest id.
 func (r *Repo) readManifest(id string) (*Manifest, error) {
+	m, _, err := r.readManifestStamp(id)
+	return m, err
+}
+
+// readManifestStamp is readManifest, with the stamp of the file the bytes
+// were read from.
+func (r *Repo) readManifestStamp(id string) (*Manifest, fileStamp, error) {
 	if !backupIDRe.MatchString(id) {
-		return nil, fmt.Errorf("snapshot %q: %w", id, ErrNotFound)
+		return nil, fileStamp{}, fmt.Errorf("snapshot %q: %w", id, ErrNotFound)
 	}
-	b, err := os.ReadFile(r.manifestPath(id))
+	b, st, err := readStamped(r.manifestPath(id))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("snapshot %s: %w", id, ErrNotFound)
+		return nil, st, fmt.Errorf("snapshot %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read snapshot %s: %w", id, err)
+		return nil, st, fmt.Errorf("read snapshot %s: %w", id, err)
 	}
 	m, err := parseManifest(b)
 	if err == nil && m.BackupID != id {
 		err = fmt.Errorf("manifest names backup %q", m.BackupID)
 	}
 	if err != nil {
-		return nil, &DamagedError{BackupID: id, Err: err}
+		return nil, st, &DamagedError{BackupID: id, Err: err}
 	}
-	return m, nil
+	return m, st, nil
 }
 
 func parseManifest(b []byte) (*Manifest, error) {
@@ -381,6 +392,7 @@ type SnapshotEntry struct {
 // the rest is kept: listing many snapshots of many files costs the memory of
 // one manifest at a time.
 func (r *Repo) loadHeader(id string) (*Manifest, error) {
+	r.dropIfStale(id)
 	r.mu.Lock()
 	h := r.headers[id]
 	if h == nil && r.manifest[id] != nil {
@@ -392,7 +404,7 @@ func (r *Repo) loadHeader(id string) (*Manifest, error) {
 	if h != nil {
 		return h, nil
 	}
-	m, err := r.readManifest(id)
+	m, st, err := r.readManifestStamp(id)
 	if err != nil {
 		return nil, err
 	}
@@ -401,6 +413,7 @@ func (r *Repo) loadHeader(id string) (*Manifest, error) {
 	r.mu.Lock()
 	r.headers[id] = m
 	r.keepLinksLocked(id, links)
+	r.setStampLocked(id, st)
 	r.mu.Unlock()
 	return m, nil
 }
@@ -524,6 +537,7 @@ func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
 // nothing; otherwise the first call reads the manifest (a snapshot without
 // hard links: one scan of its bytes), and only the counts are kept.
 func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
+	r.dropIfChanged(id, true)
 	r.mu.Lock()
 	links, ok := r.links[id]
 	if full := r.manifest[id]; !ok && full != nil {
@@ -534,7 +548,7 @@ func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
 	if ok {
 		return links, nil
 	}
-	b, err := os.ReadFile(r.manifestPath(id))
+	b, st, err := readStamped(r.manifestPath(id))
 	if err != nil {
 		return nil, fmt.Errorf("read snapshot %s: %w", id, err)
 	}
@@ -547,6 +561,9 @@ func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
 	}
 	r.mu.Lock()
 	r.keepLinksLocked(id, links)
+	if _, ok := r.stamps[id]; !ok {
+		r.setStampLocked(id, st)
+	}
 	r.mu.Unlock()
 	return links, nil
 }

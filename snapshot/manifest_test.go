@@ -571,3 +571,77 @@ func TestManifestForwardCompat(t *testing.T) {
 		t.Errorf("verify of the other snapshot: %+v, %v", rep, err)
 	}
 }
+
+// TestManifestChangedOnDisk: a Repo that stays open (the mount's owner runs
+// every client's command on one) answers from its cached manifests only
+// while their files are the ones they were read from. A manifest replaced
+// with garbage, or edited in place, after it was cached reads as damaged,
+// to verify too, exactly as to a process that opens the repository now;
+// put back, it reads as before.
+func TestManifestChangedOnDisk(t *testing.T) {
+	ctx := t.Context()
+	r, dir := indextest.NewRepo(t)
+	src := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(src, "f.txt"), []byte("v1\n"))
+	m, err := r.Backup(ctx, snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := rtManifestFile(dir, m.BackupID)
+	good, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, wantDamaged bool) {
+		t.Helper()
+		list, err := r.Snapshots(ctx)
+		if err != nil || len(list) != 1 {
+			t.Fatalf("%s: snapshots %+v, %v", what, list, err)
+		}
+		var de *snapshot.DamagedError
+		if got := errors.As(list[0].Err, &de); got != wantDamaged {
+			t.Errorf("%s: listed with error %v; want damaged: %v", what, list[0].Err, wantDamaged)
+		}
+		_, err = r.LoadManifest(m.BackupID)
+		if got := errors.As(err, &de); got != wantDamaged {
+			t.Errorf("%s: LoadManifest: %v; want damaged: %v", what, err, wantDamaged)
+		}
+		rep, err := r.Verify(ctx, nil, snapshot.VerifyOptions{})
+		if err != nil || rep.OK() == wantDamaged {
+			t.Errorf("%s: verify: %+v, %v; want OK: %v", what, rep, err, !wantDamaged)
+		}
+	}
+	check("as written", false)
+	// Replaced by garbage (a new inode), after it was cached.
+	if err := os.WriteFile(name+".new", []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(name+".new", name); err != nil {
+		t.Fatal(err)
+	}
+	check("replaced by garbage", true)
+	// Put back.
+	if err := os.WriteFile(name+".new", good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(name+".new", name); err != nil {
+		t.Fatal(err)
+	}
+	check("put back", false)
+	// Edited in place, same size: one byte of an item's hash.
+	i := bytes.Index(good, []byte(`"blake3":"`)) + len(`"blake3":"`)
+	if i < len(`"blake3":"`) {
+		t.Fatalf("no blake3 field in %s", good)
+	}
+	edited := bytes.Clone(good)
+	edited[i] ^= 1
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(edited, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	check("edited in place", true)
+}

@@ -140,6 +140,7 @@ type Repo struct {
 	manifest       map[string]*Manifest         // full manifests loaded by LoadManifest
 	headers        map[string]*Manifest         // Snapshots' entries: checked, items dropped
 	links          map[string]map[string]uint32 // HardLinks of the manifests read whole (nil: none)
+	stamps         map[string]fileStamp         // the manifest file each cached entry came from (stale.go)
 	treeCache      map[ID]*Tree
 	treeCacheNodes int // nodes held by treeCache
 
