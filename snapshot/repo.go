@@ -307,10 +307,7 @@ func Open(ctx context.Context, path string, opts Options) (*Repo, error) {
 	}
 	if r.audit, err = audit.Open(r.dir("audit"), o.Now); err != nil {
 		r.Close()
-		if errors.Is(err, audit.ErrDamaged) {
-			return nil, fmt.Errorf("the audit trail is damaged or was altered (%w); see `snapforge audit verify`, then record that you have seen it with `snapforge audit acknowledge` to continue", err)
-		}
-		return nil, fmt.Errorf("open audit trail: %w", err)
+		return nil, auditOpenError(err)
 	}
 	if r.idx != nil {
 		if err := r.recover(ctx); err != nil {
@@ -475,6 +472,39 @@ func (r *Repo) AuditAs(ctx context.Context, op string, params map[string]any, ou
 		r.opts.Logger.Error("audit append failed", "op", op, "err", err)
 	}
 	return ev, err
+}
+
+// auditOpenError says why the audit trail cannot be used.
+func auditOpenError(err error) error {
+	if errors.Is(err, audit.ErrDamaged) {
+		return fmt.Errorf("the audit trail is damaged or was altered (%w); see `snapforge audit verify`, then record that you have seen it with `snapforge audit acknowledge` to continue", err)
+	}
+	return fmt.Errorf("open audit trail: %w", err)
+}
+
+// CheckAudit checks the audit trail again, as Open does, for a Repo held
+// open long (the mount's owner checks before each client's command): a
+// trail damaged or altered since refuses the command as Open would refuse
+// it now, and a trail a failed write left unusable (a full disk) is opened
+// again and repaired, so commands are audited again once the cause is
+// gone. A backup committed while the trail could not be written gets its
+// event back (the recovered event Open appends).
+func (r *Repo) CheckAudit() error {
+	if err := r.audit.Check(); err != nil {
+		return auditOpenError(err)
+	}
+	r.recoverAuditEvent()
+	return nil
+}
+
+// AcknowledgeAudit records, through this Repo's open trail, that its
+// damage has been seen (audit.Acknowledge), as the actor ctx names.
+func (r *Repo) AcknowledgeAudit(ctx context.Context) (audit.Event, error) {
+	actor := r.opts.Actor
+	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
+		actor = a
+	}
+	return r.audit.Acknowledge(actor)
 }
 
 // AuditHead returns the newest audit head.

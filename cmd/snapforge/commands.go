@@ -666,10 +666,20 @@ func init() {
 			return a.auditVerify(p, dir)
 		}
 		if len(pos) == 1 && pos[0] == "acknowledge" {
-			o := a.options("audit acknowledge")
-			ev, err := audit.Acknowledge(dir, time.Now, o.Actor)
+			var ev audit.Event
+			var err error
+			if a.shared != nil {
+				// The owner holds the trail open: acknowledge through it.
+				ev, err = a.shared.AcknowledgeAudit(ctx)
+			} else {
+				ev, err = audit.Acknowledge(dir, time.Now, a.options("audit acknowledge").Actor)
+			}
 			if err != nil {
 				return err
+			}
+			if ev.Seq == 0 {
+				fmt.Fprintln(a.stdout, "the audit trail has no unacknowledged damage; nothing recorded")
+				return nil
 			}
 			fmt.Fprintf(a.stdout, "recorded acknowledged_damage at seq %d; the damage stays visible to `audit verify`\n", ev.Seq)
 			return nil

@@ -79,7 +79,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"snapforge/snapshot"
-	"snapforge/snapshot/audit"
 )
 
 // clientActor names a client in the audit trail as a local command names
@@ -516,11 +515,7 @@ func (s *ownerServer) run(ctx context.Context, a *app, c *command, args []string
 		}
 		defer unlock()
 	}
-	err := s.runSafely(ctx, a, c, args)
-	if errors.Is(err, audit.ErrLocked) { // audit acknowledge: our repository holds the trail
-		return fmt.Errorf("%w: the process that owns the repository (pid %d) keeps it open; stop that process, then run the command again", err, os.Getpid())
-	}
-	return err
+	return s.runSafely(ctx, a, c, args)
 }
 
 // busy lifts the process's soft memory limit while commands run and

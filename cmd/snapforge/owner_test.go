@@ -638,9 +638,10 @@ func TestOwnerHoldsTheLock(t *testing.T) {
 	if !strings.Contains(res.stderr, fmt.Sprintf("repository in use by pid %d (snapforge mount)", os.Getpid())) || !strings.Contains(res.stderr, "unmount it first (Ctrl-C where it runs)") {
 		t.Errorf("repair while owned: %v, want the mount named and how to stop it", res)
 	}
-	// audit acknowledge cannot work while the owner keeps the trail open, and says so.
-	res = expectCode(t, clientRun(t, context.Background(), repo, "/", "audit", "acknowledge"), exitError)
-	if !strings.Contains(res.stderr, fmt.Sprintf("the process that owns the repository (pid %d) keeps it open", os.Getpid())) {
+	// audit acknowledge runs through the owner, which keeps the trail
+	// open (TestOwnerChecksAuditTrail); on a sound trail it records nothing.
+	res = expectCode(t, clientRun(t, context.Background(), repo, "/", "audit", "acknowledge"), exitOK)
+	if !strings.Contains(res.stdout, "no unacknowledged damage; nothing recorded") {
 		t.Errorf("audit acknowledge while owned: %v", res)
 	}
 	// init is never forwarded either.
@@ -952,5 +953,55 @@ func TestOwnerAuditNamesClient(t *testing.T) {
 		if strings.HasSuffix(got[i], through) != w || !strings.Contains(got[i], ": cli:") {
 			t.Errorf("event %q: through the owner %v, want %v (actor ending %q)", got[i], !w, w, through)
 		}
+	}
+}
+
+// TestOwnerChecksAuditTrail: the owner opened the repository long ago, and
+// its audit trail is checked again before each client's command, as an
+// open of the client's own would check it (FAULTS I1): a line altered since
+// refuses backup and the other commands with the same message and exit
+// code as without an owner; `audit acknowledge` runs through the owner,
+// which holds the trail; then work goes on, audited.
+func TestOwnerChecksAuditTrail(t *testing.T) {
+	t.Parallel()
+	repo := initRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	smallTree(t, src)
+	o := serveRepo(t, repo)
+	defer o.close()
+	clientOK(t, repo, "backup", src)
+	trail := filepath.Join(repo, "audit", "audit.jsonl")
+	b, err := os.ReadFile(trail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := bytes.SplitAfter(b, []byte("\n"))
+	ls[0] = bytes.Replace(ls[0], []byte(`"outcome":"ok"`), []byte(`"outcome":"OK"`), 1)
+	if err := os.WriteFile(trail, bytes.Join(ls, nil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"backup", src}, {"snapshots"}} {
+		res := expectCode(t, clientRun(t, context.Background(), repo, "/", args...), exitError)
+		if !strings.Contains(res.stderr, "the audit trail is damaged or was altered") || !strings.Contains(res.stderr, "audit acknowledge") {
+			t.Errorf("%v through the owner after the trail was altered: %v", args, res)
+		}
+	}
+	if res := clientOK(t, repo, "audit", "acknowledge"); !strings.Contains(res.stdout, "recorded acknowledged_damage") {
+		t.Errorf("audit acknowledge through the owner: %v", res)
+	}
+	clientOK(t, repo, "backup", src)
+	o.close()
+	var evs []struct {
+		Op string `json:"op"`
+	}
+	if err := json.Unmarshal([]byte(clientOK(t, repo, "--json", "audit").stdout), &evs); err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, e := range evs {
+		ops = append(ops, e.Op)
+	}
+	if n := len(ops); n < 3 || ops[n-2] != "acknowledged_damage" || ops[n-1] != "backup" {
+		t.Errorf("audit events %v; want the acknowledgement, then the backup", ops)
 	}
 }

@@ -82,7 +82,14 @@ func (a *app) repoPath() (string, error) {
 // owner's open repository instead (the caller's Close releases the share).
 func (a *app) open(ctx context.Context, command string) (*snapshot.Repo, error) {
 	if a.shared != nil {
-		return a.shared.Share(), nil
+		// The owner opened the repository long ago: its audit trail is
+		// checked again, as an open here would check it now.
+		r := a.shared.Share()
+		if err := r.CheckAudit(); err != nil {
+			r.Close()
+			return nil, err
+		}
+		return r, nil
 	}
 	p, err := a.repoPath()
 	if err != nil {

@@ -113,6 +113,7 @@ type Log struct {
 	head   Head     // the last line
 	next   uint64   // seq of the next line; 0 after overflow
 	broken error    // first write, fsync or HEAD failure; appends stop
+	reopen bool     // f was closed by Check after broken, to be opened again
 }
 
 // Open opens the trail in dir for appending, creating dir, audit.jsonl and
@@ -134,7 +135,10 @@ func Open(dir string, now func() time.Time) (*Log, error) {
 		l.f.Close()
 		return nil, &DamageError{Report: t.report}
 	}
-	if err := l.repair(t); err != nil {
+	l.mu.Lock()
+	err = l.repair(t)
+	l.mu.Unlock()
+	if err != nil {
 		l.f.Close()
 		return nil, err
 	}
@@ -155,6 +159,27 @@ func Acknowledge(dir string, now func() time.Time, actor string) (Event, error) 
 		return Event{}, err
 	}
 	defer l.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acknowledge(t, actor)
+}
+
+// Acknowledge is the package's Acknowledge through a Log held open (the
+// process that owns the repository holds its trail for as long as it
+// runs): the trail is read again from disk first.
+func (l *Log) Acknowledge(actor string) (Event, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, err := l.rescan()
+	if err != nil {
+		return Event{}, err
+	}
+	return l.acknowledge(t, actor)
+}
+
+// acknowledge appends the acknowledged_damage event for t's unacknowledged
+// problems. l.mu is held.
+func (l *Log) acknowledge(t *trail, actor string) (Event, error) {
 	un := t.report.unacknowledged()
 	if len(un) == 0 {
 		return Event{}, nil
@@ -171,7 +196,7 @@ func Acknowledge(dir string, now func() time.Time, actor string) (Event, error) 
 	if t.headPresent {
 		found = Escape(bytes.TrimSpace(t.headRaw))
 	}
-	return l.Append(Event{
+	return l.appendLocked(Event{
 		Actor: actor,
 		Op:    OpAcknowledgedDamage,
 		Params: map[string]any{
@@ -181,6 +206,58 @@ func Acknowledge(dir string, now func() time.Time, actor string) (Event, error) 
 		},
 		Outcome: fmt.Sprintf("integrity failure: %s (%d problems)", un[0], len(un)),
 	})
+}
+
+// Check verifies the trail on disk again, as Open does, for a Log held open
+// long (the mount's owner runs every client's command on one Log): a trail
+// damaged or altered since it was opened makes Check return a
+// *DamageError, as Open would now, so the caller can refuse the same work.
+// A Log that a failed write broke (a full disk) is opened again on a new
+// descriptor and what the failure left is repaired (a torn line, a stale
+// HEAD), so that appends work again once the cause is gone.
+func (l *Log) Check() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil && !l.reopen {
+		return ErrClosed
+	}
+	if l.broken != nil {
+		// Never retry on the descriptor a write or fsync failed on; its
+		// lock goes with it.
+		if l.f != nil {
+			l.f.Close()
+			l.f, l.reopen = nil, true
+		}
+		nl, _, err := openLocked(l.dir, l.now)
+		if err != nil {
+			return fmt.Errorf("%w: %w (reopening: %w)", ErrBroken, l.broken, err)
+		}
+		l.f, l.broken, l.reopen = nl.f, nil, false
+	}
+	t, err := l.rescan()
+	if err != nil {
+		return err
+	}
+	if len(t.report.unacknowledged()) > 0 {
+		return &DamageError{Report: t.report}
+	}
+	return l.repair(t)
+}
+
+// rescan reads the trail again from l.f and sets head and next from it.
+// l.mu is held.
+func (l *Log) rescan() (*trail, error) {
+	t, err := scan(io.NewSectionReader(l.f, 0, math.MaxInt64), nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read trail: %w", err)
+	}
+	raw, present, err := readHeadRaw(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	t.checkHead(raw, present)
+	l.head, l.next = t.report.Head, t.maxSeq+1
+	return t, nil
 }
 
 // openLocked opens and locks the trail and verifies it without anchors.
@@ -238,6 +315,7 @@ func lock(f *os.File) error {
 }
 
 // repair fixes what a crash leaves: a torn tail, a stale or missing HEAD.
+// l.mu is held.
 func (l *Log) repair(t *trail) error {
 	if t.report.TornTail {
 		return l.repairTorn(t) // its event rewrites HEAD
@@ -251,6 +329,7 @@ func (l *Log) repair(t *trail) error {
 }
 
 // repairTorn truncates the bytes after the last newline and records them.
+// l.mu is held.
 func (l *Log) repairTorn(t *trail) error {
 	if !t.report.TornTail {
 		return nil
@@ -270,7 +349,7 @@ func (l *Log) repairTorn(t *trail) error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("audit: truncate torn tail: %w", err)
 	}
-	_, err := l.Append(Event{
+	_, err := l.appendLocked(Event{
 		Actor: fmt.Sprintf("audit:open pid %d", os.Getpid()),
 		Op:    OpRecoveredTornTail,
 		Params: map[string]any{
@@ -298,6 +377,11 @@ func (l *Log) repairTorn(t *trail) error {
 func (l *Log) Append(e Event) (Event, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.appendLocked(e)
+}
+
+// appendLocked is Append with l.mu held.
+func (l *Log) appendLocked(e Event) (Event, error) {
 	switch {
 	case l.f == nil:
 		return Event{}, ErrClosed
@@ -345,6 +429,7 @@ func (l *Log) Head() Head {
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.reopen = false
 	if l.f == nil {
 		return nil
 	}

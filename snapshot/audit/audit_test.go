@@ -407,3 +407,78 @@ func TestOpenRefusesDamageUntilAcknowledged(t *testing.T) {
 		t.Fatalf("Open after new damage: %v", err)
 	}
 }
+
+// TestCheckHeldOpen: a Log held open for long (the mount's owner) checks
+// the trail again on demand. A write that failed (here on a closed
+// descriptor, after a torn half line reached the file) broke it: Check
+// opens it again, cuts the torn line and records that, and appends work
+// again, continuing the chain. A line altered by another process since
+// makes Check fail as Open fails (FAULTS I1), appends by others go on
+// being refused by callers until the damage is acknowledged through the
+// same Log, after which Check passes and the trail verifies as
+// acknowledged.
+func TestCheckHeldOpen(t *testing.T) {
+	dir, _ := newTrail(t, 3)
+	l, err := Open(dir, clock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Check(); err != nil {
+		t.Fatalf("check of a sound trail: %v", err)
+	}
+	// A write fails midway: half a line is on disk, the Log is broken.
+	f, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"seq":4,"time":"2026-`)
+	f.Close()
+	l.f.Close()
+	if _, err := l.Append(Event{Op: "x", Outcome: "ok"}); err == nil {
+		t.Fatal("append on a closed descriptor succeeded")
+	}
+	if _, err := l.Append(Event{Op: "x", Outcome: "ok"}); !errors.Is(err, ErrBroken) {
+		t.Fatalf("append on a broken log: %v, want ErrBroken", err)
+	}
+	if err := l.Check(); err != nil {
+		t.Fatalf("check of a broken log: %v; want it reopened and repaired", err)
+	}
+	e, err := l.Append(Event{Actor: "test", Op: "verify", Outcome: "ok"})
+	if err != nil || e.Seq != 5 {
+		t.Fatalf("append after the check: %+v, %v; want seq 5 (4 records the torn line)", e, err)
+	}
+	r := verify(t, dir)
+	if !r.OK() || r.Head.Seq != 5 {
+		t.Fatalf("after the repair: %v", r)
+	}
+	if evs, _ := ReadAll(dir); len(evs) != 5 || evs[3].Op != OpRecoveredTornTail {
+		t.Fatalf("events %+v; want the torn line recorded at seq 4", evs)
+	}
+
+	// Another process alters line 2.
+	ls := lines(t, dir)
+	ls[1] = bytes.Replace(ls[1], []byte(`"outcome":"ok"`), []byte(`"outcome":"failed: x"`), 1)
+	writeLines(t, dir, ls)
+	if err := l.Check(); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("check of an altered trail: %v, want ErrDamaged", err)
+	}
+	ack, err := l.Acknowledge("cli:test")
+	if err != nil || ack.Op != OpAcknowledgedDamage || ack.Seq != 6 {
+		t.Fatalf("acknowledge through the open log: %+v, %v", ack, err)
+	}
+	if err := l.Check(); err != nil {
+		t.Fatalf("check after the acknowledgement: %v", err)
+	}
+	if e, err := l.Append(Event{Actor: "test", Op: "backup", Outcome: "ok"}); err != nil || e.Seq != 7 {
+		t.Fatalf("append after the acknowledgement: %+v, %v", e, err)
+	}
+	r = verify(t, dir)
+	if r.OK() || r.AckLine != 6 || len(r.unacknowledged()) != 0 {
+		t.Errorf("verify after the acknowledgement: %v; want the damage reported and acknowledged at line 6", r)
+	}
+	l.Close()
+	if err := l.Check(); !errors.Is(err, ErrClosed) {
+		t.Errorf("check of a closed log: %v, want ErrClosed", err)
+	}
+}
