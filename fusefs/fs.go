@@ -276,7 +276,8 @@ func (f *FS) Refresh(ctx context.Context) error {
 			}
 		}
 	}
-	// Names: the date, with _2, _3 … for snapshots of the same second, in
+	// Names: the date, with _002, _003 … for snapshots of the same second
+	// (three digits, so that names sort as the snapshots were taken), in
 	// list order (oldest first), so a name never moves to another snapshot
 	// as later ones arrive.
 	taken := map[string]bool{}
@@ -285,7 +286,7 @@ func (f *FS) Refresh(ctx context.Context) error {
 			base := FolderName(s.created, f.opts.Location)
 			name := base
 			for i := 2; taken[name] || nameUsedElsewhere(old, name, s); i++ {
-				name = fmt.Sprintf("%s_%d", base, i)
+				name = fmt.Sprintf("%s_%03d", base, i)
 			}
 			s.name = name
 		}

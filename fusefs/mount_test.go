@@ -263,7 +263,7 @@ func TestMountLayout(t *testing.T) {
 		}
 	}
 	eq("top level", names(""), []string{"README.txt", "by-id", "by-unit", "history", "latest", "snapshots"})
-	d1, d2, d3, d4 := "2026-11-26_01-15-00", "2026-11-26_01-15-00_2", "2026-11-26_02-15-00", "2026-11-26_03-15-00"
+	d1, d2, d3, d4 := "2026-11-26_01-15-00", "2026-11-26_01-15-00_002", "2026-11-26_02-15-00", "2026-11-26_03-15-00"
 	eq("snapshots", names("snapshots"), []string{d1, d2, d3, d4})
 	eq("by-id", names("by-id"), []string{m1.BackupID, m2.BackupID, m3.BackupID, m4.BackupID})
 	if target, err := os.Readlink(filepath.Join(dir, "latest")); err != nil || target != "snapshots/"+d4 {

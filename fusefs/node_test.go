@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -794,5 +795,45 @@ func TestLatestSkipsSafety(t *testing.T) {
 	}
 	if got, want := target(), "snapshots/"+FolderName(regular.Created(), time.UTC); got != want {
 		t.Errorf("latest -> %s, want the newest regular snapshot %s", got, want)
+	}
+}
+
+// TestFolderNamesSortAsTaken: snapshots taken within the same second get
+// suffixes that keep the folder names in the order the snapshots were
+// taken (_002 … _012, where _2 … _12 sorted _10 before _2), so `ls
+// snapshots | tail -1` is the newest.
+func TestFolderNamesSortAsTaken(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 29, 23, 20, 26, 0, time.UTC)
+	r, _ := indextest.NewRepo(t, func(o *snapshot.Options) {
+		o.Now = func() time.Time { // 12 backups within one second
+			mu.Lock()
+			defer mu.Unlock()
+			now = now.Add(time.Millisecond)
+			return now
+		}
+	})
+	src := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(src, "f"), []byte("x"))
+	for range 12 {
+		if _, err := r.Backup(ctx, snapshot.BackupOptions{Root: src}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newTestFS(t, r, Options{Location: time.UTC})
+	var names []string
+	for _, s := range f.catalog().snaps {
+		names = append(names, s.name)
+	}
+	want := []string{"2026-11-29_23-20-26"}
+	for i := 2; i <= 12; i++ {
+		want = append(want, fmt.Sprintf("2026-11-29_23-20-26_%03d", i))
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("folder names in the order taken %q, want %q", names, want)
+	}
+	if !slices.IsSorted(names) {
+		t.Errorf("folder names in the order taken %q do not sort that way", names)
 	}
 }
