@@ -469,7 +469,7 @@ func (r *Repo) recordVerify(sc SnapshotCheck, full bool) {
 		json.Unmarshal(b, &rec)
 	}
 	rec.BackupID = sc.BackupID
-	c := &Check{OK: sc.OK, FinishedUTC: r.opts.Now().UTC().Format(time.RFC3339), Problems: []string{}}
+	c := &Check{OK: sc.OK, FinishedUTC: r.opts.Now().UTC().Format(checkTime), Problems: []string{}}
 	for _, p := range sc.Problems {
 		if p.Path != "" {
 			c.Problems = append(c.Problems, p.Path+": "+p.Problem)
@@ -518,6 +518,22 @@ func (r *Repo) LastKnownGood(ctx context.Context) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// checkTime is Check.FinishedUTC's form: RFC 3339 with nanoseconds always
+// written out, so that checks finished within one second order by their
+// strings (records written before have whole seconds).
+const checkTime = "2006-01-02T15:04:05.000000000Z07:00"
+
+// Latest returns the newest check recorded, of any level (nil: none).
+func (v VerifyRecord) Latest() *Check {
+	var last *Check
+	for _, c := range []*Check{v.Structural, v.ReadData, v.Smoke} {
+		if c != nil && (last == nil || c.FinishedUTC >= last.FinishedUTC) {
+			last = c
+		}
+	}
+	return last
 }
 
 // Good reports whether the read-data verify passed and nothing recorded

@@ -326,6 +326,8 @@ type snapRow struct {
 	Tags       []string `json:"tags"`
 	Verified   string   `json:"last_full_verify"`
 	VerifiedOK *bool    `json:"last_full_verify_ok"`
+	Checked    string   `json:"last_verify"`
+	CheckedOK  *bool    `json:"last_verify_ok"`
 }
 
 func (r *repoCLI) snapshots() []snapRow {
@@ -1356,5 +1358,50 @@ func TestCLIEscapesControlCharacters(t *testing.T) {
 	}
 	if res := r.ok("--json", "ls", s2.BackupID); !strings.Contains(res.stdout, `"new\nline"`) {
 		t.Errorf("ls --json: want the raw name (JSON-escaped): %s", res.stdout)
+	}
+}
+
+// TestSnapshotsStatusAfterVerify: `snapshots` says what the newest verify
+// of a snapshot found, of any level: "verified" after a read-data verify
+// passed, "VERIFY FAILED" once a later verify, structural too, found it
+// damaged (a pack gone: FAULTS A3). It said "ok" while only a structural
+// verify had failed.
+func TestSnapshotsStatusAfterVerify(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("alpha\n"))
+	s := r.backup(src)
+	status := func() string {
+		t.Helper()
+		for _, l := range strings.Split(r.ok("snapshots").stdout, "\n") {
+			if strings.HasPrefix(l, s.BackupID) {
+				return l
+			}
+		}
+		t.Fatalf("snapshots does not list %s", s.BackupID)
+		return ""
+	}
+	r.ok("verify")
+	if l := status(); !strings.HasSuffix(l, "  ok") {
+		t.Errorf("after a structural verify: %q, want ok (not verified: no data read)", l)
+	}
+	r.ok("verify", "--read-data")
+	if l := status(); !strings.HasSuffix(l, "ok, verified") {
+		t.Errorf("after verify --read-data: %q", l)
+	}
+	packs, _ := filepath.Glob(filepath.Join(r.dir, "packs", "*", "*.pack"))
+	for _, p := range packs {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.expect(exitIntegrity, "verify")
+	if l := status(); !strings.HasSuffix(l, "ok, VERIFY FAILED") {
+		t.Errorf("after a structural verify found packs missing: %q, want VERIFY FAILED", l)
+	}
+	rows := r.snapshots()
+	if len(rows) != 1 || rows[0].CheckedOK == nil || *rows[0].CheckedOK || rows[0].Checked == "" || rows[0].VerifiedOK == nil || *rows[0].VerifiedOK {
+		t.Errorf("snapshots --json after the failed verify: %+v", rows)
 	}
 }

@@ -183,6 +183,8 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 			Tags       []string `json:"tags,omitempty"`
 			Verified   string   `json:"last_full_verify,omitempty"`
 			VerifiedOK *bool    `json:"last_full_verify_ok,omitempty"`
+			Checked    string   `json:"last_verify,omitempty"` // the newest check of any level
+			CheckedOK  *bool    `json:"last_verify_ok,omitempty"`
 		}
 		var rows []row
 		for _, e := range list {
@@ -196,10 +198,16 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 				rw.Units, rw.Files, rw.Bytes, rw.RootHash, rw.Partial = m.Includes, m.Stats.Files, m.Stats.Bytes, m.RootHash, m.Partial
 				rw.Tags = m.Tags
 			}
-			if rec, ok := r.VerifyRecordOf(e.BackupID); ok && rec.ReadData != nil {
-				rw.Verified = rec.ReadData.FinishedUTC
-				okv := rec.Good()
-				rw.VerifiedOK = &okv
+			if rec, ok := r.VerifyRecordOf(e.BackupID); ok {
+				if rec.ReadData != nil {
+					rw.Verified = rec.ReadData.FinishedUTC
+					okv := rec.Good()
+					rw.VerifiedOK = &okv
+				}
+				if c := rec.Latest(); c != nil {
+					okc := c.OK
+					rw.Checked, rw.CheckedOK = c.FinishedUTC, &okc
+				}
 			}
 			rows = append(rows, rw)
 		}
@@ -228,12 +236,11 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 			if slices.Contains(rw.Tags, "safety") {
 				status += ", safety (pinned)" // taken before an in-place restore
 			}
-			if rw.VerifiedOK != nil {
-				if *rw.VerifiedOK {
-					status += ", verified"
-				} else {
-					status += ", VERIFY FAILED"
-				}
+			switch {
+			case rw.CheckedOK != nil && !*rw.CheckedOK, rw.VerifiedOK != nil && !*rw.VerifiedOK:
+				status += ", VERIFY FAILED" // the newest check, of any level, failed
+			case rw.VerifiedOK != nil:
+				status += ", verified"
 			}
 			created := rw.CreatedUTC
 			if t, err := time.Parse(time.RFC3339, created); err == nil {
