@@ -822,6 +822,9 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{"backup", "--bogus"},
 		{"backup", "a", "b"},
 		{"snapshots", "--nope"},
+		{"snapshots", "extra"},
+		{"backup", "--strategy", "bogus", "/tmp"},
+		{"demo", "extra"},
 		{"ls"},
 		{"cat", "latest"},
 		{"manifest"},
@@ -851,6 +854,12 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 	}
 	if res := expectCode(t, runCLI(t, cliOpts{}, "snapshots", "--repo"), exitUsage); !strings.Contains(res.stderr, "--repo needs a directory") {
 		t.Errorf("--repo without value: %v", res)
+	}
+
+	// An error is named once by its command (the engine's own "backup: "
+	// is not repeated).
+	if res := expectCode(t, r.run("backup", filepath.Join(t.TempDir(), "no-such-dir")), exitError); !strings.HasPrefix(res.stderr, "snapforge backup: source ") || strings.Contains(res.stderr, "backup: backup:") {
+		t.Errorf("backup of a missing directory: %v", res)
 	}
 
 	// Errors: exit 1. A path that is not a repository says to run init.

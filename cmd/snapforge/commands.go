@@ -64,6 +64,11 @@ func init() {
 		if err != nil {
 			return err
 		}
+		switch *strategy {
+		case "full", "incremental", "differential":
+		default:
+			return &usageError{fmt.Sprintf("--strategy %q: use full, incremental or differential", *strategy)}
+		}
 		if len(pos) > 1 {
 			return &usageError{"backup takes at most one PATH"}
 		}
@@ -155,8 +160,12 @@ const backupMemoryLimit = 56 << 20
 var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapshots",
 	run: func(ctx context.Context, a *app, args []string) error {
 		fs := flag.NewFlagSet("snapshots", flag.ContinueOnError)
-		if _, err := parse(a, findCommand("snapshots"), fs, args); err != nil {
+		pos, err := parse(a, findCommand("snapshots"), fs, args)
+		if err != nil {
 			return err
+		}
+		if len(pos) > 0 {
+			return &usageError{fmt.Sprintf("snapshots takes no arguments (got %q); `snapforge ls SNAP` lists one snapshot's files", pos[0])}
 		}
 		r, err := a.open(ctx, "snapshots")
 		if err != nil {

@@ -27,8 +27,12 @@ func init() {
 	cmdDemo.run = func(ctx context.Context, a *app, args []string) error {
 		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 		dir := fs.String("dir", defaultDemoDir(), "state directory for the sample live system and its repository (replaced on re-run)")
-		if _, err := parse(a, cmdDemo, fs, args); err != nil {
+		pos, err := parse(a, cmdDemo, fs, args)
+		if err != nil {
 			return err
+		}
+		if len(pos) > 0 {
+			return &usageError{fmt.Sprintf("demo takes no arguments (got %q); --dir names where it works", pos[0])}
 		}
 		return runDemo(ctx, a, *dir)
 	}

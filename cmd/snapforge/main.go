@@ -154,6 +154,9 @@ func (a *app) exitCode(c *command, err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
+	// The command's name starts the line: an error that starts with it
+	// again ("backup: source …") drops the repetition.
+	msg := strings.TrimPrefix(err.Error(), c.name+": ")
 	var ue *usageError
 	var pe *partialError
 	var ie *integrityError
@@ -162,25 +165,28 @@ func (a *app) exitCode(c *command, err error) int {
 	var ab *restore.AbandonedError
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(a.stderr, "snapforge %s: %v\nusage: snapforge %s %s\n", c.name, err, c.name, c.usage)
+		fmt.Fprintf(a.stderr, "snapforge %s: %s\nusage: snapforge %s %s\n", c.name, msg, c.name, c.usage)
 		return exitUsage
 	case errors.As(err, &pe):
-		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
+		fmt.Fprintf(a.stderr, "snapforge %s: %s\n", c.name, msg)
 		return exitPartial
 	case errors.As(err, &rb), errors.As(err, &ab) && !errors.As(err, &rie):
-		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
+		fmt.Fprintf(a.stderr, "snapforge %s: %s\n", c.name, msg)
 		return exitError
 	case errors.As(err, &ie), errors.As(err, &rie), isIntegrity(err):
-		fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
+		fmt.Fprintf(a.stderr, "snapforge %s: %s\n", c.name, msg)
 		return exitIntegrity
 	case errors.Is(err, context.Canceled) && c.name == "restore":
 		fmt.Fprintf(a.stderr, "snapforge %s: interrupted; the target holds a partial restore: run the same command again to finish it\n", c.name)
 		return exitError
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled) && c.name == "backup":
 		fmt.Fprintf(a.stderr, "snapforge %s: interrupted; nothing partial was committed\n", c.name)
 		return exitError
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(a.stderr, "snapforge %s: interrupted\n", c.name)
+		return exitError
 	}
-	fmt.Fprintf(a.stderr, "snapforge %s: %v\n", c.name, err)
+	fmt.Fprintf(a.stderr, "snapforge %s: %s\n", c.name, msg)
 	return exitError
 }
 
