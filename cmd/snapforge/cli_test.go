@@ -1414,3 +1414,27 @@ func TestSnapshotsStatusAfterVerify(t *testing.T) {
 		t.Errorf("snapshots --json after the failed verify: %+v", rows)
 	}
 }
+
+// failingWriter fails every write as a full disk does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// TestOutputWriteErrorsFail: output that cannot be written (stdout
+// redirected to a full disk) fails the command with exit 1 and says so, as
+// it does through the owner; `verify > report.txt` ended 0 with the report
+// empty.
+func TestOutputWriteErrorsFail(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	indextest.WriteFile(t, filepath.Join(src, "a.txt"), []byte("alpha\n"))
+	r.backup(src)
+	for _, args := range [][]string{{"ls", "latest"}, {"verify"}, {"audit"}, {"snapshots"}, {"diff", "latest", "latest"}} {
+		var stderr bytes.Buffer
+		code := run(append([]string{"--repo", r.dir}, args...), failingWriter{}, &stderr)
+		if code != exitError || !strings.Contains(stderr.String(), "snapforge "+args[0]+": write output: ") || !strings.Contains(stderr.String(), "no space left") {
+			t.Errorf("%v with stdout on a full disk: exit %d, stderr %q; want exit 1 saying the output was not written", args, code, stderr.String())
+		}
+	}
+}

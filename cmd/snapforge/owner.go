@@ -617,7 +617,35 @@ func (a *app) runCommand(ctx context.Context, c *command, args []string) int {
 	if code, ok := a.forward(ctx, c, args); ok {
 		return code
 	}
-	return a.exitCode(c, c.run(ctx, a, args))
+	// Output that could not be written (a full disk, a closed pipe's
+	// reader gone) fails the command, as it does through the owner: a
+	// report redirected to a file must not end 0 with the file empty.
+	out := &checkedWriter{w: a.stdout}
+	a.stdout = out
+	err := c.run(ctx, a, args)
+	if out.err != nil && (err == nil || errors.Is(err, out.err)) {
+		fmt.Fprintf(a.stderr, "snapforge %s: write output: %v\n", c.name, out.err)
+		return exitError
+	}
+	return a.exitCode(c, err)
+}
+
+// checkedWriter keeps the first error of the writes to w; after it, every
+// write fails with it.
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
 }
 
 // forward runs c through the repository's owner and returns its exit code,
