@@ -253,7 +253,7 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 			}
 			created := rw.CreatedUTC
 			if t, err := time.Parse(time.RFC3339, created); err == nil {
-				created = t.Local().Format("2006-01-02 15:04:05")
+				created = a.local(t).Format("2006-01-02 15:04:05")
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", rw.BackupID, created, rw.Strategy, strings.Join(rw.Units, ","), rw.Files, humanBytes(rw.Bytes), status)
 		}
@@ -308,7 +308,7 @@ func init() {
 				out = append(out, e)
 				return
 			}
-			line := fmt.Sprintf("%-8s %s %12d %s %s", e.Type, e.Mode, e.Size, time.Unix(0, n.MTime).Local().Format("2006-01-02 15:04:05"), snapshot.DisplayName(it.RawPath()))
+			line := fmt.Sprintf("%-8s %s %12d %s %s", e.Type, e.Mode, e.Size, a.local(time.Unix(0, n.MTime)).Format("2006-01-02 15:04:05"), snapshot.DisplayName(it.RawPath()))
 			if n.Type == snapshot.TypeSymlink {
 				line += " -> " + e.Target
 			}
@@ -724,7 +724,7 @@ func init() {
 				b, _ := json.Marshal(e.Params[k])
 				ps = append(ps, k+"="+string(b))
 			}
-			fmt.Fprintf(a.stdout, "%5d %s %-8s %-10s %s  [%s]\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05"), e.Op, e.Outcome, strings.Join(ps, " "), e.Actor)
+			fmt.Fprintf(a.stdout, "%5d %s %-8s %-10s %s  [%s]\n", e.Seq, a.local(e.Time).Format("2006-01-02 15:04:05"), e.Op, e.Outcome, strings.Join(ps, " "), e.Actor)
 		}
 		return nil
 	}

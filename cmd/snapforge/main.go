@@ -61,6 +61,17 @@ type app struct {
 	// mem is the mount's memory limit (memlimit.go), which the owner
 	// lifts while it runs commands; nil: none set.
 	mem *memLimit
+	// loc is the time zone to print times in: the client's, for a command
+	// run by the owner; nil: this process's (time.Local).
+	loc *time.Location
+}
+
+// local returns t in the zone the user reads times in.
+func (a *app) local(t time.Time) time.Time {
+	if a.loc != nil {
+		return t.In(a.loc)
+	}
+	return t.Local()
 }
 
 type command struct {

@@ -139,6 +139,9 @@ type ownerRequest struct {
 	JSON    bool     `json:"json"`
 	TTY     bool     `json:"tty"`
 	PID     int      `json:"pid"`
+	// TZ is the client's TZ variable, nil when unset (its time zone is
+	// then the system's): times are printed in the client's zone.
+	TZ *string `json:"tz,omitempty"`
 }
 
 // ownerExit is the 'X' frame.
@@ -495,7 +498,7 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	}()
 
 	a := &app{stdout: frameWriter{fc, frameStdout}, stderr: frameWriter{fc, frameStderr},
-		repo: s.repo.Path(), json: req.JSON, tty: req.TTY, cwd: string(req.Cwd), shared: s.repo}
+		repo: s.repo.Path(), json: req.JSON, tty: req.TTY, cwd: string(req.Cwd), shared: s.repo, loc: zoneOf(req.TZ)}
 	err = s.run(ctx, a, cmd, args[1:], req.PID)
 	if errors.Is(err, context.Canceled) && s.ctx.Err() != nil {
 		fmt.Fprintf(a.stderr, "snapforge %s: the process that owns the repository (pid %d) is stopping\n", cmd.name, os.Getpid())
@@ -680,8 +683,12 @@ func (a *app) forward(ctx context.Context, c *command, args []string) (code int,
 	for _, arg := range args {
 		wire = append(wire, []byte(arg))
 	}
+	var tz *string
+	if v, ok := os.LookupEnv("TZ"); ok {
+		tz = &v
+	}
 	req, _ := json.Marshal(ownerRequest{Version: ownerProtocol, Args: wire,
-		Cwd: []byte(a.cwd), JSON: a.json, TTY: a.tty, PID: os.Getpid()})
+		Cwd: []byte(a.cwd), JSON: a.json, TTY: a.tty, PID: os.Getpid(), TZ: tz})
 	if ctx.Err() != nil { // interrupted before it was sent: nothing ran
 		fmt.Fprintf(a.stderr, "snapforge %s: interrupted before the command started; nothing was done\n", c.name)
 		return exitError, true
@@ -756,4 +763,36 @@ func (a *app) forward(ctx context.Context, c *command, args []string) (code int,
 			return exitError, true
 		}
 	}
+}
+
+// zoneOf returns the time zone a client whose TZ variable is tz (nil:
+// unset) sees, as Go's runtime would pick it in the client: the system's
+// /etc/localtime when unset, UTC when empty or unknown, else the zone TZ
+// names (a leading ':' dropped; an absolute path is a zone file).
+func zoneOf(tz *string) *time.Location {
+	name := "/etc/localtime"
+	if tz != nil {
+		name = strings.TrimPrefix(*tz, ":")
+	}
+	if name == "" {
+		return time.UTC
+	}
+	if filepath.IsAbs(name) {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return time.UTC
+		}
+		shown := name
+		if tz == nil {
+			shown = "Local"
+		}
+		if loc, err := time.LoadLocationFromTZData(shown, b); err == nil {
+			return loc
+		}
+		return time.UTC
+	}
+	if loc, err := time.LoadLocation(name); err == nil {
+		return loc
+	}
+	return time.UTC
 }

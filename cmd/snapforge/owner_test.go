@@ -1005,3 +1005,35 @@ func TestOwnerChecksAuditTrail(t *testing.T) {
 		t.Errorf("audit events %v; want the acknowledgement, then the backup", ops)
 	}
 }
+
+// TestOwnerPrintsClientTimeZone: times are printed in the client's zone
+// (its TZ, or the system's when unset), through the owner as when run
+// locally; the owner printed them in its own zone.
+func TestOwnerPrintsClientTimeZone(t *testing.T) {
+	repo := initRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	smallTree(t, src)
+	clientOK(t, repo, "backup", src)
+	cmds := [][]string{{"snapshots"}, {"ls", "latest"}}
+	local := map[string]string{}
+	for _, tz := range []string{"America/New_York", "Asia/Tokyo", ""} {
+		for _, c := range cmds {
+			res := expectCode(t, runCLI(t, cliOpts{env: []string{"TZ=" + tz}}, append([]string{"--repo", repo}, c...)...), exitOK)
+			local[tz+" "+strings.Join(c, " ")] = res.stdout
+		}
+	}
+	if local["America/New_York snapshots"] == local["Asia/Tokyo snapshots"] {
+		t.Fatalf("the test needs zones that print differently:\n%s", local["Asia/Tokyo snapshots"])
+	}
+	o := serveRepo(t, repo)
+	defer o.close()
+	for _, tz := range []string{"America/New_York", "Asia/Tokyo", ""} {
+		t.Setenv("TZ", tz)
+		for _, c := range cmds {
+			got := clientOK(t, repo, c...).stdout
+			if want := local[tz+" "+strings.Join(c, " ")]; got != want {
+				t.Errorf("TZ=%q %v through the owner:\n%s\nlocally:\n%s", tz, c, got, want)
+			}
+		}
+	}
+}
