@@ -8,7 +8,7 @@ import (
 )
 
 // ErrNotFound reports that a chunk, tree, pack or snapshot is absent.
-var ErrNotFound = errors.New("snapshot: not found")
+var ErrNotFound = errors.New("not found")
 
 // Blob kinds stored in packs.
 const (

@@ -63,10 +63,23 @@ func (r *Repo) FindNode(ctx context.Context, m *Manifest, rel string) (*Node, er
 	}
 	n, err := r.findNodeVia(ctx, nil, id, rel)
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%s in %s: %w", DisplayName(strings.Trim(rel, "/")), m.BackupID, err)
+		return nil, &PathNotFoundError{Path: strings.Trim(rel, "/"), BackupID: m.BackupID}
 	}
 	return n, err
 }
+
+// PathNotFoundError is a path a snapshot does not hold; it is ErrNotFound.
+type PathNotFoundError struct {
+	Path     string // raw, slash-separated
+	BackupID string
+}
+
+func (e *PathNotFoundError) Error() string {
+	return fmt.Sprintf("%s: no such file or directory in snapshot %s (`snapforge ls %s` lists what it holds)", DisplayName(e.Path), e.BackupID, e.BackupID)
+}
+
+// Unwrap returns ErrNotFound.
+func (e *PathNotFoundError) Unwrap() error { return ErrNotFound }
 
 // findNodeVia walks from the root tree to rel, loading trees through pr
 // (nil: opening each pack for one read). A missing entry, or one below a

@@ -603,8 +603,12 @@ func TestCLIContract(t *testing.T) {
 	if !strings.Contains(amb.stderr, "ambiguous") || amb.stdout != "" {
 		t.Errorf("ambiguous prefix: %v", amb)
 	}
-	if res := r.expect(exitError, "cat", "nosuchsnap", "docs/notes.md"); !strings.Contains(res.stderr, "not found") {
+	if res := r.expect(exitError, "cat", "nosuchsnap", "docs/notes.md"); !strings.Contains(res.stderr, `snapshot "nosuchsnap": not found (list them with`) {
 		t.Errorf("unknown snapshot: %v", res)
+	}
+	// A path the snapshot lacks is named as such, not as a missing snapshot.
+	if res := r.expect(exitError, "cat", s2.BackupID, "docs/nope.md"); !strings.Contains(res.stderr, "snapforge cat: docs/nope.md: no such file or directory in snapshot "+s2.BackupID) {
+		t.Errorf("missing path: %v", res)
 	}
 
 	// verify, structural and read-data.
