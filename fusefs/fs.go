@@ -299,7 +299,8 @@ func (f *FS) Refresh(ctx context.Context) error {
 		// tells the kernel to drop what it cached of them. The first
 		// catalog's is its newest snapshot's creation, so the time
 		// stays put across remounts of an unchanged repository.
-		t := time.Unix(0, 0)
+		// (An empty repository's: when it was created.)
+		t, _ := time.Parse(time.RFC3339, f.repo.Config().CreatedUTC)
 		if s := c.latest(); s != nil {
 			t = s.created
 		}

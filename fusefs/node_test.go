@@ -699,6 +699,15 @@ func TestTopLevelTimes(t *testing.T) {
 	r, _ := indextest.NewRepo(t)
 	src := t.TempDir()
 	indextest.WriteFile(t, filepath.Join(src, "d", "f"), []byte("one"))
+	// An empty repository's top level: when the repository was created.
+	created, err := time.Parse(time.RFC3339, r.Config().CreatedUTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a fuse.AttrOut
+	if newTestFS(t, r, Options{Location: time.UTC}).Root().(fs.NodeGetattrer).Getattr(context.Background(), nil, &a); int64(a.Mtime) != created.Unix() {
+		t.Errorf("an empty repository's top level is dated %v, want its creation %v", time.Unix(int64(a.Mtime), 0), created)
+	}
 	m1, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
 	if err != nil {
 		t.Fatal(err)
