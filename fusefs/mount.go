@@ -44,7 +44,8 @@ To restore many files, or in place with verification and rollback, use
 
 // Mount is a mounted file system.
 type Mount struct {
-	Dir    string
+	Dir    string // where it was mounted; Unmount updates it if it moved
+	dev    uint64 // the mount's device number: finds it wherever it went
 	fs     *FS
 	server *fuse.Server
 	raw    *dirlessFS
@@ -229,6 +230,10 @@ func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
 		raiseReadahead(abs)
 	}
 	m := &Mount{Dir: abs, fs: f, server: server, raw: raw, stop: make(chan struct{})}
+	var st unix.Stat_t
+	if unix.Stat(abs, &st) == nil {
+		m.dev = st.Dev
+	}
 	m.done.Add(1)
 	go m.poll()
 	return m, nil
@@ -284,16 +289,56 @@ func (m *Mount) Refresh(ctx context.Context) error { return m.fs.Refresh(ctx) }
 // Unmount unmounts. When files are still open it falls back to a lazy
 // unmount (the folder disappears now, open files keep working until
 // closed) and reports lazy; Wait then returns once they are closed.
+//
+// A mountpoint moved meanwhile (its parent renamed) is found by the mount's
+// device number in /proc/self/mountinfo and unmounted where it is now; Dir
+// says where. Unmounting by the old path failed there and left a dead
+// mount behind that the next start could not find.
 func (m *Mount) Unmount() (lazy bool, err error) {
 	m.stopPolling()
-	err = m.server.Unmount()
-	if err == nil {
+	if now := mountedAt(m.dev); now != "" && now != m.Dir {
+		m.Dir = now
+		if err = unmountPath(now); err == nil {
+			return false, nil
+		}
+	} else if err = m.server.Unmount(); err == nil {
 		return false, nil
 	}
 	if ferr := forceUnmount(m.Dir); ferr != nil {
-		return false, fmt.Errorf("unmount %s: %v; lazy unmount: %v", m.Dir, err, ferr)
+		return false, fmt.Errorf("unmount %s: %v; lazy unmount: %v; run `fusermount3 -uz %s`", m.Dir, err, ferr, m.Dir)
 	}
 	return true, nil
+}
+
+// unmountPath unmounts dir (not lazily).
+func unmountPath(dir string) error {
+	if os.Geteuid() == 0 {
+		return unix.Unmount(dir, 0)
+	}
+	if out, err := exec.Command("fusermount3", "-u", dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("fusermount3 -u: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// mountedAt returns where the mount of device dev is in this process's
+// mount namespace, or "" (dev 0, not mounted, not readable).
+func mountedAt(dev uint64) string {
+	if dev == 0 {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	want := fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID parent major:minor root mountpoint …
+		if f := strings.Fields(line); len(f) >= 5 && f[2] == want {
+			return snapshot.UnescapeMount(f[4])
+		}
+	}
+	return ""
 }
 
 func (m *Mount) stopPolling() { m.halt.Do(func() { close(m.stop) }) }

@@ -997,3 +997,47 @@ func TestMountUnmountedOutside(t *testing.T) {
 	}
 	f.Close()
 }
+
+// TestMountMovedUnmount: the mountpoint's parent is renamed while mounted;
+// Unmount finds the mount where it is now (by its device number) and
+// unmounts it there, saying where (Dir). By the old path it failed and left
+// a dead mount that the next start could not find.
+func TestMountMovedUnmount(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := sourceTree(t)
+	backup(t, r, src)
+	fusetest.RequireFUSE(t)
+	base := t.TempDir()
+	dir := filepath.Join(base, "parent", "mnt")
+	must(t, os.MkdirAll(dir, 0o755))
+	f, err := fusefs.New(context.Background(), r, fusefs.Options{})
+	must(t, err)
+	defer f.Close()
+	m, err := fusefs.Start(context.Background(), f, dir)
+	must(t, err)
+	moved := filepath.Join(base, "moved", "mnt")
+	must(t, os.Rename(filepath.Join(base, "parent"), filepath.Join(base, "moved")))
+	t.Cleanup(func() {
+		if fusetest.Mounted(moved) {
+			unix.Unmount(moved, unix.MNT_DETACH)
+		}
+	})
+	if b, err := os.ReadFile(filepath.Join(moved, "latest", "a.txt")); err != nil || string(b) != "hello\n" {
+		t.Fatalf("reading through the moved mountpoint: %q, %v", b, err)
+	}
+	lazy, err := m.Unmount()
+	if err != nil || lazy {
+		t.Fatalf("unmount after the mountpoint moved: lazy=%v err=%v", lazy, err)
+	}
+	m.Wait()
+	if m.Dir != moved {
+		t.Errorf("Dir after the unmount %q, want where it was: %q", m.Dir, moved)
+	}
+	if fusetest.Mounted(moved) || fusetest.Mounted(dir) {
+		t.Errorf("still mounted: %v at %s, %v at %s", fusetest.Mounted(moved), moved, fusetest.Mounted(dir), dir)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(moved, &st); err != nil {
+		t.Errorf("the moved mountpoint is not a plain directory again: %v", err)
+	}
+}

@@ -188,6 +188,10 @@ func init() {
 			}
 		}
 		lazy, err := m.Unmount()
+		if now := snapshot.DisplayName(m.Dir); now != shown {
+			fmt.Fprintf(a.stderr, "snapforge mount: the mountpoint moved to %s while mounted\n", now)
+			shown = now
+		}
 		if err != nil {
 			r.Audit("unmount", map[string]any{"dir": audit.Escape([]byte(m.Dir))}, "failed: "+err.Error())
 			return err
