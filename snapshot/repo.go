@@ -356,6 +356,11 @@ func (o *repoOwner) giveBack(repo string) {
 
 func (r *Repo) openIndex(ctx context.Context) error {
 	dir := r.dir("index")
+	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// There, perhaps, but not readable: not "missing" (a rebuild
+		// would fail the same way, or replace a sound index).
+		return fmt.Errorf("open index %s: %w; check its owner and permissions", dir, err)
+	}
 	if !indexPresent(dir) {
 		if r.opts.AllowMissingIndex {
 			return nil

@@ -1442,3 +1442,35 @@ func TestOutputWriteErrorsFail(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreadableIndex: an index the user may not read is not "missing":
+// the message says what is wrong (permission denied, check owner and
+// permissions) and does not advise `repair index`, which would fail the
+// same way or replace a sound index.
+func TestUnreadableIndex(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the test runs snapforge as another user")
+	}
+	base, err := os.MkdirTemp("", "snapforge-idx-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Chmod(base, 0o777))
+	repo := filepath.Join(base, "repo")
+	o := cliOpts{exe: indextest.ExecutableCopy(t, base, "snapforge"), cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: base}
+	expectCode(t, runCLI(t, o, "--repo", repo, "init"), 0)
+	must(os.Chown(filepath.Join(repo, "index"), 0, 0))
+	must(os.Chmod(filepath.Join(repo, "index"), 0o700))
+	res := expectCode(t, runCLI(t, o, "--repo", repo, "snapshots"), exitError)
+	if !strings.Contains(res.stderr, "permission denied") || !strings.Contains(res.stderr, "check its owner and permissions") || strings.Contains(res.stderr, "missing") {
+		t.Errorf("an unreadable index: %v", res)
+	}
+}
