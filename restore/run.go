@@ -133,7 +133,7 @@ func Run(ctx context.Context, r *snapshot.Repo, m *snapshot.Manifest, o Options)
 	defer func() {
 		outcome := "ok"
 		if err != nil {
-			outcome = "failed: " + err.Error()
+			outcome = snapshot.FailedOutcome(err)
 		}
 		params["restore_id"] = res.RestoreID
 		params["rolled_back"] = res.RolledBack
@@ -255,7 +255,7 @@ func (ru *runner) stage(name string, fn func() (string, error)) error {
 	}
 	outcome := "ok"
 	if err != nil {
-		outcome = "failed: " + err.Error()
+		outcome = snapshot.FailedOutcome(err)
 	}
 	ru.r.AuditAs(ru.actor, "restore_"+strings.ReplaceAll(name, " ", "_"), params, outcome)
 	return err

@@ -267,7 +267,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 	params := map[string]any{"root": audit.Escape([]byte(o.Root)), "strategy": o.Strategy, "units": o.Includes}
 	defer func() {
 		if err != nil {
-			r.AuditAs(ctx, "backup", params, "failed: "+err.Error())
+			r.AuditAs(ctx, "backup", params, FailedOutcome(err))
 		}
 	}()
 	switch o.Strategy {

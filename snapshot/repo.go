@@ -479,6 +479,16 @@ func (r *Repo) AuditAs(ctx context.Context, op string, params map[string]any, ou
 	return ev, err
 }
 
+// FailedOutcome is the audit outcome of an operation that ended with err:
+// "interrupted" when it was cancelled (Ctrl-C, SIGTERM, a client gone),
+// else "failed: " and the error.
+func FailedOutcome(err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "interrupted (cancelled before it finished)"
+	}
+	return "failed: " + err.Error()
+}
+
 // auditOpenError says why the audit trail cannot be used.
 func auditOpenError(err error) error {
 	if errors.Is(err, audit.ErrDamaged) {

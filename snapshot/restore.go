@@ -166,7 +166,7 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, opts RestoreOptions) (r
 	defer func() {
 		outcome := "ok"
 		if err != nil {
-			outcome = "failed: " + err.Error()
+			outcome = FailedOutcome(err)
 		}
 		r.AuditAs(ctx, "restore", params, outcome)
 	}()

@@ -78,7 +78,7 @@ type Event struct {
 	Actor   string         `json:"actor"`            // who, e.g. "cli:root@host pid 123"
 	Op      string         `json:"op"`               // init, backup, verify, restore, repair, recovered_torn_tail, …
 	Params  map[string]any `json:"params,omitempty"` // file names must go through Escape
-	Outcome string         `json:"outcome"`          // "ok", "partial", "failed: <reason>", "integrity failure: …"
+	Outcome string         `json:"outcome"`          // "ok", "partial", "failed: <reason>", "interrupted (…)", "integrity failure: …"
 	Prev    string         `json:"prev"`             // hash of the previous line; "" for seq 1; set by Append
 	Hash    string         `json:"hash"`             // "blake3:<hex>" of this line's bytes before the hash field; set by Append
 }
