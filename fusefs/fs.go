@@ -301,8 +301,8 @@ func (f *FS) Refresh(ctx context.Context) error {
 		// stays put across remounts of an unchanged repository.
 		// (An empty repository's: when it was created.)
 		t, _ := time.Parse(time.RFC3339, f.repo.Config().CreatedUTC)
-		if s := c.latest(); s != nil {
-			t = s.created
+		if n := len(c.snaps); n > 0 {
+			t = c.snaps[n-1].created // the newest of any kind
 		}
 		if old != nil {
 			// Now, but always later than before (a clock set back, or a

@@ -24,7 +24,7 @@ import (
 var readme = []byte(`This folder is snapforge's read-only view of your backups.
 
   snapshots/<date and time>/   one folder per snapshot (local time), oldest first
-  latest                       the newest snapshot
+  latest                       the newest snapshot (safety snapshots taken before an in-place restore aside)
   by-id/<backup id>/           the same snapshots, by their id
   by-unit/<unit>/<date>/       only that unit's files (config, db, …), per snapshot
   history/<path>/<date>        every version of a file, named by the snapshot
@@ -296,7 +296,7 @@ func (m *Mount) Refresh(ctx context.Context) error { return m.fs.Refresh(ctx) }
 // mount behind that the next start could not find.
 func (m *Mount) Unmount() (lazy bool, err error) {
 	m.stopPolling()
-	if now := mountedAt(m.dev); now != "" && now != m.Dir {
+	if now := m.movedTo(); now != "" {
 		m.Dir = now
 		if err = unmountPath(now); err == nil {
 			return false, nil
@@ -308,6 +308,17 @@ func (m *Mount) Unmount() (lazy bool, err error) {
 		return false, fmt.Errorf("unmount %s: %v; lazy unmount: %v; run `fusermount3 -uz %s`", m.Dir, err, ferr, m.Dir)
 	}
 	return true, nil
+}
+
+// movedTo returns where the mount is now when it is no longer at Dir
+// (looked up by its device number), else "". A Dir reached through a
+// symlink, or a mount seen at more places (bind mounts), is still at Dir.
+func (m *Mount) movedTo() string {
+	var st unix.Stat_t
+	if m.dev == 0 || (unix.Stat(m.Dir, &st) == nil && st.Dev == m.dev) {
+		return ""
+	}
+	return mountedAt(m.dev)
 }
 
 // unmountPath unmounts dir (not lazily).

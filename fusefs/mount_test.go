@@ -1041,3 +1041,32 @@ func TestMountMovedUnmount(t *testing.T) {
 		t.Errorf("the moved mountpoint is not a plain directory again: %v", err)
 	}
 }
+
+// TestMountThroughSymlinkUnmount: a mountpoint named through a symlink
+// (/home -> /var/home) has not moved: Unmount unmounts it where it is and
+// keeps Dir as given.
+func TestMountThroughSymlinkUnmount(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	backup(t, r, sourceTree(t))
+	fusetest.RequireFUSE(t)
+	base := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(base, "real", "mnt"), 0o755))
+	must(t, os.Symlink("real", filepath.Join(base, "link")))
+	dir := filepath.Join(base, "link", "mnt")
+	f, err := fusefs.New(context.Background(), r, fusefs.Options{})
+	must(t, err)
+	defer f.Close()
+	m, err := fusefs.Start(context.Background(), f, dir)
+	must(t, err)
+	lazy, err := m.Unmount()
+	if err != nil || lazy {
+		t.Fatalf("unmount: lazy=%v err=%v", lazy, err)
+	}
+	m.Wait()
+	if m.Dir != dir {
+		t.Errorf("Dir after the unmount %q, want %q as given", m.Dir, dir)
+	}
+	if fusetest.Mounted(filepath.Join(base, "real", "mnt")) {
+		t.Error("still mounted")
+	}
+}

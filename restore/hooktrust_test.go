@@ -1,6 +1,7 @@
 package restore_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,10 +13,11 @@ import (
 )
 
 // TestRecoveryRefusesHooksOthersCanChange: the record of an unfinished
-// restore (<repo>/restores/ID.json) names the hooks recovery runs. Whoever
-// can change that file chooses commands snapforge runs, so recovery acts on
-// a record with hooks only when the file is this user's (as root: root's)
-// and nobody else may write it (snapshot.CheckHookFile). Otherwise the
+// restore (<repo>/restores/ID.json) names the hooks recovery runs and the
+// target it rolls back. Whoever can change that file chooses them (a record
+// stripped of its hooks would roll back under the running application), so
+// recovery acts on a record only when the file is this user's (as root:
+// root's) and nobody else may write it (snapshot.CheckHookFile). Otherwise the
 // restore is left alone, untouched, with the reason; a new restore into
 // the same root is refused; once the file is trusted again the recovery
 // rolls back and runs the hooks.
@@ -37,6 +39,10 @@ func TestRecoveryRefusesHooksOthersCanChange(t *testing.T) {
 	if len(ptrs) != 1 {
 		t.Fatalf("restore records in %s: %v; want one", repo, ptrs)
 	}
+	ptrRecord, err := os.ReadFile(ptrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	killedState := restoretest.State(t, s.Root)
 	journal := rvJournal(t, s.Root)
 	jb, _ := os.ReadFile(journal)
@@ -53,6 +59,27 @@ func TestRecoveryRefusesHooksOthersCanChange(t *testing.T) {
 			}
 			return os.Chmod(ptrs[0], 0o660)
 		}, "chmod go-w"},
+		// Without hooks too: a record whose hooks were removed would
+		// roll back under the running application, and its target
+		// chooses where.
+		{"another user's record without hooks", func() error {
+			b, err := os.ReadFile(ptrs[0])
+			if err != nil {
+				return err
+			}
+			var rec map[string]any
+			if err := json.Unmarshal(b, &rec); err != nil {
+				return err
+			}
+			delete(rec, "hooks")
+			if b, err = json.Marshal(rec); err != nil {
+				return err
+			}
+			if err := os.WriteFile(ptrs[0], b, 0o600); err != nil {
+				return err
+			}
+			return os.Chown(ptrs[0], 65534, 65534)
+		}, "belongs to uid 65534"},
 	} {
 		if err := c.set(); err != nil {
 			t.Fatal(err)
@@ -82,6 +109,12 @@ func TestRecoveryRefusesHooksOthersCanChange(t *testing.T) {
 	}
 
 	// Root's own record, writable by root alone: recovered as before.
+	if err := os.WriteFile(ptrs[0], ptrRecord, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(ptrs[0], 0, 0); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Chmod(ptrs[0], 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -193,9 +193,11 @@ type pointer struct {
 	PID       int             `json:"pid"`
 	Hooks     *snapshot.Hooks `json:"hooks,omitempty"` // run by recovery (never the journal's: it lives in the live root)
 
-	// hooksRefused says why Hooks may not run (snapshot.CheckHookFile of
-	// the record's file): recovery then leaves the restore alone.
-	hooksRefused string
+	// untrusted says why the record may not steer a recovery
+	// (snapshot.CheckHookFile of its file): its target and hooks, even
+	// their absence, choose what is undone where and what runs. Recovery
+	// then leaves the restore alone.
+	untrusted string
 }
 
 func pointerDir(repo string) string { return filepath.Join(repo, "restores") }
@@ -257,10 +259,8 @@ func readPointers(repo string) ([]pointer, error) {
 		if err := json.Unmarshal(b, &p); err != nil || p.RestoreID == "" {
 			return nil, fmt.Errorf("restore record %s is damaged; remove it after checking %s by hand", e.Name(), pointerDir(repo))
 		}
-		if p.Hooks != nil {
-			if err := snapshot.CheckHookFile(name, fi); err != nil {
-				p.hooksRefused = err.Error()
-			}
+		if err := snapshot.CheckHookFile(name, fi); err != nil {
+			p.untrusted = err.Error()
 		}
 		out = append(out, p)
 	}

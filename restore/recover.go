@@ -42,9 +42,9 @@ func Recover(ctx context.Context, r *snapshot.Repo, o Options) ([]Recovered, err
 	}
 	var out []Recovered
 	for _, p := range ptrs {
-		if p.hooksRefused != "" {
+		if p.untrusted != "" {
 			out = append(out, Recovered{RestoreID: p.RestoreID, BackupID: p.BackupID, Target: p.Target,
-				Outcome: "left alone, nothing changed: its hooks may not run: " + p.hooksRefused})
+				Outcome: "left alone, nothing changed: its record may not be acted on: " + p.untrusted})
 			continue
 		}
 		if _, err := os.Stat(p.Target); errors.Is(err, fs.ErrNotExist) {
@@ -84,8 +84,8 @@ func recoverTarget(ctx context.Context, r *snapshot.Repo, target string, o Optio
 		if p.Target != target && !sameDir(p.Target, target) {
 			continue
 		}
-		if p.hooksRefused != "" {
-			return out, fmt.Errorf("restore: the unfinished restore %s into %s must be finished first, and its hooks may not run: %s", p.RestoreID, p.Target, p.hooksRefused)
+		if p.untrusted != "" {
+			return out, fmt.Errorf("restore: the unfinished restore %s into %s must be finished first, and its record may not be acted on: %s", p.RestoreID, p.Target, p.untrusted)
 		}
 		rec, err := finishOne(ctx, r, p, o)
 		if rec != nil {

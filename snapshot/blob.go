@@ -55,6 +55,9 @@ func IsIntegrity(err error) bool {
 	var c *CorruptError
 	var m *MissingError
 	var d *DamagedError
+	if errors.As(err, new(*NewerError)) {
+		return false // not damage: a newer snapforge reads it
+	}
 	return errors.As(err, &c) || errors.As(err, &m) || errors.As(err, &d)
 }
 

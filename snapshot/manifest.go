@@ -230,8 +230,8 @@ func (r *Repo) writeManifest(m *Manifest) error {
 	}
 	st, _ := stampOf(r.manifestPath(m.BackupID))
 	r.mu.Lock()
-	r.manifest[m.BackupID] = m
 	r.setStampLocked(m.BackupID, st)
+	r.manifest[m.BackupID] = m
 	r.mu.Unlock()
 	return nil
 }
@@ -319,8 +319,8 @@ func (r *Repo) LoadManifest(id string) (*Manifest, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	r.manifest[id] = m
 	r.setStampLocked(id, st)
+	r.manifest[id] = m
 	r.mu.Unlock()
 	return m, nil
 }
@@ -411,9 +411,9 @@ func (r *Repo) loadHeader(id string) (*Manifest, error) {
 	links := hardLinkCounts(m.Items)
 	m.Items = nil
 	r.mu.Lock()
+	r.setStampLocked(id, st)
 	r.headers[id] = m
 	r.keepLinksLocked(id, links)
-	r.setStampLocked(id, st)
 	r.mu.Unlock()
 	return m, nil
 }
@@ -560,10 +560,8 @@ func (r *Repo) HardLinks(id string) (map[string]uint32, error) {
 		links = hardLinkCounts(m.Items)
 	}
 	r.mu.Lock()
+	r.setStampLocked(id, st)
 	r.keepLinksLocked(id, links)
-	if _, ok := r.stamps[id]; !ok {
-		r.setStampLocked(id, st)
-	}
 	r.mu.Unlock()
 	return links, nil
 }

@@ -570,6 +570,19 @@ func TestManifestForwardCompat(t *testing.T) {
 	if rep, err := r.Verify(ctx, []string{m2.BackupID}, snapshot.VerifyOptions{ReadData: true}); err != nil || !rep.OK() {
 		t.Errorf("verify of the other snapshot: %+v, %v", rep, err)
 	}
+	// A verify of everything skips it with a warning: not damage, and no
+	// verdict recorded for it (a newer build's stands).
+	os.Remove(filepath.Join(dir, "verify", m1.BackupID+".json"))
+	rep, err = r.Verify(ctx, nil, snapshot.VerifyOptions{ReadData: true})
+	if err != nil || !rep.OK() || len(rep.Snapshots) != 1 || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "skipped: it needs a newer snapforge") {
+		t.Errorf("verify of all: %+v, %v; want the newer snapshot skipped with a warning", rep, err)
+	}
+	if _, ok := r.VerifyRecordOf(m1.BackupID); ok {
+		t.Errorf("a verify record was written for a snapshot this build cannot read")
+	}
+	if snapshot.IsIntegrity(list[0].Err) {
+		t.Errorf("needing a newer snapforge counts as damage (exit 3)")
+	}
 }
 
 // TestManifestChangedOnDisk: a Repo that stays open (the mount's owner runs

@@ -24,9 +24,11 @@ type Profile struct {
 	Retention json.RawMessage `json:"retention,omitempty"`
 	Policies  json.RawMessage `json:"policies,omitempty"`
 
-	// HooksRefused, when not empty, says why Hooks may not run: the file
-	// they were read from fails CheckHookFile. Set by whoever read it.
-	HooksRefused string `json:"-"`
+	// Untrusted, when not empty, says why the file the profile was read
+	// from may not steer what snapforge does (it fails CheckHookFile): its
+	// root and units choose what a backup reads and what an in-place
+	// restore overwrites, its hooks what runs. Set by whoever read it.
+	Untrusted string `json:"-"`
 }
 
 // Unit is a named part of the live system.
@@ -139,13 +141,13 @@ func (p *Profile) UnitNames() []string {
 	return out
 }
 
-// CheckHookFile reports whether the hooks read from the file name, whose
-// open descriptor's Stat gave fi, may run as this process. A hook is a
-// command, and whoever can change the file chooses it: the file must belong
-// to this process's user or to root (as root: to root), and no group or
-// other may write it. A repository another user can write must never
-// choose what root runs (docs/architecture.md, "Hooks and who may choose
-// them").
+// CheckHookFile reports whether the file name, whose open descriptor's
+// Stat gave fi, may steer this process: name hooks (commands) it runs, the
+// root a backup reads or an in-place restore overwrites. Whoever can change
+// the file chooses them: it must belong to this process's user or to root
+// (as root: to root), and no group or other may write it. A repository
+// another user can write must never choose what root runs, reads or
+// overwrites (docs/architecture.md, "Hooks and who may choose them").
 func CheckHookFile(name string, fi fs.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
@@ -154,11 +156,11 @@ func CheckHookFile(name string, fi fs.FileInfo) error {
 	euid := os.Geteuid()
 	switch {
 	case euid == 0 && st.Uid != 0:
-		return fmt.Errorf("%s belongs to uid %d: as root, snapforge runs hooks only from a file root owns (whoever owns it chooses the commands); check its hooks, then `chown root %s`, or run snapforge as uid %d", name, st.Uid, name, st.Uid)
+		return fmt.Errorf("%s belongs to uid %d: as root, snapforge acts on it only when root owns it (whoever owns it chooses the commands its hooks run and the root it names); check it, then `chown root %s`, or run snapforge as uid %d", name, st.Uid, name, st.Uid)
 	case st.Uid != uint32(euid) && st.Uid != 0:
-		return fmt.Errorf("%s belongs to uid %d, not to you (uid %d): snapforge runs hooks only from a file you or root own; check its hooks, then copy the file to one of yours", name, st.Uid, euid)
+		return fmt.Errorf("%s belongs to uid %d, not to you (uid %d): snapforge acts only on such a file that you or root own; check it, then copy it to a file of yours", name, st.Uid, euid)
 	case fi.Mode().Perm()&0o022 != 0:
-		return fmt.Errorf("%s may be changed by its group or by others (mode %04o): snapforge runs hooks only from a file nobody else can change; `chmod go-w %s`", name, fi.Mode().Perm(), name)
+		return fmt.Errorf("%s may be changed by its group or by others (mode %04o): snapforge acts only on such a file that nobody else can change; `chmod go-w %s`", name, fi.Mode().Perm(), name)
 	}
 	return nil
 }

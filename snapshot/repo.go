@@ -502,13 +502,18 @@ func auditOpenError(err error) error {
 // trail damaged or altered since refuses the command as Open would refuse
 // it now, and a trail a failed write left unusable (a full disk) is opened
 // again and repaired, so commands are audited again once the cause is
-// gone. A backup committed while the trail could not be written gets its
-// event back (the recovered event Open appends).
+// gone. When it was opened again, a backup committed while the trail could
+// not be written gets its event back (the recovered event Open appends);
+// not otherwise, since a backup running now may be between its commit and
+// its event.
 func (r *Repo) CheckAudit() error {
-	if err := r.audit.Check(); err != nil {
+	reopened, err := r.audit.Check()
+	if err != nil {
 		return auditOpenError(err)
 	}
-	r.recoverAuditEvent()
+	if reopened {
+		r.recoverAuditEvent()
+	}
 	return nil
 }
 

@@ -52,10 +52,17 @@ func readStamped(name string) ([]byte, fileStamp, error) {
 	return b, stampFrom(&st), err
 }
 
-// setStampLocked records the stamp of id's cached entries. r.mu is held.
+// setStampLocked records the stamp of the file an entry of id about to be
+// cached was read from. Entries cached from another version of the file
+// are dropped first: all of id's entries share one stamp. r.mu is held.
 func (r *Repo) setStampLocked(id string, st fileStamp) {
 	if r.stamps == nil {
 		r.stamps = map[string]fileStamp{}
+	}
+	if old, ok := r.stamps[id]; ok && old != st {
+		delete(r.manifest, id)
+		delete(r.headers, id)
+		delete(r.links, id)
 	}
 	r.stamps[id] = st
 }

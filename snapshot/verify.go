@@ -172,6 +172,12 @@ func (r *Repo) Verify(ctx context.Context, ids []string, opts VerifyOptions) (*V
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if ne := new(NewerError); errors.As(e.Err, &ne) {
+			// Not damage: this build cannot judge it. Nothing is recorded
+			// (a newer build's verdict stands), and the run is not failed.
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("snapshot %s skipped: %v", e.BackupID, ne))
+			continue
+		}
 		sc := SnapshotCheck{BackupID: e.BackupID}
 		if e.Err != nil {
 			sc.Problems = append(sc.Problems, Problem{Problem: e.Err.Error()})
@@ -521,19 +527,31 @@ func (r *Repo) LastKnownGood(ctx context.Context) (string, error) {
 }
 
 // checkTime is Check.FinishedUTC's form: RFC 3339 with nanoseconds always
-// written out, so that checks finished within one second order by their
-// strings (records written before have whole seconds).
+// written out, so that checks finished within one second are ordered
+// (records written before have whole seconds; see finishedBefore).
 const checkTime = "2006-01-02T15:04:05.000000000Z07:00"
 
 // Latest returns the newest check recorded, of any level (nil: none).
 func (v VerifyRecord) Latest() *Check {
 	var last *Check
 	for _, c := range []*Check{v.Structural, v.ReadData, v.Smoke} {
-		if c != nil && (last == nil || c.FinishedUTC >= last.FinishedUTC) {
+		if c != nil && (last == nil || !finishedBefore(c, last)) {
 			last = c
 		}
 	}
 	return last
+}
+
+// finishedBefore reports whether check a finished before b. Times are
+// compared, not strings: records written before checkTime have whole
+// seconds ("…05Z" sorts after "…05.3Z" as a string).
+func finishedBefore(a, b *Check) bool {
+	ta, errA := time.Parse(time.RFC3339Nano, a.FinishedUTC)
+	tb, errB := time.Parse(time.RFC3339Nano, b.FinishedUTC)
+	if errA != nil || errB != nil {
+		return a.FinishedUTC < b.FinishedUTC
+	}
+	return ta.Before(tb)
 }
 
 // Good reports whether the read-data verify passed and nothing recorded
@@ -543,7 +561,7 @@ func (v VerifyRecord) Good() bool {
 		return false
 	}
 	for _, c := range []*Check{v.Structural, v.Smoke} {
-		if c != nil && !c.OK && c.FinishedUTC >= v.ReadData.FinishedUTC {
+		if c != nil && !c.OK && !finishedBefore(c, v.ReadData) {
 			return false
 		}
 	}

@@ -1437,7 +1437,7 @@ func TestOutputWriteErrorsFail(t *testing.T) {
 	for _, args := range [][]string{{"ls", "latest"}, {"verify"}, {"audit"}, {"snapshots"}, {"diff", "latest", "latest"}} {
 		var stderr bytes.Buffer
 		code := run(append([]string{"--repo", r.dir}, args...), failingWriter{}, &stderr)
-		if code != exitError || !strings.Contains(stderr.String(), "snapforge "+args[0]+": write output: ") || !strings.Contains(stderr.String(), "no space left") {
+		if code != exitError || !strings.Contains(stderr.String(), "snapforge "+args[0]+": ") || !strings.Contains(stderr.String(), "write output: ") || !strings.Contains(stderr.String(), "no space left") {
 			t.Errorf("%v with stdout on a full disk: exit %d, stderr %q; want exit 1 saying the output was not written", args, code, stderr.String())
 		}
 	}

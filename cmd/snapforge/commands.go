@@ -104,6 +104,10 @@ func init() {
 			if prof == nil {
 				return &usageError{fmt.Sprintf("no PATH given and no profile at %s/profile.json; pass the directory to back up", r.Path())}
 			}
+			if prof.Untrusted != "" {
+				// Its root chooses what is read and stored here.
+				return fmt.Errorf("the profile may not be used: %s", prof.Untrusted)
+			}
 			sel, err := prof.Select(units)
 			if err != nil {
 				return &usageError{err.Error()}
@@ -188,7 +192,7 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 			RootHash   string   `json:"root_hash,omitempty"`
 			Partial    bool     `json:"partial"`
 			Damaged    string   `json:"damaged,omitempty"`
-			newer      bool     // Damaged: a requirement this build does not know
+			NeedsNewer string   `json:"needs_newer,omitempty"` // what it requires that this build does not know
 			Tags       []string `json:"tags,omitempty"`
 			Verified   string   `json:"last_full_verify,omitempty"`
 			VerifiedOK *bool    `json:"last_full_verify_ok,omitempty"`
@@ -198,9 +202,10 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 		var rows []row
 		for _, e := range list {
 			rw := row{BackupID: e.BackupID}
-			if e.Err != nil {
+			if ne := new(snapshot.NewerError); errors.As(e.Err, &ne) {
+				rw.NeedsNewer = ne.Feature
+			} else if e.Err != nil {
 				rw.Damaged = e.Err.Error()
-				rw.newer = errors.As(e.Err, new(*snapshot.NewerError))
 			} else {
 				m := e.Manifest
 				rw.CreatedUTC, rw.Strategy, rw.Parent, rw.Root = m.CreatedUTC, m.Strategy, m.Parent, m.Source.Root
@@ -235,8 +240,8 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 		for _, rw := range rows {
 			status := "ok"
 			switch {
-			case rw.Damaged != "" && rw.newer:
-				status = "NEEDS A NEWER SNAPFORGE: " + rw.Damaged
+			case rw.NeedsNewer != "":
+				status = fmt.Sprintf("NEEDS A NEWER SNAPFORGE (it requires %q)", rw.NeedsNewer)
 			case rw.Damaged != "":
 				status = "DAMAGED: " + rw.Damaged
 			case rw.Partial:

@@ -28,11 +28,12 @@ func (a *app) restoreInPlace(ctx context.Context, r *snapshot.Repo, m *snapshot.
 	}
 	o := restore.Options{Target: f.target, Scope: scope, KeepExtra: f.keepExtra, Special: f.special, NoSmoke: f.noSmoke, Log: a.stderr, Hook: crashHook(), Fault: faultHook()}
 	if prof != nil {
-		if prof.Hooks != nil && prof.HooksRefused != "" {
-			// Refused before anything is planned or changed: an in-place
-			// restore without its stop and start hooks would swap files
+		if prof.Untrusted != "" {
+			// Refused before anything is planned or changed: the profile
+			// names the hooks that run and the root that is overwritten,
+			// and an in-place restore without its hooks would swap files
 			// under a running application.
-			return fmt.Errorf("restore --in-place: the profile's hooks may not run: %s", prof.HooksRefused)
+			return fmt.Errorf("restore --in-place: the profile may not be used: %s", prof.Untrusted)
 		}
 		o.Hooks = prof.Hooks
 		if o.Target == "" {

@@ -914,8 +914,8 @@ func TestInPlaceExitCodes(t *testing.T) {
 			}
 			for _, args := range [][]string{nil, {"--dry-run"}} {
 				res := expectCode(t, c.restore(nil, args...), exitError)
-				if !strings.Contains(res.stderr, "the profile's hooks may not run: "+prof) || !strings.Contains(res.stderr, u.want) {
-					t.Errorf("restore --in-place %v with %s: %v; want the profile's hooks refused with %q", args, u.want, res, u.want)
+				if !strings.Contains(res.stderr, "the profile may not be used: "+prof) || !strings.Contains(res.stderr, u.want) {
+					t.Errorf("restore --in-place %v with %s: %v; want the profile refused with %q", args, u.want, res, u.want)
 				}
 			}
 			expectState(t, "after a refused restore", pre, c.state())
@@ -926,6 +926,10 @@ func TestInPlaceExitCodes(t *testing.T) {
 				t.Errorf("%d snapshots after a refused restore, want %d (no safety snapshot)", got, before)
 			}
 			c.expectClean("after a refused restore")
+			// Its root chooses what a backup reads: refused too.
+			if res := expectCode(t, c.run(nil, "backup"), exitError); !strings.Contains(res.stderr, "the profile may not be used: "+prof) {
+				t.Errorf("backup with the profile: %v", res)
+			}
 		}
 		if err := os.Chmod(prof, 0o644); err != nil {
 			t.Fatal(err)

@@ -627,7 +627,11 @@ func (a *app) runCommand(ctx context.Context, c *command, args []string) int {
 	a.stdout = out
 	err := c.run(ctx, a, args)
 	if out.err != nil && (err == nil || errors.Is(err, out.err)) {
-		fmt.Fprintf(a.stderr, "snapforge %s: write output: %v\n", c.name, out.err)
+		done := ""
+		if err == nil {
+			done = "the command finished (its work is done), but " // a backup committed: do not run it again for that
+		}
+		fmt.Fprintf(a.stderr, "snapforge %s: %swrite output: %v\n", c.name, done, out.err)
 		return exitError
 	}
 	return a.exitCode(c, err)
@@ -778,7 +782,9 @@ func zoneOf(tz *string) *time.Location {
 		return time.UTC
 	}
 	if filepath.IsAbs(name) {
-		b, err := os.ReadFile(name)
+		// A zone file is a few KiB; read a bounded amount of a regular
+		// file only (TZ=/dev/zero must not eat the owner's memory).
+		b, err := readZoneFile(name)
 		if err != nil {
 			return time.UTC
 		}
@@ -795,4 +801,17 @@ func zoneOf(tz *string) *time.Location {
 		return loc
 	}
 	return time.UTC
+}
+
+// readZoneFile reads a time zone file of at most 1 MiB.
+func readZoneFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	return io.ReadAll(io.LimitReader(f, 1<<20))
 }

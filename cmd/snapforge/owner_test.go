@@ -1016,9 +1016,18 @@ func TestOwnerPrintsClientTimeZone(t *testing.T) {
 	clientOK(t, repo, "backup", src)
 	cmds := [][]string{{"snapshots"}, {"ls", "latest"}}
 	local := map[string]string{}
-	for _, tz := range []string{"America/New_York", "Asia/Tokyo", ""} {
+	_, tzSet := os.LookupEnv("TZ")
+	zones := []string{"America/New_York", "Asia/Tokyo", ""}
+	if !tzSet {
+		zones = append(zones, "unset") // the system's zone (/etc/localtime)
+	}
+	for _, tz := range zones {
 		for _, c := range cmds {
-			res := expectCode(t, runCLI(t, cliOpts{env: []string{"TZ=" + tz}}, append([]string{"--repo", repo}, c...)...), exitOK)
+			var env []string
+			if tz != "unset" {
+				env = []string{"TZ=" + tz}
+			}
+			res := expectCode(t, runCLI(t, cliOpts{env: env}, append([]string{"--repo", repo}, c...)...), exitOK)
 			local[tz+" "+strings.Join(c, " ")] = res.stdout
 		}
 	}
@@ -1027,8 +1036,11 @@ func TestOwnerPrintsClientTimeZone(t *testing.T) {
 	}
 	o := serveRepo(t, repo)
 	defer o.close()
-	for _, tz := range []string{"America/New_York", "Asia/Tokyo", ""} {
+	for _, tz := range zones {
 		t.Setenv("TZ", tz)
+		if tz == "unset" {
+			os.Unsetenv("TZ") // t.Setenv puts it back
+		}
 		for _, c := range cmds {
 			got := clientOK(t, repo, c...).stdout
 			if want := local[tz+" "+strings.Join(c, " ")]; got != want {

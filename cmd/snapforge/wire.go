@@ -121,9 +121,10 @@ func (a *app) abs(p string) (string, error) {
 	return filepath.Join(a.cwd, p), nil
 }
 
-// loadProfile reads <repo>/profile.json; absent: nil. Its hooks are marked
-// refused (Profile.HooksRefused) when the file fails snapshot.CheckHookFile,
-// judged on the descriptor the bytes were read from.
+// loadProfile reads <repo>/profile.json; absent: nil. It is marked
+// untrusted (Profile.Untrusted) when the file fails snapshot.CheckHookFile,
+// judged on the descriptor the bytes were read from: a backup of its units
+// and an in-place restore refuse it (browsing its units does not).
 func loadProfile(repo string) (*snapshot.Profile, error) {
 	name := filepath.Join(repo, "profile.json")
 	f, err := os.Open(name)
@@ -146,10 +147,8 @@ func loadProfile(repo string) (*snapshot.Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if p.Hooks != nil {
-		if err := snapshot.CheckHookFile(name, fi); err != nil {
-			p.HooksRefused = err.Error()
-		}
+	if err := snapshot.CheckHookFile(name, fi); err != nil {
+		p.Untrusted = err.Error()
 	}
 	return p, nil
 }

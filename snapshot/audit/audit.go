@@ -108,12 +108,13 @@ type Log struct {
 	dir string
 	now func() time.Time
 
-	mu     sync.Mutex
-	f      *os.File // audit.jsonl, O_APPEND, flocked; nil once closed
-	head   Head     // the last line
-	next   uint64   // seq of the next line; 0 after overflow
-	broken error    // first write, fsync or HEAD failure; appends stop
-	reopen bool     // f was closed by Check after broken, to be opened again
+	mu      sync.Mutex
+	f       *os.File     // audit.jsonl, O_APPEND, flocked; nil once closed
+	head    Head         // the last line
+	next    uint64       // seq of the next line; 0 after overflow
+	broken  error        // first write, fsync or HEAD failure; appends stop
+	reopen  bool         // f was closed by Check after broken, to be opened again
+	damaged *DamageError // found by Check, not yet acknowledged; appends stop
 }
 
 // Open opens the trail in dir for appending, creating dir, audit.jsonl and
@@ -166,14 +167,20 @@ func Acknowledge(dir string, now func() time.Time, actor string) (Event, error) 
 
 // Acknowledge is the package's Acknowledge through a Log held open (the
 // process that owns the repository holds its trail for as long as it
-// runs): the trail is read again from disk first.
+// runs): the trail is read again from disk first (opened again if a failed
+// write broke the Log, or if the file was replaced).
 func (l *Log) Acknowledge(actor string) (Event, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	t, err := l.rescan()
+	if _, err := l.reopenIfNeeded(); err != nil {
+		return Event{}, err
+	}
+	t, err := l.rescan(true) // what Check finds, a cut after our last event too
 	if err != nil {
 		return Event{}, err
 	}
+	l.damaged = nil // what it found is what this acknowledges
+	l.adopt(t)
 	return l.acknowledge(t, actor)
 }
 
@@ -209,45 +216,80 @@ func (l *Log) acknowledge(t *trail, actor string) (Event, error) {
 }
 
 // Check verifies the trail on disk again, as Open does, for a Log held open
-// long (the mount's owner runs every client's command on one Log): a trail
+// long (the mount's owner runs every client's command on one Log). A trail
 // damaged or altered since it was opened makes Check return a
-// *DamageError, as Open would now, so the caller can refuse the same work.
-// A Log that a failed write broke (a full disk) is opened again on a new
-// descriptor and what the failure left is repaired (a torn line, a stale
-// HEAD), so that appends work again once the cause is gone.
-func (l *Log) Check() error {
+// *DamageError, as Open would now, and appends are refused until the
+// damage is acknowledged (Acknowledge); beyond what Open sees, the trail
+// must still hold the last event this Log wrote, so a trail cut short with
+// HEAD rewritten to match is caught too. A Log that a failed write broke
+// (a full disk), or whose file was replaced (a rename over it), is opened
+// again on a new descriptor, and what a failed write left is repaired (a
+// torn line cut and recorded, a stale HEAD), so that appends work again
+// once the cause is gone; reopened says so.
+func (l *Log) Check() (reopened bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil && !l.reopen {
-		return ErrClosed
+	if reopened, err = l.reopenIfNeeded(); err != nil {
+		return reopened, err
 	}
-	if l.broken != nil {
-		// Never retry on the descriptor a write or fsync failed on; its
-		// lock goes with it.
-		if l.f != nil {
-			l.f.Close()
-			l.f, l.reopen = nil, true
-		}
-		nl, _, err := openLocked(l.dir, l.now)
-		if err != nil {
-			return fmt.Errorf("%w: %w (reopening: %w)", ErrBroken, l.broken, err)
-		}
-		l.f, l.broken, l.reopen = nl.f, nil, false
-	}
-	t, err := l.rescan()
+	t, err := l.rescan(true)
 	if err != nil {
-		return err
+		return reopened, err
 	}
 	if len(t.report.unacknowledged()) > 0 {
-		return &DamageError{Report: t.report}
+		// The last event known stays the one to anchor on: head is not
+		// moved to what the altered file ends with.
+		l.damaged = &DamageError{Report: t.report}
+		return reopened, l.damaged
 	}
-	return l.repair(t)
+	l.damaged = nil
+	l.adopt(t)
+	return reopened, l.repair(t)
 }
 
-// rescan reads the trail again from l.f and sets head and next from it.
-// l.mu is held.
-func (l *Log) rescan() (*trail, error) {
-	t, err := scan(io.NewSectionReader(l.f, 0, math.MaxInt64), nil, nil)
+// reopenIfNeeded opens the trail again when a failed write broke the Log
+// (never retry on that descriptor; its lock goes with it) or when the file
+// at the trail's path is no longer the one held. l.mu is held.
+func (l *Log) reopenIfNeeded() (reopened bool, err error) {
+	if l.f == nil && !l.reopen {
+		return false, ErrClosed
+	}
+	if l.broken == nil && l.f != nil && sameFile(l.f, filepath.Join(l.dir, LogFile)) {
+		return false, nil
+	}
+	if l.f != nil {
+		l.f.Close()
+		l.f, l.reopen = nil, true
+	}
+	nl, _, err := openLocked(l.dir, l.now)
+	if err != nil {
+		if l.broken != nil {
+			return false, fmt.Errorf("%w: %w (reopening: %w)", ErrBroken, l.broken, err)
+		}
+		return false, fmt.Errorf("audit: reopen the trail: %w", err)
+	}
+	l.f, l.broken, l.reopen = nl.f, nil, false
+	return true, nil
+}
+
+// sameFile reports whether f is the file at name.
+func sameFile(f *os.File, name string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(name)
+	return err == nil && os.SameFile(a, b)
+}
+
+// rescan reads the trail again from l.f (see adopt). With known, the last event this Log wrote must still be there, as it
+// wrote it (checked as an anchor). l.mu is held.
+func (l *Log) rescan(known bool) (*trail, error) {
+	var want map[uint64]bool
+	if known && l.head.Seq > 0 {
+		want = map[uint64]bool{l.head.Seq: true}
+	}
+	t, err := scan(io.NewSectionReader(l.f, 0, math.MaxInt64), want, nil)
 	if err != nil {
 		return nil, fmt.Errorf("audit: read trail: %w", err)
 	}
@@ -256,9 +298,14 @@ func (l *Log) rescan() (*trail, error) {
 		return nil, err
 	}
 	t.checkHead(raw, present)
-	l.head, l.next = t.report.Head, t.maxSeq+1
+	if want != nil {
+		t.checkAnchors([]Anchor{l.head.Anchor("the last event this process wrote")})
+	}
 	return t, nil
 }
+
+// adopt continues the chain after t's last line. l.mu is held.
+func (l *Log) adopt(t *trail) { l.head, l.next = t.report.Head, t.maxSeq+1 }
 
 // openLocked opens and locks the trail and verifies it without anchors.
 func openLocked(dir string, now func() time.Time) (*Log, *trail, error) {
@@ -383,8 +430,12 @@ func (l *Log) Append(e Event) (Event, error) {
 // appendLocked is Append with l.mu held.
 func (l *Log) appendLocked(e Event) (Event, error) {
 	switch {
+	case l.f == nil && l.reopen:
+		return Event{}, ErrBroken // Check opens it again
 	case l.f == nil:
 		return Event{}, ErrClosed
+	case l.damaged != nil && e.Op != OpAcknowledgedDamage:
+		return Event{}, l.damaged
 	case l.broken != nil:
 		return Event{}, fmt.Errorf("%w: %w", ErrBroken, l.broken)
 	case e.Op == "":

@@ -424,8 +424,8 @@ func TestCheckHeldOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if err := l.Check(); err != nil {
-		t.Fatalf("check of a sound trail: %v", err)
+	if reopened, err := l.Check(); err != nil || reopened {
+		t.Fatalf("check of a sound trail: %v (reopened %v)", err, reopened)
 	}
 	// A write fails midway: half a line is on disk, the Log is broken.
 	f, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_WRONLY|os.O_APPEND, 0)
@@ -441,8 +441,8 @@ func TestCheckHeldOpen(t *testing.T) {
 	if _, err := l.Append(Event{Op: "x", Outcome: "ok"}); !errors.Is(err, ErrBroken) {
 		t.Fatalf("append on a broken log: %v, want ErrBroken", err)
 	}
-	if err := l.Check(); err != nil {
-		t.Fatalf("check of a broken log: %v; want it reopened and repaired", err)
+	if reopened, err := l.Check(); err != nil || !reopened {
+		t.Fatalf("check of a broken log: %v (reopened %v); want it reopened and repaired", err, reopened)
 	}
 	e, err := l.Append(Event{Actor: "test", Op: "verify", Outcome: "ok"})
 	if err != nil || e.Seq != 5 {
@@ -460,14 +460,17 @@ func TestCheckHeldOpen(t *testing.T) {
 	ls := lines(t, dir)
 	ls[1] = bytes.Replace(ls[1], []byte(`"outcome":"ok"`), []byte(`"outcome":"failed: x"`), 1)
 	writeLines(t, dir, ls)
-	if err := l.Check(); !errors.Is(err, ErrDamaged) {
+	if _, err := l.Check(); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("check of an altered trail: %v, want ErrDamaged", err)
+	}
+	if _, err := l.Append(Event{Actor: "test", Op: "backup", Outcome: "ok"}); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("append to a trail found altered: %v, want it refused until acknowledged", err)
 	}
 	ack, err := l.Acknowledge("cli:test")
 	if err != nil || ack.Op != OpAcknowledgedDamage || ack.Seq != 6 {
 		t.Fatalf("acknowledge through the open log: %+v, %v", ack, err)
 	}
-	if err := l.Check(); err != nil {
+	if _, err := l.Check(); err != nil {
 		t.Fatalf("check after the acknowledgement: %v", err)
 	}
 	if e, err := l.Append(Event{Actor: "test", Op: "backup", Outcome: "ok"}); err != nil || e.Seq != 7 {
@@ -477,8 +480,47 @@ func TestCheckHeldOpen(t *testing.T) {
 	if r.OK() || r.AckLine != 6 || len(r.unacknowledged()) != 0 {
 		t.Errorf("verify after the acknowledgement: %v; want the damage reported and acknowledged at line 6", r)
 	}
+
+	// Cut short, HEAD rewritten to match: Open would see a sound trail;
+	// the Log knows the last event it wrote (seq 7) is gone.
+	ls = lines(t, dir)
+	writeLines(t, dir, ls[:len(ls)-1])
+	last, _, err := parseLine(bytes.TrimSuffix(ls[len(ls)-2], []byte("\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeHeadFile(t, dir, Head{Seq: last.Seq, Hash: last.Hash})
+	if _, err := l.Check(); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "the last event this process wrote") {
+		t.Fatalf("check of a trail cut short with HEAD matching: %v, want ErrDamaged naming the missing event", err)
+	}
+	if ack, err := l.Acknowledge("cli:test"); err != nil || ack.Op != OpAcknowledgedDamage || !strings.Contains(ack.Outcome, "the last event this process wrote") {
+		t.Fatalf("acknowledging the cut: %+v, %v", ack, err)
+	}
+	if _, err := l.Check(); err != nil {
+		t.Fatalf("check after acknowledging the cut: %v", err)
+	}
+
+	// Replaced by a rename (an editor saving a copy): the Log follows the
+	// file at the path, so events are not lost to the unlinked one.
+	b, _ := os.ReadFile(filepath.Join(dir, LogFile))
+	if err := os.WriteFile(filepath.Join(dir, "copy"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "copy"), filepath.Join(dir, LogFile)); err != nil {
+		t.Fatal(err)
+	}
+	if reopened, err := l.Check(); err != nil || !reopened {
+		t.Fatalf("check of a trail replaced by an identical copy: %v (reopened %v)", err, reopened)
+	}
+	e, err = l.Append(Event{Actor: "test", Op: "verify", Outcome: "ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := ReadAll(dir); len(evs) == 0 || evs[len(evs)-1].Seq != e.Seq {
+		t.Errorf("the event after the rename is not in the trail at its path: %+v", e)
+	}
 	l.Close()
-	if err := l.Check(); !errors.Is(err, ErrClosed) {
+	if _, err := l.Check(); !errors.Is(err, ErrClosed) {
 		t.Errorf("check of a closed log: %v, want ErrClosed", err)
 	}
 }
