@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -266,7 +265,7 @@ func (f *FS) Refresh(ctx context.Context) error {
 			s = old.byID[e.BackupID]
 		} else {
 			s = &snapInfo{id: e.BackupID, created: m.Created(), tree: tree, units: m.Includes, rootDir: m.Source.RootDir,
-				safety: slices.Contains(m.Tags, "safety")}
+				safety: m.IsSafety()}
 		}
 		c.snaps = append(c.snaps, s)
 		c.byID[s.id] = s

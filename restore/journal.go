@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -251,7 +250,7 @@ func readPointers(repo string) ([]pointer, error) {
 			continue
 		}
 		name := filepath.Join(pointerDir(repo), e.Name())
-		b, fi, err := readWithStat(name)
+		b, fi, err := snapshot.ReadFileInfo(name)
 		if err != nil {
 			return nil, err
 		}
@@ -265,21 +264,6 @@ func readPointers(repo string) ([]pointer, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// readWithStat reads a file and stats the descriptor it read from.
-func readWithStat(name string) ([]byte, fs.FileInfo, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	b, err := io.ReadAll(f)
-	return b, fi, err
 }
 
 func syncPath(dir string) error {

@@ -53,6 +53,9 @@ type BackupOptions struct {
 	Includes []string // unit names recorded in the manifest; default ["."]
 	Excludes []string // unit names left out, recorded in the manifest
 	Tags     []string
+	// Location is the time zone of the backup id's date and time (the
+	// user's, who may be a client of the owner); nil: this process's.
+	Location *time.Location
 	Name     string // backup id prefix; default "snap"
 	Host     string
 	// OneFileSystem keeps the walk on Root's filesystem.
@@ -259,6 +262,15 @@ func compressJob(j blobJob) packJob {
 // Backup takes a snapshot and returns its manifest. A snapshot with files
 // that could not be read is still committed, with Partial set and the
 // files listed in Warnings. On error nothing is committed.
+// ValidStrategy reports whether s names a backup strategy.
+func ValidStrategy(s string) error {
+	switch s {
+	case StrategyFull, StrategyIncremental, StrategyDifferential:
+		return nil
+	}
+	return fmt.Errorf("unknown strategy %q (use full, incremental or differential)", s)
+}
+
 func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err error) {
 	if err := r.errIfNoIndex(); err != nil {
 		return nil, err
@@ -270,10 +282,8 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (m *Manifest, err
 			r.AuditAs(ctx, "backup", params, FailedOutcome(err))
 		}
 	}()
-	switch o.Strategy {
-	case StrategyFull, StrategyIncremental, StrategyDifferential:
-	default:
-		return nil, fmt.Errorf("backup: unknown strategy %q (use full, incremental or differential)", o.Strategy)
+	if err := ValidStrategy(o.Strategy); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
 	}
 	root, err := filepath.Abs(o.Root)
 	if err != nil {
@@ -497,7 +507,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 	stats.NewBytes = b.newBytes.Load()
 	stats.DurationMS = time.Since(b.began).Milliseconds()
 	m := &Manifest{
-		BackupID:   b.r.newBackupID(b.o.Name, b.start),
+		BackupID:   b.r.newBackupID(b.o.Name, b.idTime()),
 		CreatedUTC: b.start.UTC().Format(time.RFC3339),
 		Strategy:   strategy,
 		Source:     Source{Host: b.o.Host, Root: b.o.Root, RootDir: &b.rootDir},
@@ -529,6 +539,14 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 
 // newBackupID returns prefix-YYYY-MM-DD-HHMMSS (local time), with a -N
 // suffix if taken.
+// idTime is the backup's start in the zone its id is written in.
+func (b *backup) idTime() time.Time {
+	if b.o.Location != nil {
+		return b.start.In(b.o.Location)
+	}
+	return b.start
+}
+
 func (r *Repo) newBackupID(prefix string, t time.Time) string {
 	base := prefix + "-" + t.Format("2006-01-02-150405")
 	id := base

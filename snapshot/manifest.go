@@ -490,6 +490,14 @@ func (r *Repo) Snapshots(ctx context.Context) ([]SnapshotEntry, error) {
 	return out, nil
 }
 
+// TagSafety tags a safety snapshot: the one an in-place restore takes
+// before it changes anything. "latest" names one only when no regular
+// snapshot exists.
+const TagSafety = "safety"
+
+// IsSafety reports whether m is a safety snapshot.
+func (m *Manifest) IsSafety() bool { return slices.Contains(m.Tags, TagSafety) }
+
 // Resolve turns a SNAP argument (a backup id, a unique prefix, or "latest")
 // into a manifest.
 func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
@@ -502,7 +510,7 @@ func (r *Repo) Resolve(ctx context.Context, ref string) (*Manifest, error) {
 		// in-place restore, tagged "safety") is named by its id.
 		for _, safety := range []bool{false, true} {
 			for i := len(list) - 1; i >= 0; i-- {
-				if m := list[i].Manifest; m != nil && (safety || !slices.Contains(m.Tags, "safety")) {
+				if m := list[i].Manifest; m != nil && (safety || !m.IsSafety()) {
 					return r.LoadManifest(list[i].BackupID)
 				}
 			}

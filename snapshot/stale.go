@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"io"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -39,17 +40,35 @@ func stampOf(name string) (fileStamp, bool) {
 
 // readStamped reads name and returns the stamp of the descriptor read.
 func readStamped(name string) ([]byte, fileStamp, error) {
-	f, err := os.Open(name)
+	b, fi, err := ReadFileInfo(name)
 	if err != nil {
 		return nil, fileStamp{}, err
 	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return b, fileStamp{}, nil
+	}
+	return b, stampFrom(st), nil
+}
+
+// ReadFileInfo reads name and returns what fstat says of the descriptor it
+// read from: the bytes and the owner, mode and identity that go with them,
+// whatever replaced the file at name since (CheckHookFile judges them).
+func ReadFileInfo(name string) ([]byte, fs.FileInfo, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
 	defer f.Close()
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, fileStamp{}, err
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
 	}
 	b, err := io.ReadAll(f)
-	return b, stampFrom(&st), err
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, fi, nil
 }
 
 // setStampLocked records the stamp of the file an entry of id about to be

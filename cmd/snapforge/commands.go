@@ -64,10 +64,8 @@ func init() {
 		if err != nil {
 			return err
 		}
-		switch *strategy {
-		case "full", "incremental", "differential":
-		default:
-			return &usageError{fmt.Sprintf("--strategy %q: use full, incremental or differential", *strategy)}
+		if err := snapshot.ValidStrategy(*strategy); err != nil {
+			return &usageError{"--strategy: " + err.Error()}
 		}
 		if len(pos) > 1 {
 			return &usageError{"backup takes at most one PATH"}
@@ -88,7 +86,7 @@ func init() {
 		}
 		defer r.Close()
 		live := &snapshot.Live{}
-		o := snapshot.BackupOptions{Strategy: *strategy, Tags: tags, OneFileSystem: *oneFS, Live: live}
+		o := snapshot.BackupOptions{Strategy: *strategy, Tags: tags, OneFileSystem: *oneFS, Live: live, Location: a.loc}
 		if len(pos) == 1 {
 			if len(units) > 0 {
 				return &usageError{"--unit needs the profile's root; leave out PATH"}
@@ -247,7 +245,7 @@ var cmdSnapshots = &command{name: "snapshots", usage: "", summary: "list snapsho
 			case rw.Partial:
 				status = "partial"
 			}
-			if slices.Contains(rw.Tags, "safety") {
+			if slices.Contains(rw.Tags, snapshot.TagSafety) {
 				status += ", safety (pinned)" // taken before an in-place restore
 			}
 			switch {

@@ -1048,4 +1048,27 @@ func TestOwnerPrintsClientTimeZone(t *testing.T) {
 			}
 		}
 	}
+	// The id of a backup through the owner carries the client's local
+	// time too.
+	t.Setenv("TZ", "Asia/Tokyo")
+	var sum struct {
+		BackupID string `json:"backup_id"`
+	}
+	if err := json.Unmarshal([]byte(clientOK(t, repo, "--json", "backup", src).stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		CreatedUTC string `json:"created_utc"`
+	}
+	if err := json.Unmarshal([]byte(clientOK(t, repo, "manifest", sum.BackupID).stdout), &m); err != nil {
+		t.Fatal(err)
+	}
+	created, err := time.Parse(time.RFC3339, m.CreatedUTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	if want := "snap-" + created.In(tokyo).Format("2006-01-02-150405"); !strings.HasPrefix(sum.BackupID, want) {
+		t.Errorf("backup id through the owner with TZ=Asia/Tokyo: %s, want %s", sum.BackupID, want)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/user"
@@ -127,19 +126,10 @@ func (a *app) abs(p string) (string, error) {
 // and an in-place restore refuse it (browsing its units does not).
 func loadProfile(repo string) (*snapshot.Profile, error) {
 	name := filepath.Join(repo, "profile.json")
-	f, err := os.Open(name)
+	b, fi, err := snapshot.ReadFileInfo(name)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read profile: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read profile: %w", err)
-	}
-	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("read profile: %w", err)
 	}
