@@ -30,10 +30,7 @@ func TestRecoveryRefusesHooksOthersCanChange(t *testing.T) {
 	s.Mutate(t)
 	before := restoretest.State(t, s.Root)
 	o := rtOptions(s, rtScope(t, s, m, nil))
-	killed, err := rvKilledRun(t, r, m, o, func(p string) bool { return p == "restore-swap-3" })
-	if !killed {
-		t.Fatalf("the run was not killed at restore-swap-3: %v", err)
-	}
+	rvKilledAt(t, r, m, o, "restore-swap-3")
 	rtHooks(t, s, "stop")
 	ptrs, _ := filepath.Glob(filepath.Join(repo, "restores", "*.json"))
 	if len(ptrs) != 1 {

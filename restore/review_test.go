@@ -53,6 +53,15 @@ func rvKilledRun(t *testing.T, r *snapshot.Repo, m *snapshot.Manifest, o restore
 	return killed, err
 }
 
+// rvKilledAt runs restore.Run, ends it at crash point point (rvKilledRun),
+// and fails the test unless it got there.
+func rvKilledAt(t *testing.T, r *snapshot.Repo, m *snapshot.Manifest, o restore.Options, point string) {
+	t.Helper()
+	if killed, err := rvKilledRun(t, r, m, o, func(p string) bool { return p == point }); !killed {
+		t.Fatalf("the run was not killed at %s: %v", point, err)
+	}
+}
+
 // rvJournal returns the path of the only journal in the target's staging area.
 func rvJournal(t *testing.T, root string) string {
 	t.Helper()
@@ -229,10 +238,7 @@ func TestReviewTornJournalRecoverTwice(t *testing.T) {
 	s.Mutate(t)
 	before := restoretest.State(t, s.Root)
 	o := rtOptions(s, rtScope(t, s, m, nil))
-	killed, err := rvKilledRun(t, r, m, o, func(p string) bool { return p == "restore-swap-3" })
-	if !killed {
-		t.Fatalf("the run was not killed at restore-swap-3: %v", err)
-	}
+	rvKilledAt(t, r, m, o, "restore-swap-3")
 	j := rvJournal(t, s.Root)
 	// The kill came in the middle of writing the next line.
 	f, err := os.OpenFile(j, os.O_WRONLY|os.O_APPEND, 0)
