@@ -76,7 +76,7 @@ func PrepareMountpoint(dir, repo string, sources []string) (note string, err err
 		}
 		note = fmt.Sprintf("removed a dead mount left at %s by a process that was killed", abs)
 	}
-	return note, CheckMountpoint(abs, repo, sources)
+	return note, checkMountpoint(abs, repo, sources)
 }
 
 // deadMount reports whether a dead FUSE mount sits at abs. statfs always
@@ -101,6 +101,12 @@ func CheckMountpoint(dir, repo string, sources []string) error {
 	if deadMount(abs) {
 		return nil
 	}
+	return checkMountpoint(abs, repo, sources)
+}
+
+// checkMountpoint is CheckMountpoint of an absolute path with no dead
+// mount on it.
+func checkMountpoint(abs, repo string, sources []string) error {
 	fi, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -153,17 +159,23 @@ func isMountpoint(dir string) bool {
 	return a.Dev != b.Dev
 }
 
-// forceUnmount detaches a (dead) mount: directly as root, else through
-// fusermount3.
-func forceUnmount(dir string) error {
+// forceUnmount detaches a (dead or busy) mount lazily.
+func forceUnmount(dir string) error { return unmountAt(dir, true) }
+
+// unmountAt unmounts dir, lazily (detached, open files keep working) or
+// not: directly as root, else (or when that fails) through fusermount3.
+func unmountAt(dir string, lazy bool) error {
+	flags, opt := 0, "-u"
+	if lazy {
+		flags, opt = unix.MNT_DETACH, "-uz"
+	}
 	if os.Geteuid() == 0 {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err == nil {
+		if err := unix.Unmount(dir, flags); err == nil {
 			return nil
 		}
 	}
-	out, err := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("fusermount3 -uz: %v: %s", err, strings.TrimSpace(string(out)))
+	if out, err := exec.Command("fusermount3", opt, dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("fusermount3 %s: %v: %s", opt, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -226,13 +238,13 @@ func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
 	if k != nil && k.Flags&fuse.CAP_NO_OPEN_SUPPORT != 0 {
 		f.noOpen.Store(true)
 	}
-	if root {
-		raiseReadahead(abs)
-	}
 	m := &Mount{Dir: abs, fs: f, server: server, raw: raw, stop: make(chan struct{})}
 	var st unix.Stat_t
 	if unix.Stat(abs, &st) == nil {
 		m.dev = st.Dev
+		if root {
+			raiseReadahead(st.Dev)
+		}
 	}
 	m.done.Add(1)
 	go m.poll()
@@ -244,12 +256,8 @@ func Start(ctx context.Context, f *FS, dir string) (*Mount, error) {
 // requests in flight, whose chunks are read, checked and answered in
 // parallel (one big file, cold: 0.8 GB/s at 1 MiB, 0.9 to 1.1 GB/s at 4 MiB;
 // 16 MiB was no faster).
-func raiseReadahead(dir string) {
-	var st unix.Stat_t
-	if unix.Stat(dir, &st) != nil {
-		return
-	}
-	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+func raiseReadahead(dev uint64) {
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(dev), unix.Minor(dev))
 	os.WriteFile(p, []byte("4096"), 0o644)
 }
 
@@ -298,7 +306,7 @@ func (m *Mount) Unmount() (lazy bool, err error) {
 	m.stopPolling()
 	if now := m.movedTo(); now != "" {
 		m.Dir = now
-		if err = unmountPath(now); err == nil {
+		if err = unmountAt(now, false); err == nil {
 			return false, nil
 		}
 	} else if err = m.server.Unmount(); err == nil {
@@ -319,17 +327,6 @@ func (m *Mount) movedTo() string {
 		return ""
 	}
 	return mountedAt(m.dev)
-}
-
-// unmountPath unmounts dir (not lazily).
-func unmountPath(dir string) error {
-	if os.Geteuid() == 0 {
-		return unix.Unmount(dir, 0)
-	}
-	if out, err := exec.Command("fusermount3", "-u", dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("fusermount3 -u: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }
 
 // mountedAt returns where the mount of device dev is in this process's

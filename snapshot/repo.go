@@ -356,12 +356,13 @@ func (o *repoOwner) giveBack(repo string) {
 
 func (r *Repo) openIndex(ctx context.Context) error {
 	dir := r.dir("index")
-	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	present, err := indexPresent(dir)
+	if err != nil {
 		// There, perhaps, but not readable: not "missing" (a rebuild
 		// would fail the same way, or replace a sound index).
 		return fmt.Errorf("open index %s: %w; check its owner and permissions", dir, err)
 	}
-	if !indexPresent(dir) {
+	if !present {
 		if r.opts.AllowMissingIndex {
 			return nil
 		}
@@ -391,10 +392,14 @@ func (r *Repo) openIndex(ctx context.Context) error {
 	return nil
 }
 
-// indexPresent reports whether dir holds a database (any MANIFEST file).
-func indexPresent(dir string) bool {
+// indexPresent reports whether dir holds a database (any MANIFEST file);
+// err when that cannot be told (not readable).
+func indexPresent(dir string) (bool, error) {
 	_, err := os.Stat(filepath.Join(dir, "MANIFEST"))
-	return err == nil
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Close releases the index, the audit trail and the owner lock.
@@ -468,11 +473,7 @@ func WithActor(ctx context.Context, actor string) context.Context {
 // AuditAs is Audit by the actor ctx names (WithActor), else the
 // repository's (Options.Actor).
 func (r *Repo) AuditAs(ctx context.Context, op string, params map[string]any, outcome string) (audit.Event, error) {
-	actor := r.opts.Actor
-	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
-		actor = a
-	}
-	ev, err := r.audit.Append(audit.Event{Actor: actor, Op: op, Params: params, Outcome: outcome})
+	ev, err := r.audit.Append(audit.Event{Actor: r.actorOf(ctx), Op: op, Params: params, Outcome: outcome})
 	if err != nil {
 		r.opts.Logger.Error("audit append failed", "op", op, "err", err)
 	}
@@ -520,11 +521,16 @@ func (r *Repo) CheckAudit() error {
 // AcknowledgeAudit records, through this Repo's open trail, that its
 // damage has been seen (audit.Acknowledge), as the actor ctx names.
 func (r *Repo) AcknowledgeAudit(ctx context.Context) (audit.Event, error) {
-	actor := r.opts.Actor
+	return r.audit.Acknowledge(r.actorOf(ctx))
+}
+
+// actorOf is the actor ctx names (WithActor), else the repository's
+// (Options.Actor).
+func (r *Repo) actorOf(ctx context.Context) string {
 	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
-		actor = a
+		return a
 	}
-	return r.audit.Acknowledge(actor)
+	return r.opts.Actor
 }
 
 // AuditHead returns the newest audit head.

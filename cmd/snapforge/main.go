@@ -167,7 +167,7 @@ func (a *app) exitCode(c *command, err error) int {
 	}
 	// The command's name starts the line: an error that starts with it
 	// again ("backup: source …") drops the repetition.
-	msg := strings.TrimPrefix(err.Error(), c.name+": ")
+	code, text := exitError, strings.TrimPrefix(err.Error(), c.name+": ")
 	var ue *usageError
 	var pe *partialError
 	var ie *integrityError
@@ -176,29 +176,22 @@ func (a *app) exitCode(c *command, err error) int {
 	var ab *restore.AbandonedError
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(a.stderr, "snapforge %s: %s\nusage: snapforge %s %s\n", c.name, msg, c.name, c.usage)
-		return exitUsage
+		code, text = exitUsage, text+"\nusage: snapforge "+c.name+" "+c.usage
 	case errors.As(err, &pe):
-		fmt.Fprintf(a.stderr, "snapforge %s: %s\n", c.name, msg)
-		return exitPartial
+		code = exitPartial
 	case errors.As(err, &rb), errors.As(err, &ab) && !errors.As(err, &rie):
-		fmt.Fprintf(a.stderr, "snapforge %s: %s\n", c.name, msg)
-		return exitError
+		// Exit 1 even when the cause was damage: the live system is as it was.
 	case errors.As(err, &ie), errors.As(err, &rie), isIntegrity(err):
-		fmt.Fprintf(a.stderr, "snapforge %s: %s\n", c.name, msg)
-		return exitIntegrity
+		code = exitIntegrity
 	case errors.Is(err, context.Canceled) && c.name == "restore":
-		fmt.Fprintf(a.stderr, "snapforge %s: interrupted; the target holds a partial restore: run the same command again to finish it\n", c.name)
-		return exitError
+		text = "interrupted; the target holds a partial restore: run the same command again to finish it"
 	case errors.Is(err, context.Canceled) && c.name == "backup":
-		fmt.Fprintf(a.stderr, "snapforge %s: interrupted; nothing partial was committed\n", c.name)
-		return exitError
+		text = "interrupted; nothing partial was committed"
 	case errors.Is(err, context.Canceled):
-		fmt.Fprintf(a.stderr, "snapforge %s: interrupted\n", c.name)
-		return exitError
+		text = "interrupted"
 	}
-	fmt.Fprintf(a.stderr, "snapforge %s: %s\n", c.name, msg)
-	return exitError
+	fmt.Fprintf(a.stderr, "snapforge %s: %s\n", c.name, text)
+	return code
 }
 
 // globalFlags removes --repo and --json wherever they appear.

@@ -57,24 +57,26 @@ func init() {
 		// repository or the profile's root, not empty, missing): it is
 		// known without the repository, which another mount may hold. The
 		// roots of every snapshot are checked once it is open.
-		if rp, err := a.repoPath(); err == nil {
-			var roots []string
-			if prof, err := loadProfile(rp); err == nil && prof != nil {
-				roots = []string{prof.Root}
-			}
-			if err := fusefs.CheckMountpoint(pos[0], rp, roots); err != nil {
-				return err
-			}
+		rp, err := a.repoPath()
+		if err != nil {
+			return err
+		}
+		prof, err := loadProfile(rp)
+		if err != nil {
+			return err
+		}
+		var roots []string
+		if prof != nil {
+			roots = []string{prof.Root}
+		}
+		if err := fusefs.CheckMountpoint(pos[0], rp, roots); err != nil {
+			return err
 		}
 		r, err := a.openWaiting(ctx, "mount")
 		if err != nil {
 			return err
 		}
 		defer r.Close()
-		prof, err := loadProfile(r.Path())
-		if err != nil {
-			return err
-		}
 		// Damage is said on the terminal by a goroutine of its own: a read
 		// through the mount must never wait on a stalled terminal or pipe
 		// (reports beyond those queued are in the audit trail only).
@@ -159,8 +161,9 @@ func init() {
 			return err
 		}
 		defer own.Close()
-		shown := snapshot.DisplayName(m.Dir) // a name with a newline stays on its line
-		r.Audit("mount", map[string]any{"dir": audit.Escape([]byte(m.Dir)), "allow_other": *allowOther}, "ok")
+		shown := snapshot.DisplayName(m.Dir)                             // a name with a newline stays on its line
+		auditDir := func() string { return audit.Escape([]byte(m.Dir)) } // Dir moves if the mountpoint did
+		r.Audit("mount", map[string]any{"dir": auditDir(), "allow_other": *allowOther}, "ok")
 		n := f.Snapshots()
 		if a.json {
 			a.printJSON(map[string]any{"mounted": m.Dir, "snapshots": n, "repository": r.Path()})
@@ -179,7 +182,7 @@ func init() {
 				f.Refresh(context.Background())
 			case <-served: // unmounted from outside (fusermount3 -u)
 				fmt.Fprintf(a.stderr, "snapforge mount: %s was unmounted\n", shown)
-				r.Audit("unmount", map[string]any{"dir": audit.Escape([]byte(m.Dir)), "by": "outside"}, "ok")
+				r.Audit("unmount", map[string]any{"dir": auditDir(), "by": "outside"}, "ok")
 				return nil
 			case <-ctx.Done():
 				break wait
@@ -193,16 +196,16 @@ func init() {
 			shown = now
 		}
 		if err != nil {
-			r.Audit("unmount", map[string]any{"dir": audit.Escape([]byte(m.Dir))}, "failed: "+err.Error())
+			r.Audit("unmount", map[string]any{"dir": auditDir()}, "failed: "+err.Error())
 			return err
 		}
 		if !lazy {
 			<-served
-			r.Audit("unmount", map[string]any{"dir": audit.Escape([]byte(m.Dir))}, "ok")
+			r.Audit("unmount", map[string]any{"dir": auditDir()}, "ok")
 			fmt.Fprintf(a.stderr, "unmounted %s\n", shown)
 			return nil
 		}
-		r.Audit("unmount", map[string]any{"dir": audit.Escape([]byte(m.Dir)), "lazy": true}, "ok")
+		r.Audit("unmount", map[string]any{"dir": auditDir(), "lazy": true}, "ok")
 		fmt.Fprintf(a.stderr, "snapforge mount: files under %s are still open, so it was unmounted lazily: the folder is gone, and open files stay readable until they are closed; snapforge exits then, and until then commands on the repository still run through it (press Ctrl-C again to stop now)\n", shown)
 		awaitServed(served, sigs)
 		return nil
