@@ -457,6 +457,7 @@ func (b *bench) checkTree(ctx context.Context, spec toolSpec, want *Tree, live, 
 				continue
 			}
 		}
+		why := want.Describe(got, p)
 		if slices.Contains(spec.sqlite, p) {
 			if _, ok := got.Entries[p]; ok {
 				dw, err1 := dbDigest(ctx, filepath.Join(live, p))
@@ -465,9 +466,17 @@ func (b *bench) checkTree(ctx context.Context, spec toolSpec, want *Tree, live, 
 					logical = append(logical, p)
 					continue
 				}
+				switch {
+				case err2 != nil:
+					why += "; the restored database: " + err2.Error()
+				case err1 != nil:
+					why += "; the source database: " + err1.Error()
+				default:
+					why += "; other rows or schema"
+				}
 			}
 		}
-		bad = append(bad, p+": "+want.Describe(got, p))
+		bad = append(bad, p+": "+why)
 	}
 	switch {
 	case len(bad) > 0:

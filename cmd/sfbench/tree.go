@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/zeebo/blake3"
@@ -193,33 +194,58 @@ func sumFiles(root string, size func(fs.FileInfo) int64) (int64, error) {
 	return total, err
 }
 
-// dbDigest hashes the rows of every table of a SQLite database in rowid
-// order: equal digests mean equal content even when the files differ, as an
-// online-backup copy may.
+// dbDigest hashes the schema of a SQLite database and the rows of every
+// table in rowid order: equal digests mean equal content even when the files
+// differ, as an online-backup copy may. A database that fails SQLite's
+// integrity check (a damaged index or free-list page leaves the rows
+// readable) is an error, never a digest.
 func dbDigest(ctx context.Context, path string) (string, error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	if err != nil {
 		return "", err
 	}
 	defer db.Close()
+	var verdict []string
+	rows, err := db.QueryContext(ctx, `PRAGMA integrity_check`)
+	if err != nil {
+		return "", fmt.Errorf("integrity check: %w", err)
+	}
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			rows.Close()
+			return "", fmt.Errorf("integrity check: %w", err)
+		}
+		verdict = append(verdict, line)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("integrity check: %w", err)
+	}
+	if len(verdict) != 1 || verdict[0] != "ok" {
+		return "", fmt.Errorf("integrity check: %s", strings.Join(verdict[:min(3, len(verdict))], "; "))
+	}
+	h := blake3.New()
 	var tables []string
-	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name`)
+	rows, err = db.QueryContext(ctx, `SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name`)
 	if err != nil {
 		return "", err
 	}
 	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
+		var typ, name, tbl, text string
+		if err := rows.Scan(&typ, &name, &tbl, &text); err != nil {
 			rows.Close()
 			return "", err
 		}
-		tables = append(tables, name)
+		fmt.Fprintf(h, "schema %q %q %q %q\n", typ, name, tbl, text)
+		if typ == "table" {
+			tables = append(tables, name)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return "", err
 	}
-	h := blake3.New()
 	for _, tbl := range tables {
 		io.WriteString(h, "table "+tbl+"\n")
 		if err := hashRows(ctx, db, tbl, h); err != nil {
