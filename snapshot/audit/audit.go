@@ -11,10 +11,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zeebo/blake3"
 )
@@ -34,7 +36,9 @@ const (
 
 // MaxLine is the longest line, without its newline, that Append writes and
 // Verify parses. Longer lines are refused by Append and unparsable to Verify.
-// Keep Params small: counts and a few names, not whole file lists.
+// Keep Params small: counts and a few names, not whole file lists. An event
+// that would be longer is appended with its largest parameters summarized
+// (see shrink), never dropped.
 const MaxLine = 1 << 20
 
 const (
@@ -449,6 +453,12 @@ func (l *Log) appendLocked(e Event) (Event, error) {
 	}
 	e.Time = e.Time.UTC() // also drops the monotonic reading
 	line, hash, err := encodeLine(e)
+	if errors.Is(err, errTooLong) {
+		// Still recorded, in short: a command's event must not be lost
+		// for the length of its arguments (5,000 --include paths).
+		e = shrink(e)
+		line, hash, err = encodeLine(e)
+	}
 	if err != nil {
 		return Event{}, fmt.Errorf("audit: append %s: %w", e.Op, err)
 	}
@@ -509,9 +519,71 @@ func encodeLine(e Event) (line []byte, hash string, err error) {
 	line = append(line, hash...)
 	line = append(line, "\"}\n"...)
 	if len(line)-1 > MaxLine {
-		return nil, "", fmt.Errorf("event is %d bytes, longer than %d", len(line)-1, MaxLine)
+		return nil, "", fmt.Errorf("event is %d bytes, longer than %d: %w", len(line)-1, MaxLine, errTooLong)
 	}
 	return line, hash, nil
+}
+
+var errTooLong = errors.New("event too long")
+
+// jsonOf is v as a line encodes it (no HTML escaping), without a newline.
+func jsonOf(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// maxOutcome is the longest outcome an event too long for a line keeps.
+const maxOutcome = 64 << 10
+
+// shrink returns e made to fit in a line: the largest parameters, one at a
+// time, are replaced by what identifies them (their JSON's size, the number
+// of items of a list, and the BLAKE3 of the JSON as a line would hold it),
+// until the line fits; an
+// outcome over maxOutcome bytes is cut, saying how much was left out. The
+// event still says what was done, by whom and how it ended.
+func shrink(e Event) Event {
+	if len(e.Outcome) > maxOutcome {
+		cut := maxOutcome
+		for cut > 0 && !utf8.RuneStart(e.Outcome[cut]) {
+			cut--
+		}
+		e.Outcome = fmt.Sprintf("%s… (%d more bytes left out: too long for the audit trail)", e.Outcome[:cut], len(e.Outcome)-cut)
+	}
+	if len(e.Params) == 0 {
+		return e
+	}
+	params := make(map[string]any, len(e.Params))
+	size := map[string]int{}
+	for k, v := range e.Params {
+		params[k] = v
+		size[k] = len(jsonOf(v))
+	}
+	e.Params = params
+	for {
+		if _, _, err := encodeLine(e); !errors.Is(err, errTooLong) {
+			return e
+		}
+		largest := ""
+		for k, n := range size {
+			if largest == "" || n > size[largest] || (n == size[largest] && k < largest) {
+				largest = k
+			}
+		}
+		if largest == "" {
+			return e // nothing left to shorten: the caller reports the error
+		}
+		b := jsonOf(params[largest])
+		sum := blake3.Sum256(b)
+		short := map[string]any{"left_out_bytes": len(b), "blake3": hashPrefix + hex.EncodeToString(sum[:])}
+		if rv := reflect.ValueOf(params[largest]); rv.Kind() == reflect.Slice || rv.Kind() == reflect.Array {
+			short["items"] = rv.Len()
+		}
+		params[largest] = short
+		delete(size, largest)
+	}
 }
 
 // hashOf returns "blake3:<hex>" of b.
