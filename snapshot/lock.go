@@ -23,8 +23,12 @@ type LockedError struct {
 	Holder string // "pid 123 (snapforge backup)" as written by the holder
 }
 
+// Mount reports whether the holder is a `snapforge mount`, which owns the
+// repository until it is stopped and serves commands meanwhile.
+func (e *LockedError) Mount() bool { return strings.Contains(e.Holder, "snapforge mount") }
+
 func (e *LockedError) Error() string {
-	if strings.Contains(e.Holder, "snapforge mount") {
+	if e.Mount() {
 		return fmt.Sprintf("repository in use by %s (lock %s): unmount it first (Ctrl-C where it runs), then try again", e.Holder, e.Path)
 	}
 	return fmt.Sprintf("repository in use by %s (lock %s): wait for it to finish or stop it", e.Holder, e.Path)

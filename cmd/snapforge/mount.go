@@ -53,6 +53,9 @@ func init() {
 		if _, err := os.Stat("/dev/fuse"); err != nil {
 			return fmt.Errorf("FUSE is not available on this machine (/dev/fuse: %v); install fuse3 or load the fuse module, or browse with `snapforge ls`/`cat` instead", err)
 		}
+		if *allowOther && os.Geteuid() != 0 && !fuseConfAllows(fuseConf, "user_allow_other") {
+			return fmt.Errorf("--allow-other: a normal user may let others in only when %s has a line `user_allow_other` (root adds it); or mount without --allow-other", fuseConf)
+		}
 		// What is wrong with the mountpoint itself first (inside the
 		// repository or the profile's root, not empty, missing): it is
 		// known without the repository, which another mount may hold. The
@@ -254,4 +257,23 @@ func awaitServed(served <-chan struct{}, sigs <-chan os.Signal) (interrupted boo
 	case <-sigs:
 		return true
 	}
+}
+
+// fuseConf is fuse3's configuration, read by fusermount3.
+const fuseConf = "/etc/fuse.conf"
+
+// fuseConfAllows reports whether the fuse configuration at path has option
+// on a line of its own, as fusermount3 reads it (a commented line, "#
+// user_allow_other" as Debian ships it, does not count).
+func fuseConfAllows(path, option string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == option {
+			return true
+		}
+	}
+	return false
 }

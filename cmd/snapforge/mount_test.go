@@ -404,6 +404,14 @@ func TestMountAsUser(t *testing.T) {
 		t.Logf("/dev/fuse was %v; made it crw-rw-rw- (Debian's default) for this test", fi.Mode())
 		t.Cleanup(func() { os.Chmod("/dev/fuse", old) })
 	}
+	if !fuseConfAllows(fuseConf, "user_allow_other") { // as Debian ships it
+		// fusermount3 would refuse; the message named /dev/fuse
+		// (acceptance run 3).
+		res := runCLI(t, o, "--repo", repo, "mount", "--allow-other", mnt)
+		if res.code != exitError || !strings.Contains(res.stderr, "--allow-other: a normal user may let others in only when /etc/fuse.conf has a line `user_allow_other`") || fusetest.Mounted(mnt) {
+			t.Errorf("--allow-other without user_allow_other: %v", res)
+		}
+	}
 	p := startMount(t, o, repo, mnt)
 	// Without --allow-other a FUSE mount admits only the user who mounted
 	// it (root included among the others): read as that user.
@@ -514,5 +522,33 @@ func TestMountWaitsForHolder(t *testing.T) {
 	res := stopMount(t, p)
 	if res.code != exitOK || !strings.Contains(res.stderr, "(snapforge test-hold)") || !strings.Contains(res.stderr, "waiting for it to finish") {
 		t.Errorf("mount after waiting: %v, want it to have said whom it waited for", res)
+	}
+}
+
+// TestFuseConfAllows reads /etc/fuse.conf as fusermount3 does: only an
+// uncommented line counts.
+func TestFuseConfAllows(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		conf string
+		want bool
+	}{
+		{"# mount_max = 1000\n#user_allow_other\n", false}, // Debian's
+		{"# user_allow_other\n", false},
+		{"mount_max = 10\nuser_allow_other\n", true},
+		{"  user_allow_other  \n", true},
+		{"user_allow_others\n", false},
+		{"", false},
+	} {
+		p := filepath.Join(dir, "fuse.conf")
+		if err := os.WriteFile(p, []byte(c.conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := fuseConfAllows(p, "user_allow_other"); got != c.want {
+			t.Errorf("%q: %v, want %v", c.conf, got, c.want)
+		}
+	}
+	if fuseConfAllows(filepath.Join(dir, "missing"), "user_allow_other") {
+		t.Error("a missing file allows")
 	}
 }

@@ -109,8 +109,13 @@ const (
 	frameExit    = 'X'
 )
 
-// maxFrame bounds a frame's payload; longer writes are split.
-const maxFrame = 1 << 20
+// maxFrame bounds a frame's payload; longer writes are split. The request
+// may be longer, up to maxRequest: a command line of thousands of paths
+// (`restore --include` …) must run through the owner as it runs alone.
+const (
+	maxFrame   = 1 << 20
+	maxRequest = 64 << 20
+)
 
 // ownerServes lists the commands a client runs through the owner. init,
 // repair, demo, mount, serve and help never go there: they open (or create)
@@ -165,13 +170,21 @@ func writeFrame(w io.Writer, kind byte, p []byte) error {
 // readFrame reads one frame into buf (grown as needed) and returns its kind
 // and payload, which is valid until the next call.
 func readFrame(r io.Reader, buf *[]byte) (byte, []byte, error) {
+	return readFrameMax(r, buf, maxFrame)
+}
+
+// errFrameTooLarge is a frame longer than its kind may be.
+var errFrameTooLarge = errors.New("frame larger than the protocol allows")
+
+// readFrameMax is readFrame for a payload of at most limit bytes.
+func readFrameMax(r io.Reader, buf *[]byte, limit uint32) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])
-	if n > maxFrame {
-		return 0, nil, fmt.Errorf("frame of %d bytes is larger than the protocol allows", n)
+	if n > limit {
+		return 0, nil, fmt.Errorf("%w: %d bytes, at most %d", errFrameTooLarge, n, limit)
 	}
 	if cap(*buf) < int(n) {
 		*buf = make([]byte, n)
@@ -434,8 +447,12 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	br := bufio.NewReader(c)
 	c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a client sends its request at once
 	var buf []byte
-	kind, p, err := readFrame(br, &buf)
+	kind, p, err := readFrameMax(br, &buf, maxRequest)
 	c.SetReadDeadline(time.Time{})
+	if errors.Is(err, errFrameTooLarge) {
+		refuse("the process that owns this repository (pid %d) cannot take a command line this long (%v); pass fewer arguments at once", os.Getpid(), err)
+		return
+	}
 	if err != nil {
 		return // not a client of ours, or gone
 	}
@@ -455,7 +472,7 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	for i, b := range req.Args {
 		args[i] = string(b)
 	}
-	uid, err := peerUID(c)
+	uid, pid, err := peerCred(c)
 	if err != nil || (uid != uint32(os.Geteuid()) && uid != 0) {
 		who := "an unknown user"
 		if err == nil {
@@ -475,6 +492,13 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	if cmd == nil {
 		refuse("the process that owns this repository (pid %d) does not run %q for clients", os.Getpid(), strings.Join(args, " "))
 		return
+	}
+	if readsOrWritesFiles[cmd.name] {
+		if why := sameView(uid, pid); why != "" {
+			fc.send(frameStderr, fmt.Appendf(nil, "snapforge %s: %s %s\n", cmd.name, why, stopOwnerHint(os.Getpid())))
+			s.sendExit(fc, exitError)
+			return
+		}
 	}
 
 	// The command's audit events name the client, not this process.
@@ -593,23 +617,63 @@ func (s *ownerServer) sendExit(fc *frameConn, code int) {
 	fc.send(frameExit, b)
 }
 
-// peerUID returns the uid of the process at the other end of c.
-func peerUID(c *net.UnixConn) (uint32, error) {
+// peerCred returns the uid and pid of the process at the other end of c,
+// as the kernel saw them when it connected.
+func peerCred(c *net.UnixConn) (uid uint32, pid int, err error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var cred *unix.Ucred
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if cerr != nil {
-		return 0, cerr
+		return 0, 0, cerr
 	}
-	return cred.Uid, nil
+	return cred.Uid, int(cred.Pid), nil
+}
+
+// readsOrWritesFiles are the commands that name files outside the
+// repository (a backup's source, a restore's target): the owner opens them
+// for the client, so it must see the files the client sees, with the
+// client's rights.
+var readsOrWritesFiles = map[string]bool{"backup": true, "restore": true}
+
+// sameView says why the owner cannot act on files for the client uid, pid:
+// it runs as another user (root's command sent to a user's mount would
+// read and write with that user's rights), or in another mount namespace
+// (a container, a service's private /tmp) or under another root (a
+// chroot), where the client's paths name other files. "" when it can.
+func sameView(uid uint32, pid int) string {
+	if euid := os.Geteuid(); uid != uint32(euid) {
+		return fmt.Sprintf("this command runs as uid %d, and the process that owns this repository as uid %d: it would read and write your files with uid %d's rights, not yours (run the command as uid %d, or", uid, euid, euid, euid)
+	}
+	proc := fmt.Sprintf("/proc/%d", pid)
+	ours, err1 := os.Readlink("/proc/self/ns/mnt")
+	theirs, err2 := os.Readlink(proc + "/ns/mnt")
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Sprintf("cannot tell whether the process that owns this repository sees the files you see (%v) (run the command where that process runs, or", err)
+	}
+	if ours != theirs {
+		return "this command runs in another mount namespace (a container, a service with a private /tmp …) than the process that owns this repository, which would read and write the files it sees, not the ones you see (run the command where that process runs, or"
+	}
+	var a, b unix.Stat_t
+	if err := errors.Join(unix.Stat("/proc/self/root", &a), unix.Stat(proc+"/root", &b)); err != nil {
+		return fmt.Sprintf("cannot tell whether the process that owns this repository sees the files you see (%v) (run the command where that process runs, or", err)
+	}
+	if a.Dev != b.Dev || a.Ino != b.Ino {
+		return "this command runs under another root directory (a chroot) than the process that owns this repository, which would read and write the files it sees, not the ones you see (run the command where that process runs, or"
+	}
+	return ""
+}
+
+// stopOwnerHint ends sameView's advice.
+func stopOwnerHint(pid int) string {
+	return fmt.Sprintf("stop that process, pid %d, e.g. Ctrl-C where `snapforge mount` runs, and run the command again)", pid)
 }
 
 // ---- client ----
@@ -626,6 +690,13 @@ func (a *app) runCommand(ctx context.Context, c *command, args []string) int {
 	out := &checkedWriter{w: a.stdout}
 	a.stdout = out
 	err := c.run(ctx, a, args)
+	if le := new(snapshot.LockedError); errors.As(err, &le) && le.Mount() && ownerServes[c.name] && out.n == 0 {
+		// A mount that is starting holds the repository before it
+		// listens: the command runs through it once it does.
+		if code, ok := a.forwardOnceListening(ctx, c, args); ok {
+			return code
+		}
+	}
 	if out.err != nil && (err == nil || errors.Is(err, out.err)) {
 		done := ""
 		if err == nil {
@@ -642,6 +713,7 @@ func (a *app) runCommand(ctx context.Context, c *command, args []string) int {
 type checkedWriter struct {
 	w   io.Writer
 	err error
+	n   int64 // bytes written
 }
 
 func (c *checkedWriter) Write(p []byte) (int, error) {
@@ -649,10 +721,38 @@ func (c *checkedWriter) Write(p []byte) (int, error) {
 		return 0, c.err
 	}
 	n, err := c.w.Write(p)
+	c.n += int64(n)
 	if err != nil {
 		c.err = err
 	}
 	return n, err
+}
+
+// ownerStartWait is how long a command that found the repository held by
+// a starting mount waits for the mount's socket.
+const ownerStartWait = 10 * time.Second
+
+// forwardOnceListening forwards c to the repository's owner as soon as it
+// listens, within ownerStartWait; ok is false when it does not, or when ctx
+// ends first.
+func (a *app) forwardOnceListening(ctx context.Context, c *command, args []string) (code int, ok bool) {
+	repo, err := a.abs(a.repo)
+	if err != nil {
+		return 0, false
+	}
+	deadline := time.Now().Add(ownerStartWait)
+	for time.Now().Before(deadline) {
+		if conn, err := dialOwner(repo); err == nil {
+			conn.Close()
+			return a.forward(ctx, c, args)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return 0, false
 }
 
 // forward runs c through the repository's owner and returns its exit code,
@@ -679,6 +779,10 @@ func (a *app) forward(ctx context.Context, c *command, args []string) (code int,
 		if ownerAbsent(err) {
 			return 0, false
 		}
+		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+			fmt.Fprintf(a.stderr, "snapforge %s: the repository is held by a `snapforge mount` of another user, and its socket %s is not open to you; run the command as that user, or ask them to stop the mount\n", c.name, ownerSocket(repo))
+			return exitError, true
+		}
 		fmt.Fprintf(a.stderr, "snapforge %s: cannot reach the process that owns the repository through %s: %v\n", c.name, ownerSocket(repo), err)
 		return exitError, true
 	}
@@ -693,6 +797,10 @@ func (a *app) forward(ctx context.Context, c *command, args []string) (code int,
 	}
 	req, _ := json.Marshal(ownerRequest{Version: ownerProtocol, Args: wire,
 		Cwd: []byte(a.cwd), JSON: a.json, TTY: a.tty, PID: os.Getpid(), TZ: tz})
+	if len(req) > maxRequest {
+		fmt.Fprintf(a.stderr, "snapforge %s: the command line is too long to pass to the process that owns the repository (%d bytes, at most %d); pass fewer arguments at once\n", c.name, len(req), maxRequest)
+		return exitUsage, true
+	}
 	if ctx.Err() != nil { // interrupted before it was sent: nothing ran
 		fmt.Fprintf(a.stderr, "snapforge %s: interrupted before the command started; nothing was done\n", c.name)
 		return exitError, true

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"snapforge/index/indextest"
+	"snapforge/snapshot/audit"
+)
+
+// TestOwnerRefusesOtherViews: the owner opens a backup's source and a
+// restore's target for its client, so it refuses those commands from a
+// client that sees other files (another mount namespace: a container, a
+// service's private /tmp) or would act with other rights (root's command
+// sent to a user's mount). Before, the owner backed up its own view of the
+// path and restored into a directory the client could not see, exit 0
+// (acceptance run 3, A1 and C5). Commands that only read the repository
+// are still served.
+func TestOwnerRefusesOtherViews(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: another mount namespace, and an owner running as another user")
+	}
+	t.Parallel()
+
+	t.Run("mount namespace", func(t *testing.T) {
+		repo := initRepo(t)
+		src := filepath.Join(t.TempDir(), "src")
+		smallTree(t, src)
+		serveRepo(t, repo)
+		other := cliOpts{unshareMounts: true}
+		for _, args := range [][]string{
+			{"backup", src},
+			{"restore", "latest", "--target", filepath.Join(t.TempDir(), "out")},
+		} {
+			res := runCLI(t, other, append([]string{"--repo", repo}, args...)...)
+			if res.code != exitError || !strings.Contains(res.stderr, "this command runs in another mount namespace") ||
+				!strings.Contains(res.stderr, "stop that process, pid ") {
+				t.Errorf("from another mount namespace: %v", res)
+			}
+		}
+		if ids := backupIDs(t, repo); len(ids) != 0 {
+			t.Fatalf("a backup was taken for a client in another namespace: %v", ids)
+		}
+		clientOK(t, repo, "backup", src) // the same command from the owner's namespace
+		res := runCLI(t, other, "--repo", repo, "snapshots")
+		if res.code != exitOK || strings.Count(res.stdout, "snap-") != 1 {
+			t.Errorf("snapshots from another mount namespace: %v", res)
+		}
+	})
+
+	t.Run("another user's owner", func(t *testing.T) {
+		base, err := os.MkdirTemp("", "snapforge-view-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(base) })
+		if err := os.Chmod(base, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		repo := filepath.Join(base, "repo")
+		if code := run([]string{"--repo", repo, "init"}, io.Discard, io.Discard); code != 0 {
+			t.Fatalf("init exited %d", code)
+		}
+		src := filepath.Join(base, "src")
+		smallTree(t, src)
+		for _, dir := range []string{repo, src} {
+			if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+				if err != nil {
+					return err
+				}
+				return os.Lchown(p, 65534, 65534)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		exe := indextest.ExecutableCopy(t, base, "snapforge.test")
+		child := exec.Command(exe, "-test.run=^TestOwnerHelperProcess$")
+		child.Env = append(cliEnv(), "SNAPFORGE_TEST_OWNER=1", "SNAPFORGE_REPO="+repo, "HOME="+base)
+		child.Env = slices.DeleteFunc(child.Env, func(kv string) bool { return kv == envTestMain+"=1" })
+		child.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		child.Dir = base
+		var childErr syncBuffer
+		child.Stderr = &childErr
+		out, err := child.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+		if line := readLine(t, bufio.NewReader(out)); line != "owning" {
+			t.Fatalf("owner process said %q; stderr: %s", line, childErr.String())
+		}
+		res := expectCode(t, clientRun(t, context.Background(), repo, "/", "backup", src), exitError)
+		if !strings.Contains(res.stderr, "this command runs as uid 0, and the process that owns this repository as uid 65534") {
+			t.Errorf("root's backup through a user's owner: %v", res)
+		}
+		res = expectCode(t, clientRun(t, context.Background(), repo, "/", "snapshots"), exitOK)
+		if strings.Contains(res.stdout, "snap-") {
+			t.Errorf("a snapshot was taken: %v", res)
+		}
+	})
+}
+
+// TestOwnerStartingMount: a command that finds the repository held by a
+// mount that is still starting (it holds the lock before it listens) waits
+// for the mount's socket and runs through it, instead of failing with
+// "repository in use" (acceptance run 3, C7).
+func TestOwnerStartingMount(t *testing.T) {
+	t.Parallel()
+	repo := initRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	smallTree(t, src)
+	clientOK(t, repo, "backup", src)
+
+	owner := &app{stdout: io.Discard, stderr: io.Discard, repo: repo}
+	r, err := owner.open(context.Background(), "mount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listening := make(chan *ownerServer, 1)
+	go func() {
+		time.Sleep(400 * time.Millisecond) // the mount's own start
+		s, err := startOwner(context.Background(), owner, r)
+		if err != nil {
+			t.Error(err)
+		}
+		listening <- s
+	}()
+	t.Cleanup(func() {
+		if s := <-listening; s != nil {
+			s.Close()
+		}
+		r.Close()
+	})
+	res := expectCode(t, clientRun(t, context.Background(), repo, "/", "snapshots"), exitOK)
+	if strings.Count(res.stdout, "snap-") != 1 || strings.Contains(res.stderr, "in use") {
+		t.Errorf("snapshots while the mount started: %v", res)
+	}
+	// A mount that never listens: the command still fails, naming it.
+	held := initRepo(t)
+	ha := &app{stdout: io.Discard, stderr: io.Discard, repo: held}
+	hr, err := ha.open(context.Background(), "mount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hr.Close()
+	began := time.Now()
+	res = expectCode(t, clientRun(t, context.Background(), held, "/", "snapshots"), exitError)
+	if !strings.Contains(res.stderr, "repository in use by") || time.Since(began) < ownerStartWait {
+		t.Errorf("a mount that never listens: %v after %v", res, time.Since(began))
+	}
+}
+
+// TestOwnerLongCommandLine: a command line over a frame (1 MiB) runs
+// through the owner as it runs alone, and its audit event is kept, with
+// the long list summarized (acceptance run 3, A2 and C6).
+func TestOwnerLongCommandLine(t *testing.T) {
+	t.Parallel()
+	repo := initRepo(t)
+	src := filepath.Join(t.TempDir(), "src")
+	smallTree(t, src)
+	name := func(i int) string { return fmt.Sprintf("many/%s-%05d", strings.Repeat("d", 200), i) }
+	for i := range 5000 {
+		indextest.WriteFile(t, filepath.Join(src, name(i)), []byte(fmt.Sprint(i)))
+	}
+	clientOK(t, repo, "backup", src)
+	o := serveRepo(t, repo)
+	target := filepath.Join(t.TempDir(), "out")
+	args := []string{"restore", "latest", "--target", target, "--include", "a.txt"}
+	for i := range 5000 { // a user's selection of files: 1.1 MB of arguments
+		args = append(args, "--include", name(i))
+	}
+	res := clientOK(t, repo, args...)
+	if got, err := os.ReadFile(filepath.Join(target, "a.txt")); err != nil || string(got) != "alpha\n" {
+		t.Fatalf("restored a.txt: %q, %v (%v)", got, err, res)
+	}
+	if got, err := os.ReadFile(filepath.Join(target, name(4999))); err != nil || string(got) != "4999" {
+		t.Fatalf("restored %s: %q, %v", name(4999), got, err)
+	}
+	o.close()
+	events, err := audit.ReadAll(filepath.Join(repo, "audit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var restore *audit.Event
+	for i := range events {
+		if events[i].Op == "restore" {
+			restore = &events[i]
+		}
+	}
+	if restore == nil || restore.Outcome != "ok" {
+		t.Fatalf("no restore event kept: %d events, last %+v", len(events), events[len(events)-1].Op)
+	}
+	short, ok := restore.Params["include"].(map[string]any)
+	if !ok || fmt.Sprint(short["items"]) != "5001" {
+		t.Errorf("the restore's include list: %T %v; want its summary, 5001 items", restore.Params["include"], short)
+	}
+	if rep, err := audit.Verify(filepath.Join(repo, "audit"), nil); err != nil || !rep.OK() {
+		t.Errorf("audit verify: %v, %v", rep, err)
+	}
+}
