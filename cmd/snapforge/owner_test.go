@@ -707,11 +707,17 @@ func TestOwnerRefusesOtherUsers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	exe := indextest.ExecutableCopy(t, base, "snapforge")
+	// The socket is the owner's alone (0600): said as such, not as a raw
+	// "connect: permission denied" (acceptance run 3, D12).
+	res := runCLI(t, cliOpts{exe: exe, cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: base}, "--repo", repo, "snapshots")
+	if res.code != exitError || !strings.Contains(res.stderr, "held by a `snapforge mount` of another user") {
+		t.Errorf("a client of another user, socket 0600: %v", res)
+	}
 	if err := os.Chmod(ownerSocket(repo), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	exe := indextest.ExecutableCopy(t, base, "snapforge")
-	res := runCLI(t, cliOpts{exe: exe, cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: base}, "--repo", repo, "snapshots")
+	res = runCLI(t, cliOpts{exe: exe, cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: base}, "--repo", repo, "snapshots")
 	if res.code != exitError || !strings.Contains(res.stderr, "serves only its own user and root; refused a command from uid 65534") {
 		t.Errorf("a client of another user: %v", res)
 	}
