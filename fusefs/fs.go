@@ -220,8 +220,11 @@ type snapInfo struct {
 	created time.Time
 	tree    snapshot.ID
 	units   []string
-	rootDir *snapshot.RootDir // the source root's attributes; nil when not recorded
-	safety  bool              // a safety snapshot (tagged "safety"): latest only when alone
+	// unitPaths are the units' paths the manifest recorded (nil in
+	// snapshots taken before it did).
+	unitPaths map[string][]string
+	rootDir   *snapshot.RootDir // the source root's attributes; nil when not recorded
+	safety    bool              // a safety snapshot (tagged "safety"): latest only when alone
 
 	linksOnce sync.Once
 	links     map[string]uint32 // raw path of a hard-linked file's first name -> number of names
@@ -264,13 +267,13 @@ func (f *FS) Refresh(ctx context.Context) error {
 		if old != nil && old.byID[e.BackupID] != nil {
 			s = old.byID[e.BackupID]
 		} else {
-			s = &snapInfo{id: e.BackupID, created: m.Created(), tree: tree, units: m.Includes, rootDir: m.Source.RootDir,
-				safety: m.IsSafety()}
+			s = &snapInfo{id: e.BackupID, created: m.Created(), tree: tree, units: m.Includes, unitPaths: m.UnitPaths,
+				rootDir: m.Source.RootDir, safety: m.IsSafety()}
 		}
 		c.snaps = append(c.snaps, s)
 		c.byID[s.id] = s
 		for _, u := range s.units {
-			if u != "." {
+			if _, known := f.unitPaths(s, u); u != "." && known {
 				c.byUnit[u] = append(c.byUnit[u], s)
 			}
 		}
@@ -402,23 +405,30 @@ func (f *FS) hardLinks(s *snapInfo, rel string) uint32 {
 	return s.links[rel]
 }
 
-// unitPaths returns unit's cleaned paths, or nil when the profile does not
-// describe it (then the whole snapshot is shown).
-func (f *FS) unitPaths(unit string) []string {
-	ps, ok := f.opts.Units[unit]
+// unitPaths returns the cleaned paths of unit in snapshot s (nil: the whole
+// root): those its manifest recorded, else those of the profile's unit of
+// that name (snapshots taken before manifests recorded them). known is
+// false when neither names them: such a snapshot is not shown under the
+// unit, rather than shown whole (a unit renamed in profile.json showed
+// every file of its old snapshots, the guarded keys included).
+func (f *FS) unitPaths(s *snapInfo, unit string) (paths []string, known bool) {
+	ps, ok := s.unitPaths[unit]
 	if !ok {
-		return nil
+		ps, ok = f.opts.Units[unit]
+	}
+	if !ok {
+		return nil, false
 	}
 	out := make([]string, 0, len(ps))
 	for _, p := range ps {
 		p = strings.Trim(filepath.ToSlash(filepath.Clean(p)), "/")
 		if p == "." || p == "" {
-			return nil // the whole root
+			return nil, true // the whole root
 		}
 		out = append(out, p)
 	}
 	sort.Strings(out)
-	return out
+	return out, true
 }
 
 // reportDamage writes one audit event per damaged file and snapshot. Only

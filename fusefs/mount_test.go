@@ -292,6 +292,42 @@ func TestMountLayout(t *testing.T) {
 	}
 }
 
+// TestByUnitFollowsTheSnapshot: by-unit/<unit>/<date>/ shows the unit's
+// paths as the snapshot recorded them, whatever profile.json says today; a
+// snapshot whose unit neither its manifest nor the profile describes is not
+// shown under the unit, where it used to be shown whole (a unit renamed in
+// the profile exposed every file of its old snapshots; acceptance run 3).
+func TestByUnitFollowsTheSnapshot(t *testing.T) {
+	clock := time.Date(2026, 11, 26, 1, 15, 0, 0, time.UTC)
+	r, _ := indextest.NewRepo(t, func(o *snapshot.Options) { o.Now = func() time.Time { return clock } })
+	src := sourceTree(t)
+	backup(t, r, src, func(o *snapshot.BackupOptions) {
+		o.Paths = []string{"a.txt", "dir/"}
+		o.Includes = []string{"config", "data"}
+		o.UnitPaths = map[string][]string{"config": {"a.txt"}, "data": {"dir/"}}
+	})
+	clock = clock.Add(time.Hour)
+	backup(t, r, src, func(o *snapshot.BackupOptions) { o.Includes = []string{"keys"} }) // recorded no paths
+	// Today's profile: config moved to dir/, keys renamed.
+	_, dir := mount(t, r, fusefs.Options{Location: time.UTC, Units: map[string][]string{"config": {"dir"}, "secrets": {"a.txt"}}})
+	names := func(p string) string { t.Helper(); return strings.Join(dirNames(t, filepath.Join(dir, p)), "|") }
+	d1 := "2026-11-26_01-15-00"
+	for p, want := range map[string]string{
+		"by-unit":              "config|data|secrets",
+		"by-unit/config":       d1,
+		"by-unit/config/" + d1: "a.txt", // as recorded, not the profile's dir/
+		"by-unit/data/" + d1:   "dir",
+		"by-unit/secrets":      "", // the renamed unit's old snapshot is not shown whole
+	} {
+		if got := names(p); got != want {
+			t.Errorf("%s: %q, want %q", p, got, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "by-unit", "keys")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("by-unit/keys, a unit no manifest or profile describes: %v", err)
+	}
+}
+
 // TestMountReadOnly: every kind of write fails with EROFS, and the mount
 // carries ro,nosuid,nodev.
 func TestMountReadOnly(t *testing.T) {

@@ -303,7 +303,7 @@ func (l *listNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		case e.snap != nil:
 			d := &treeDir{snap: e.snap, view: l.view(), subtree: e.snap.tree}
 			if l.kind == "unit" {
-				d.filter = f.unitPaths(l.unit)
+				d.filter, _ = f.unitPaths(e.snap, l.unit) // known: listed under the unit only then
 			}
 			ch := f.newChild(ctx, l.EmbeddedInode(), d, &d.node, fuse.S_IFDIR, dirKey(d.view, e.snap, ""))
 			d.fill(&out.Attr)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,14 +19,16 @@ import (
 // patterns, or the whole root. Inside the scope the live tree ends up equal
 // to the snapshot; outside it nothing is touched.
 type Scope struct {
-	Name    string   `json:"name"`    // "full", or the units and patterns as given
-	Units   []string `json:"units"`   // unit names
-	Paths   []string `json:"paths"`   // the units' paths, relative to the root
-	Include []string `json:"include"` // patterns (** spans directories)
-	Whole   bool     `json:"whole"`   // the whole root
-	Exclude []string `json:"exclude"` // the profile's excludes: never touched
-	SQLite  []string `json:"sqlite"`  // paths of units marked sqlite
-	Config  []string `json:"config"`  // paths of the config unit: its JSON files must parse
+	Name  string   `json:"name"`  // "full", or the units and patterns as given
+	Units []string `json:"units"` // unit names
+	Paths []string `json:"paths"` // the units' paths, relative to the root
+	// UnitPaths are Paths by unit, for the safety snapshot's manifest.
+	UnitPaths map[string][]string `json:"-"`
+	Include   []string            `json:"include"` // patterns (** spans directories)
+	Whole     bool                `json:"whole"`   // the whole root
+	Exclude   []string            `json:"exclude"` // the profile's excludes: never touched
+	SQLite    []string            `json:"sqlite"`  // paths of units marked sqlite
+	Config    []string            `json:"config"`  // paths of the config unit: its JSON files must parse
 }
 
 // ResolveScope turns --scope names (units, "config", "db", "full"; comma
@@ -102,6 +105,10 @@ func ResolveScope(prof *snapshot.Profile, m *snapshot.Manifest, names, include [
 	if prof != nil {
 		for _, u := range s.Units {
 			unit := prof.Units[u]
+			if s.UnitPaths == nil {
+				s.UnitPaths = map[string][]string{}
+			}
+			s.UnitPaths[u] = slices.Clone(unit.Paths)
 			for _, p := range unit.Paths {
 				p = strings.Trim(path.Clean("/"+filepath.ToSlash(p)), "/")
 				s.Paths = append(s.Paths, p)

@@ -51,8 +51,10 @@ type BackupOptions struct {
 	SQLite   []string
 	Exclude  []string // glob patterns on relative paths; "**" spans directories
 	Includes []string // unit names recorded in the manifest; default ["."]
-	Excludes []string // unit names left out, recorded in the manifest
-	Tags     []string
+	// UnitPaths are the included units' paths, recorded in the manifest.
+	UnitPaths map[string][]string
+	Excludes  []string // unit names left out, recorded in the manifest
+	Tags      []string
 	// Location is the time zone of the backup id's date and time (the
 	// user's, who may be a client of the owner); nil: this process's.
 	Location *time.Location
@@ -512,6 +514,7 @@ func (b *backup) run(ctx context.Context, parent *Manifest, strategy string) (*M
 		Strategy:   strategy,
 		Source:     Source{Host: b.o.Host, Root: b.o.Root, RootDir: &b.rootDir},
 		Includes:   b.o.Includes,
+		UnitPaths:  b.o.UnitPaths,
 		Excludes:   b.o.Excludes,
 		Tags:       b.o.Tags,
 		Tree:       tree.String(),

@@ -28,25 +28,30 @@ import (
 // (docs/schemas/manifest.schema.json). A snapshot exists exactly when its
 // manifest file exists.
 type Manifest struct {
-	BackupID   string     `json:"backup_id"`
-	CreatedUTC string     `json:"created_utc"`
-	Strategy   string     `json:"strategy"`
-	Parent     string     `json:"parent,omitempty"`
-	Source     Source     `json:"source"`
-	Includes   []string   `json:"includes"`
-	Excludes   []string   `json:"excludes"`
-	Tags       []string   `json:"tags,omitempty"`
-	RootHash   string     `json:"root_hash"`
-	Tree       string     `json:"tree"`
-	Items      []Item     `json:"items"`
-	Stats      Stats      `json:"stats"`
-	Partial    bool       `json:"partial"`
-	Warnings   []Warning  `json:"warnings,omitempty"`
-	AuditHead  string     `json:"audit_head"`
-	AuditSeq   uint64     `json:"audit_seq"`
-	WFVersion  string     `json:"wf_version"`
-	EngineVer  string     `json:"engine_ver"`
-	Governance Governance `json:"governance"`
+	BackupID   string   `json:"backup_id"`
+	CreatedUTC string   `json:"created_utc"`
+	Strategy   string   `json:"strategy"`
+	Parent     string   `json:"parent,omitempty"`
+	Source     Source   `json:"source"`
+	Includes   []string `json:"includes"`
+	// UnitPaths are the included profile units' paths as the profile
+	// named them at backup time (by-unit/ in the mount shows these, not
+	// today's profile's). Absent in snapshots without units and in those
+	// taken before it was recorded.
+	UnitPaths  map[string][]string `json:"unit_paths,omitempty"`
+	Excludes   []string            `json:"excludes"`
+	Tags       []string            `json:"tags,omitempty"`
+	RootHash   string              `json:"root_hash"`
+	Tree       string              `json:"tree"`
+	Items      []Item              `json:"items"`
+	Stats      Stats               `json:"stats"`
+	Partial    bool                `json:"partial"`
+	Warnings   []Warning           `json:"warnings,omitempty"`
+	AuditHead  string              `json:"audit_head"`
+	AuditSeq   uint64              `json:"audit_seq"`
+	WFVersion  string              `json:"wf_version"`
+	EngineVer  string              `json:"engine_ver"`
+	Governance Governance          `json:"governance"`
 	// Requires names what a reader must know to use this snapshot: a
 	// reader that does not know one refuses the snapshot ("needs a newer
 	// snapforge"). Any other field a reader does not know it ignores, so

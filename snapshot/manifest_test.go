@@ -359,7 +359,7 @@ func TestManifestSchema(t *testing.T) {
 
 	// A profile-style unit selection.
 	ms = append(ms, rtBackup(t, r, snapshot.BackupOptions{Root: src, Paths: []string{"files/", "links"},
-		Includes: []string{"config", "logs"}, Excludes: []string{"keys", "models"}, Name: "wf"}))
+		Includes: []string{"config", "logs"}, UnitPaths: map[string][]string{"config": {"files/"}, "logs": {"links"}}, Excludes: []string{"keys", "models"}, Name: "wf"}))
 
 	for _, m := range ms {
 		b, err := os.ReadFile(rtManifestFile(repoDir, m.BackupID))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -85,10 +86,11 @@ func ParseProfile(b []byte) (*Profile, error) {
 
 // Selection is what a backup of some units covers.
 type Selection struct {
-	Paths    []string
-	SQLite   []string
-	Includes []string
-	Excludes []string
+	Paths     []string
+	SQLite    []string
+	Includes  []string
+	Excludes  []string
+	UnitPaths map[string][]string // each included unit's paths
 }
 
 // Select resolves unit names into paths. With no names it takes every unit
@@ -118,6 +120,10 @@ func (p *Profile) Select(names []string) (Selection, error) {
 		}
 		s.Includes = append(s.Includes, name)
 		s.Paths = append(s.Paths, u.Paths...)
+		if s.UnitPaths == nil {
+			s.UnitPaths = map[string][]string{}
+		}
+		s.UnitPaths[name] = slices.Clone(u.Paths)
 		if u.SQLite {
 			s.SQLite = append(s.SQLite, u.Paths...)
 		}

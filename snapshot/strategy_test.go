@@ -5,6 +5,7 @@ package snapshot_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -278,7 +279,7 @@ func TestProfileUnitSelection(t *testing.T) {
 	backup := func(sel snapshot.Selection) *snapshot.Manifest {
 		t.Helper()
 		return rtBackup(t, r, snapshot.BackupOptions{Root: prof.Root, Paths: sel.Paths, SQLite: sel.SQLite,
-			Includes: sel.Includes, Excludes: sel.Excludes, Exclude: prof.Exclude, Name: prof.Name})
+			Includes: sel.Includes, UnitPaths: sel.UnitPaths, Excludes: sel.Excludes, Exclude: prof.Exclude, Name: prof.Name})
 	}
 
 	def, err := prof.Select(nil)
@@ -302,6 +303,13 @@ func TestProfileUnitSelection(t *testing.T) {
 	}
 	if m.Strategy != snapshot.StrategyFull {
 		t.Errorf("first backup of the default units: strategy %s", m.Strategy)
+	}
+	// Each unit's paths as the profile named them, for the mount's by-unit/.
+	if got := fmt.Sprint(m.UnitPaths); got != fmt.Sprint(map[string][]string{"config": prof.Units["config"].Paths, "db": prof.Units["db"].Paths, "logs": prof.Units["logs"].Paths}) || len(m.UnitPaths["config"]) == 0 {
+		t.Errorf("manifest unit_paths %v", m.UnitPaths)
+	}
+	if back, err := r.Resolve(context.Background(), m.BackupID); err != nil || fmt.Sprint(back.UnitPaths) != fmt.Sprint(m.UnitPaths) {
+		t.Errorf("unit_paths read back: %v, %v", back, err)
 	}
 
 	models, err := prof.Select([]string{"models"})

@@ -119,6 +119,7 @@ func init() {
 				}
 			}
 			o.Root, o.Paths, o.SQLite, o.Includes, o.Excludes = prof.Root, sel.Paths, sel.SQLite, sel.Includes, sel.Excludes
+			o.UnitPaths = sel.UnitPaths
 			o.Exclude, o.Name = prof.Exclude, prof.Name
 		}
 		stop := a.showProgress(live)

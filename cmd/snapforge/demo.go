@@ -101,7 +101,7 @@ func runDemo(ctx context.Context, a *app, dir string) error {
 	}
 	opts := func(strategy string, s snapshot.Selection) snapshot.BackupOptions {
 		return snapshot.BackupOptions{Strategy: strategy, Root: live, Paths: s.Paths, SQLite: s.SQLite,
-			Includes: s.Includes, Excludes: s.Excludes, Exclude: prof.Exclude, Name: prof.Name}
+			Includes: s.Includes, UnitPaths: s.UnitPaths, Excludes: s.Excludes, Exclude: prof.Exclude, Name: prof.Name}
 	}
 	m1, err := r.Backup(ctx, opts(snapshot.StrategyFull, sel))
 	if err != nil {

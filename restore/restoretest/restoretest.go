@@ -179,7 +179,7 @@ func BackupProfile(t testing.TB, r *snapshot.Repo, prof *snapshot.Profile, units
 		t.Fatal(err)
 	}
 	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: prof.Root, Paths: sel.Paths, SQLite: sel.SQLite,
-		Includes: sel.Includes, Excludes: sel.Excludes, Exclude: prof.Exclude, Name: prof.Name})
+		Includes: sel.Includes, UnitPaths: sel.UnitPaths, Excludes: sel.Excludes, Exclude: prof.Exclude, Name: prof.Name})
 	if err != nil {
 		t.Fatalf("back up %s: %v", prof.Root, err)
 	}
