@@ -22,6 +22,8 @@ import (
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
+
+	"snapforge/snapshot/audit"
 )
 
 // Manifest is the human-readable proof of a snapshot
@@ -155,22 +157,23 @@ func (m *Manifest) Created() time.Time {
 // TreeID returns the root tree id.
 func (m *Manifest) TreeID() (ID, error) { return ParseID(m.Tree) }
 
-// DisplayName renders raw name bytes for humans and JSON: valid UTF-8 without
-// control characters stays as is; anything else is escaped Go-style.
+// DisplayName renders raw name bytes for humans: printable UTF-8 without a
+// backslash stays as it is; anything else is escaped Go-style, the backslash
+// as \\, so two names never print alike (audit.Escape: a name holding the
+// byte 0xff and one spelled `\xff` printed the same).
 func DisplayName(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return s
-	}
-	q := strconv.QuoteToGraphic(s)
-	return q[1 : len(q)-1]
+	return audit.Escape([]byte(s))
 }
 
-// pathFields returns the JSON fields for raw path bytes.
+// pathFields returns the JSON fields for raw path bytes: a name that is not
+// UTF-8 gets path_b64, and a readable form quoted as Go quotes it (kept as
+// it always was, so a manifest's bytes do not depend on the build).
 func pathFields(raw string) (display, b64 string) {
 	if utf8.ValidString(raw) {
 		return raw, ""
 	}
-	return DisplayName(raw), base64.StdEncoding.EncodeToString([]byte(raw))
+	q := strconv.QuoteToGraphic(raw)
+	return q[1 : len(q)-1], base64.StdEncoding.EncodeToString([]byte(raw))
 }
 
 // NewItem builds a manifest item for a node at raw path p.

@@ -658,3 +658,32 @@ func TestManifestChangedOnDisk(t *testing.T) {
 	f.Close()
 	check("edited in place", true)
 }
+
+// TestDisplayNameInjective: no two names print alike (acceptance run 3: a
+// name holding the byte 0xff and one spelled `inv\xff` both printed as
+// inv\xff, a newline and a literal `\n` alike). Plain names print as they
+// are; the manifest keeps its own form (path_b64 is the name).
+func TestDisplayNameInjective(t *testing.T) {
+	for _, c := range []struct{ raw, want string }{
+		{"plain name.txt", "plain name.txt"},
+		{"héllo wörld", "héllo wörld"},
+		{"inv\xff", `inv\xff`},
+		{`inv\xff`, `inv\\xff`},
+		{"a\nb", `a\nb`},
+		{`a\nb`, `a\\nb`},
+		{"tab\there", `tab\there`},
+		{"rtl\u202eexe.txt", `rtl\u202eexe.txt`},
+		{`C:\dir`, `C:\\dir`},
+	} {
+		if got := snapshot.DisplayName(c.raw); got != c.want {
+			t.Errorf("DisplayName(%q) = %q, want %q", c.raw, got, c.want)
+		}
+	}
+	it := snapshot.NewItem("inv\xff", &snapshot.Node{Type: snapshot.TypeDir})
+	if it.Path != `inv\xff` || it.RawPath() != "inv\xff" {
+		t.Errorf("manifest item of a non-UTF-8 name: path %q, raw %q", it.Path, it.RawPath())
+	}
+	if it := snapshot.NewItem(`inv\xff`, &snapshot.Node{Type: snapshot.TypeDir}); it.Path != `inv\xff` || it.PathB64 != "" {
+		t.Errorf("manifest item of a UTF-8 name with a backslash: %+v", it)
+	}
+}
