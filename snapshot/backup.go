@@ -695,6 +695,10 @@ func (b *backup) walkDir(ctx context.Context, abs, rel string, prev *Tree) (*dir
 				b.warn(crel, "vanished before it could be read", false) // FAULTS D2
 				continue
 			}
+			if errors.Is(err, unix.ENAMETOOLONG) {
+				b.warn(crel, fmt.Sprintf("not backed up, nor anything below it: its path is longer than this system allows (%d bytes, PATH_MAX); move it higher up the tree to back it up", len(cabs)), true)
+				continue
+			}
 			b.warn(crel, "cannot stat: "+errText(err), true)
 			continue
 		}

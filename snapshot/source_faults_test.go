@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"snapforge/index/indextest"
 	"snapforge/snapshot"
 )
@@ -351,4 +353,53 @@ func TestFaultsD4UnreadableFile(t *testing.T) {
 	fltOneWarning(t, m, "locked.txt", "unreadable", "permission denied")
 	fltAbsent(t, r, m, "locked.txt")
 	fltCompare(t, src, fltRestore(t, r, m), "locked.txt")
+}
+
+// TestBackupPathTooLong: a directory whose path is longer than PATH_MAX is
+// left out with a warning that says so and that nothing below it was
+// backed up (it said only "cannot stat: file name too long"; acceptance run
+// 3). The snapshot is partial, and everything else is in it.
+func TestBackupPathTooLong(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(src, "top.txt"), []byte("top\n"))
+	name := strings.Repeat("d", 250)
+	fd, err := unix.Open(src, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rel []string
+	for depth := 0; len(src)+len(rel)*(len(name)+1) <= 4200; depth++ {
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+		rel = append(rel, name)
+	}
+	leaf, err := unix.Openat(fd, "leaf.txt", unix.O_CREAT|unix.O_WRONLY, 0o644)
+	unix.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(leaf)
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Partial || len(m.Warnings) != 1 {
+		t.Fatalf("partial %v, warnings %+v", m.Partial, m.Warnings)
+	}
+	w := m.Warnings[0]
+	if !strings.HasPrefix(strings.Join(rel, "/"), w.Path) || !strings.Contains(w.Problem, "nor anything below it") ||
+		!strings.Contains(w.Problem, "longer than this system allows") {
+		t.Fatalf("warning %q: %q", w.Path, w.Problem)
+	}
+	if _, ok := fltItem(m, "top.txt"); !ok {
+		t.Fatal("top.txt is missing")
+	}
 }
