@@ -47,6 +47,10 @@ type Plan struct {
 	sidecars map[string]bool     // their -wal, -shm, -journal present when planned
 	jsons    []string            // in-scope .json files of the snapshot
 	nodes    map[string]*snapshot.Node
+	// dirs are the in-scope directories the live tree and the snapshot
+	// both have, kept in place: the swap's renames move their mtimes,
+	// which are set back to the snapshot's after it.
+	dirs map[string]*snapshot.Node
 }
 
 // Action is one change to the live tree. A directory created or replaced
@@ -185,6 +189,7 @@ func (p *planner) build(ctx context.Context) (*Plan, error) {
 		Errors:          []Problem{},
 		live:            map[string]liveInfo{},
 		nodes:           map[string]*snapshot.Node{},
+		dirs:            map[string]*snapshot.Node{},
 	}
 	if err := checkTarget(o.Target, p.r.Path()); err != nil {
 		return nil, err
@@ -436,6 +441,7 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 		if reason := p.metaDiffers(sn, lst); reason != "" {
 			p.add(Action{Op: "update", raw: crel, Type: "dir", Reason: reason}, fd, name, lst, true)
 		}
+		p.plan.dirs[crel] = sn
 		sub, err := p.r.LoadTree(ctx, sn.Subtree)
 		if err != nil {
 			return fmt.Errorf("restore: read snapshot %s at %s: %w", p.m.BackupID, snapshot.DisplayName(crel), err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -61,6 +62,7 @@ func (ru *runner) swap(ctx context.Context) error {
 			d := ru.madeDirs[i]
 			setMeta(root, d.rel, d.ino, ru.o.modeOf(d.n), d.n.UID, d.n.GID, d.n.MTime, d.n.MTime)
 		}
+		ru.resetDirTimes(root)
 		ru.o.Hook("restore-swap-" + strconv.Itoa(len(ru.plan.Actions)))
 		if err := unix.Syncfs(root); err != nil {
 			return "", fmt.Errorf("sync %s: %w", ru.o.Target, err)
@@ -240,6 +242,35 @@ func splitAll(rel string) []string {
 		rel = d
 	}
 	return out
+}
+
+// resetDirTimes sets the mtime of each directory the swap changed inside
+// (one it kept in place) back to the snapshot's: the renames moved it, and
+// the tree is to end as the snapshot has it (a restore into a new directory
+// sets every directory's). A directory that cannot be set keeps the time
+// of the swap; its content is what counts, and nothing else is touched.
+func (ru *runner) resetDirTimes(root int) {
+	done := map[string]bool{}
+	for _, a := range ru.plan.Actions {
+		for _, rel := range []string{path.Dir(a.raw), a.raw} {
+			if rel == "." {
+				continue
+			}
+			sn := ru.plan.dirs[rel]
+			if sn == nil || done[rel] {
+				continue
+			}
+			done[rel] = true
+			dir, name := splitRel(rel)
+			pfd, err := openDirAt(root, dir)
+			if err != nil {
+				continue
+			}
+			ts := []unix.Timespec{unix.NsecToTimespec(sn.MTime), unix.NsecToTimespec(sn.MTime)}
+			unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+			unix.Close(pfd)
+		}
+	}
 }
 
 // setMeta sets owner (as root), mode (not on symlinks) and times of the

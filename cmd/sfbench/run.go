@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -488,6 +489,29 @@ func (b *bench) checkTree(ctx context.Context, spec toolSpec, want *Tree, live, 
 	msg := "byte-identical"
 	if len(logical) > 0 {
 		msg = "identical except " + strings.Join(logical, ", ") + " (same rows, other bytes: an online-backup copy)"
+	}
+	// Owners, mtimes and hard links, which cp -a keeps too: a snapforge
+	// restore that loses them is wrong; a peer's is noted.
+	metaBad := want.MetaDiff(got, func(p string) bool {
+		// A database captured through SQLite, and its directory, whose
+		// mtime moved when SQLite made its sidecar files there.
+		for _, db := range spec.sqlite {
+			if p == db || p == path.Dir(db) {
+				return true
+			}
+		}
+		return false
+	})
+	switch {
+	case len(metaBad) == 0:
+		msg += "; owners, mtimes and hard links kept"
+	case spec.snapforge:
+		const show = 5
+		m := fmt.Sprintf("full restore lost metadata in %d path(s): %s", len(metaBad), strings.Join(metaBad[:min(show, len(metaBad))], "; "))
+		b.errs = append(b.errs, spec.name+": "+m)
+		return "DIFFERS (metadata)", nil
+	default:
+		msg += fmt.Sprintf("; metadata differs in %d path(s), e.g. %s", len(metaBad), metaBad[0])
 	}
 	if len(sidecars) > 0 {
 		msg += "; " + strings.Join(sidecars, ", ") + " of the source not restored (SQLite sidecars are never copied)"

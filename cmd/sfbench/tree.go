@@ -14,18 +14,29 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/zeebo/blake3"
 )
 
 // Tree is the content of a directory tree: per entry its type, permission
-// bits, size and content hash. Owners and times are left out; a restore is
-// correct when its Tree equals the source's.
+// bits, size and content hash (Entries, and Root over them), and apart from
+// that its owner, mtime and inode (Meta). A restore's content is correct
+// when its Entries equal the source's; MetaDiff then compares the rest.
 type Tree struct {
 	Root    string           // BLAKE3 over all entries in path order, hex
 	Files   int              // regular files
 	Bytes   int64            // their apparent size
 	Entries map[string]entry // by slash-separated path relative to the root
+	Meta    map[string]meta  // the same paths
+}
+
+// meta is what a restore should keep besides the content.
+type meta struct {
+	uid, gid uint32
+	mtime    int64  // ns
+	ino      uint64 // for hard-link groups
+	nlink    uint64
 }
 
 type entry struct {
@@ -42,7 +53,7 @@ func (e entry) line(rel string) string {
 // directory itself is not an entry, so a tree restored under another name
 // and mode compares equal.
 func HashTree(root string) (*Tree, error) {
-	t := &Tree{Entries: map[string]entry{}}
+	t := &Tree{Entries: map[string]entry{}, Meta: map[string]meta{}}
 	buf := make([]byte, 1<<20)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == root {
@@ -78,6 +89,9 @@ func HashTree(root string) (*Tree, error) {
 			e.sum = blake3.Sum256([]byte(target))
 		}
 		t.Entries[filepath.ToSlash(rel)] = e
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			t.Meta[filepath.ToSlash(rel)] = meta{uid: st.Uid, gid: st.Gid, mtime: st.Mtim.Nano(), ino: st.Ino, nlink: uint64(st.Nlink)}
+		}
 		return nil
 	})
 	if err != nil {
@@ -111,6 +125,40 @@ func (t *Tree) Diff(u *Tree) []string {
 	for p := range u.Entries {
 		if _, ok := t.Entries[p]; !ok {
 			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// MetaDiff lists, sorted, how the paths of t (wanted) that u (got) holds too
+// differ in owner, group or mtime, and hard links of t that are not one
+// inode in u, leaving out the paths skip names. Each line names the path and
+// the difference.
+func (t *Tree) MetaDiff(u *Tree, skip func(string) bool) []string {
+	var out []string
+	groups := map[uint64][]string{}
+	for p, want := range t.Meta {
+		got, ok := u.Meta[p]
+		if !ok || skip(p) {
+			continue
+		}
+		switch {
+		case got.uid != want.uid || got.gid != want.gid:
+			out = append(out, fmt.Sprintf("%s: owner %d:%d, want %d:%d", p, got.uid, got.gid, want.uid, want.gid))
+		case got.mtime != want.mtime:
+			out = append(out, fmt.Sprintf("%s: mtime %s, want %s", p, time.Unix(0, got.mtime).UTC().Format(time.RFC3339Nano), time.Unix(0, want.mtime).UTC().Format(time.RFC3339Nano)))
+		}
+		if want.nlink > 1 && t.Entries[p].mode.IsRegular() {
+			groups[want.ino] = append(groups[want.ino], p)
+		}
+	}
+	for _, names := range groups {
+		sort.Strings(names)
+		for _, p := range names[1:] {
+			if u.Meta[p].ino != u.Meta[names[0]].ino {
+				out = append(out, fmt.Sprintf("%s: not hard-linked to %s", p, names[0]))
+			}
 		}
 	}
 	sort.Strings(out)

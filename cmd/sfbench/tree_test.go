@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A restored database whose index is damaged still reads the same rows in
@@ -97,9 +99,98 @@ func TestRestoreCheckCatchesDamagedIndex(t *testing.T) {
 	if err := os.WriteFile(dst, mustRead(t, src), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	sameTimes(t, src, dst)
 	b = &bench{out: io.Discard}
-	if got, err := b.checkTree(ctx, toolSpec{name: "snapforge-sqlite", sqlite: []string{"app.db"}}, want, live, restored); err != nil || got != "byte-identical" {
+	if got, err := b.checkTree(ctx, toolSpec{name: "snapforge-sqlite", sqlite: []string{"app.db"}}, want, live, restored); err != nil || got != "byte-identical; owners, mtimes and hard links kept" {
 		t.Fatalf("intact copy: %q, %v", got, err)
+	}
+}
+
+func sameTimes(t *testing.T, from, to string) {
+	t.Helper()
+	fi, err := os.Stat(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(to, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A restore with the right bytes but lost mtimes or hard links is wrong
+// for snapforge and noted for a peer (acceptance run 3: a restore with
+// every mtime set to 1970 and a hard link broken passed as
+// "byte-identical").
+func TestRestoreCheckComparesMetadata(t *testing.T) {
+	ctx := context.Background()
+	live := t.TempDir()
+	for _, f := range []string{"a.txt", "dir/b.txt"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(live, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(live, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(live, "a.txt"), filepath.Join(live, "dir/a-link")); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2001, 2, 3, 4, 5, 6, 789, time.UTC)
+	for _, p := range []string{"dir/b.txt", "dir", "a.txt"} {
+		if err := os.Chtimes(filepath.Join(live, p), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := HashTree(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := func(t *testing.T) string {
+		dst := filepath.Join(t.TempDir(), "r")
+		if out, err := exec.Command("cp", "-a", live, dst).CombinedOutput(); err != nil {
+			t.Fatalf("cp -a: %v %s", err, out)
+		}
+		return dst
+	}
+	check := func(spec toolSpec, root string) (string, []string) {
+		b := &bench{out: io.Discard}
+		got, err := b.checkTree(ctx, spec, want, live, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, b.errs
+	}
+	sf, peer := toolSpec{name: "snapforge", snapforge: true}, toolSpec{name: "restic"}
+	if got, errs := check(sf, cp(t)); got != "byte-identical; owners, mtimes and hard links kept" || len(errs) != 0 {
+		t.Fatalf("cp -a copy: %q %q", got, errs)
+	}
+
+	lost := cp(t)
+	if err := os.Chtimes(filepath.Join(lost, "dir/b.txt"), time.Unix(86400, 0), time.Unix(86400, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got, errs := check(sf, lost); got != "DIFFERS (metadata)" || len(errs) != 1 || !strings.Contains(errs[0], "dir/b.txt: mtime 1970-01-02T00:00:00Z, want 2001-02-03T04:05:06.000000789Z") {
+		t.Errorf("lost mtime, snapforge: %q %q", got, errs)
+	}
+	if got, errs := check(peer, lost); !strings.HasPrefix(got, "byte-identical; metadata differs in 1 path(s), e.g. dir/b.txt: mtime") || len(errs) != 0 {
+		t.Errorf("lost mtime, a peer: %q %q", got, errs)
+	}
+
+	unlinked := cp(t)
+	link := filepath.Join(unlinked, "dir/a-link")
+	fi, err := os.Stat(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(link, []byte("a.txt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(link, fi.ModTime(), fi.ModTime())
+	if got, errs := check(sf, unlinked); got != "DIFFERS (metadata)" || len(errs) != 1 || !strings.Contains(errs[0], "dir/a-link: not hard-linked to a.txt") {
+		t.Errorf("broken hard link: %q %q", got, errs)
 	}
 }
 
