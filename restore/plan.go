@@ -50,7 +50,14 @@ type Plan struct {
 	// dirs are the in-scope directories the live tree and the snapshot
 	// both have, kept in place: the swap's renames move their mtimes,
 	// which are set back to the snapshot's after it.
-	dirs map[string]*snapshot.Node
+	dirs map[string]keptDir
+}
+
+// keptDir is an in-scope directory kept in place: its snapshot node and
+// the live inode the plan saw.
+type keptDir struct {
+	n   *snapshot.Node
+	ino uint64
 }
 
 // Action is one change to the live tree. A directory created or replaced
@@ -189,7 +196,7 @@ func (p *planner) build(ctx context.Context) (*Plan, error) {
 		Errors:          []Problem{},
 		live:            map[string]liveInfo{},
 		nodes:           map[string]*snapshot.Node{},
-		dirs:            map[string]*snapshot.Node{},
+		dirs:            map[string]keptDir{},
 	}
 	if err := checkTarget(o.Target, p.r.Path()); err != nil {
 		return nil, err
@@ -441,7 +448,7 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 		if reason := p.metaDiffers(sn, lst); reason != "" {
 			p.add(Action{Op: "update", raw: crel, Type: "dir", Reason: reason}, fd, name, lst, true)
 		}
-		p.plan.dirs[crel] = sn
+		p.plan.dirs[crel] = keptDir{sn, lst.Ino}
 		sub, err := p.r.LoadTree(ctx, sn.Subtree)
 		if err != nil {
 			return fmt.Errorf("restore: read snapshot %s at %s: %w", p.m.BackupID, snapshot.DisplayName(crel), err)

@@ -256,8 +256,8 @@ func (ru *runner) resetDirTimes(root int) {
 			if rel == "." {
 				continue
 			}
-			sn := ru.plan.dirs[rel]
-			if sn == nil || done[rel] {
+			k, ok := ru.plan.dirs[rel]
+			if !ok || done[rel] {
 				continue
 			}
 			done[rel] = true
@@ -266,8 +266,12 @@ func (ru *runner) resetDirTimes(root int) {
 			if err != nil {
 				continue
 			}
-			ts := []unix.Timespec{unix.NsecToTimespec(sn.MTime), unix.NsecToTimespec(sn.MTime)}
-			unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+			// Only the directory the plan saw: one put there since keeps
+			// its time.
+			if st, err := lstatAt(pfd, name); err == nil && st.Ino == k.ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				ts := []unix.Timespec{unix.NsecToTimespec(k.n.MTime), unix.NsecToTimespec(k.n.MTime)}
+				unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+			}
 			unix.Close(pfd)
 		}
 	}

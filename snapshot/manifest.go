@@ -22,8 +22,6 @@ import (
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
-
-	"snapforge/snapshot/audit"
 )
 
 // Manifest is the human-readable proof of a snapshot
@@ -157,12 +155,17 @@ func (m *Manifest) Created() time.Time {
 // TreeID returns the root tree id.
 func (m *Manifest) TreeID() (ID, error) { return ParseID(m.Tree) }
 
-// DisplayName renders raw name bytes for humans: printable UTF-8 without a
-// backslash stays as it is; anything else is escaped Go-style, the backslash
-// as \\, so two names never print alike (audit.Escape: a name holding the
-// byte 0xff and one spelled `\xff` printed the same).
+// DisplayName renders raw name bytes for humans: UTF-8 without control
+// characters or a backslash stays as it is (spaces of every script too);
+// anything else is quoted as Go quotes it, the backslash as \\, so two names
+// never print alike (a name holding the byte 0xff and one spelled `\xff`
+// printed the same).
 func DisplayName(s string) string {
-	return audit.Escape([]byte(s))
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return s // never holds a backslash: no escaped name prints alike
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }
 
 // pathFields returns the JSON fields for raw path bytes: a name that is not

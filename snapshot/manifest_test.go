@@ -672,7 +672,9 @@ func TestDisplayNameInjective(t *testing.T) {
 		{"a\nb", `a\nb`},
 		{`a\nb`, `a\\nb`},
 		{"tab\there", `tab\there`},
-		{"rtl\u202eexe.txt", `rtl\u202eexe.txt`},
+		{"ideographic\u3000space", "ideographic\u3000space"}, // spaces of every script print as they are
+		{"nbsp\u00a0", "nbsp\u00a0"},
+		{`quote"and\`, `quote\"and\\`},
 		{`C:\dir`, `C:\\dir`},
 	} {
 		if got := snapshot.DisplayName(c.raw); got != c.want {

@@ -395,7 +395,7 @@ func TestBackupPathTooLong(t *testing.T) {
 		t.Fatalf("partial %v, warnings %+v", m.Partial, m.Warnings)
 	}
 	w := m.Warnings[0]
-	if !strings.HasPrefix(strings.Join(rel, "/"), w.Path) || !strings.Contains(w.Problem, "nor anything below it") ||
+	if w.Path == "" || !strings.HasPrefix(strings.Join(rel, "/"), w.Path) || !strings.Contains(w.Problem, "nor anything below it") ||
 		!strings.Contains(w.Problem, "longer than this system allows") {
 		t.Fatalf("warning %q: %q", w.Path, w.Problem)
 	}

@@ -74,8 +74,6 @@ type cliOpts struct {
 	exe  string              // binary to run; default: this test binary
 	cred *syscall.Credential // run as another user
 	dir  string              // working directory
-	// unshareMounts runs it in a mount namespace of its own (root only).
-	unshareMounts bool
 }
 
 type cliResult struct {
@@ -155,11 +153,8 @@ func startCLI(t testing.TB, o cliOpts, args ...string) *proc {
 	p.cmd.Dir = o.dir
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
-	if o.cred != nil || o.unshareMounts {
+	if o.cred != nil {
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
-		if o.unshareMounts {
-			p.cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
-		}
 	}
 	if err := p.cmd.Start(); err != nil {
 		cancel()

@@ -122,6 +122,9 @@ func init() {
 			o.UnitPaths = sel.UnitPaths
 			o.Exclude, o.Name = prof.Exclude, prof.Name
 		}
+		if err := a.clientSees(o.Root); err != nil {
+			return err
+		}
 		stop := a.showProgress(live)
 		m, err := r.Backup(ctx, o)
 		stop()
@@ -302,22 +305,25 @@ func init() {
 			MTime   string `json:"mtime"`
 			Blake3  string `json:"blake3,omitempty"`
 			Target  string `json:"target,omitempty"`
+			// TargetB64 is the exact target when it is not UTF-8, as in
+			// manifests.
+			TargetB64 string `json:"target_b64,omitempty"`
 		}
 		var out []entry
 		emit := func(rel string, n *snapshot.Node) {
 			it := snapshot.NewItem(rel, n)
 			e := entry{Path: it.Path, PathB64: it.PathB64, Type: it.Type, Mode: fmt.Sprintf("%04o", n.Mode&0o7777),
-				Size: n.Size, MTime: time.Unix(0, n.MTime).UTC().Format(time.RFC3339Nano), Blake3: it.Blake3, Target: snapshot.DisplayName(n.Target)}
+				Size: n.Size, MTime: time.Unix(0, n.MTime).UTC().Format(time.RFC3339Nano), Blake3: it.Blake3, Target: it.Target, TargetB64: it.TargetB64}
 			if a.json {
 				out = append(out, e)
 				return
 			}
 			line := fmt.Sprintf("%-8s %s %12d %s %s", e.Type, e.Mode, e.Size, a.local(time.Unix(0, n.MTime)).Format("2006-01-02 15:04:05"), snapshot.DisplayName(it.RawPath()))
 			if n.Type == snapshot.TypeSymlink {
-				line += " -> " + e.Target
+				line += " -> " + snapshot.DisplayName(n.Target)
 			}
 			if n.Type == snapshot.TypeHardlink {
-				line += " => " + e.Target
+				line += " => " + snapshot.DisplayName(n.Target)
 			}
 			fmt.Fprintln(a.stdout, line)
 		}
@@ -549,6 +555,9 @@ func init() {
 		}
 		if *target != "" {
 			if *target, err = a.abs(*target); err != nil {
+				return err
+			}
+			if err := a.clientSees(*target); err != nil {
 				return err
 			}
 		}

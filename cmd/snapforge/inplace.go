@@ -41,6 +41,11 @@ func (a *app) restoreInPlace(ctx context.Context, r *snapshot.Repo, m *snapshot.
 		}
 		o.Name = prof.Name + "-safety"
 	}
+	if o.Target != "" {
+		if err := a.clientSees(o.Target); err != nil {
+			return err
+		}
+	}
 	if f.dry {
 		plan, err := restore.NewPlan(ctx, r, m, o)
 		if err != nil {

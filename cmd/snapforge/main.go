@@ -64,6 +64,11 @@ type app struct {
 	// loc is the time zone to print times in: the client's, for a command
 	// run by the owner; nil: this process's (time.Local).
 	loc *time.Location
+	// view is, in the owner, the client's view of the filesystem when it
+	// is not the owner's (another mount namespace or root): every path the
+	// command opens for the client must name the same file there
+	// (clientSees). nil: the same view, or a local run.
+	view *clientView
 }
 
 // local returns t in the zone the user reads times in.

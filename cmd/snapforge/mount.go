@@ -263,14 +263,15 @@ func awaitServed(served <-chan struct{}, sigs <-chan os.Signal) (interrupted boo
 const fuseConf = "/etc/fuse.conf"
 
 // fuseConfAllows reports whether the fuse configuration at path has option
-// on a line of its own, as fusermount3 reads it (a commented line, "#
-// user_allow_other" as Debian ships it, does not count).
+// on a line of its own, as fusermount3 reads it: text from a '#' on is a
+// comment ("#user_allow_other", as Debian ships it, does not count).
 func fuseConfAllows(path, option string) bool {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return false
 	}
 	for _, line := range strings.Split(string(b), "\n") {
+		line, _, _ = strings.Cut(line, "#")
 		if strings.TrimSpace(line) == option {
 			return true
 		}

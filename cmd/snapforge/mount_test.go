@@ -538,6 +538,7 @@ func TestFuseConfAllows(t *testing.T) {
 		{"mount_max = 10\nuser_allow_other\n", true},
 		{"  user_allow_other  \n", true},
 		{"user_allow_others\n", false},
+		{"user_allow_other # for the family's shared backups\n", true},
 		{"", false},
 	} {
 		p := filepath.Join(dir, "fuse.conf")

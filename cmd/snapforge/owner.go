@@ -56,6 +56,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -185,6 +186,17 @@ func readFrameMax(r io.Reader, buf *[]byte, limit uint32) (byte, []byte, error) 
 	n := binary.BigEndian.Uint32(hdr[1:])
 	if n > limit {
 		return 0, nil, fmt.Errorf("%w: %d bytes, at most %d", errFrameTooLarge, n, limit)
+	}
+	if n > maxFrame { // a long request: memory as its bytes arrive, not as announced
+		var bb bytes.Buffer
+		if _, err := io.CopyN(&bb, r, int64(n)); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, err
+		}
+		*buf = bb.Bytes()
+		return hdr[0], *buf, nil
 	}
 	if cap(*buf) < int(n) {
 		*buf = make([]byte, n)
@@ -444,6 +456,22 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 		fc.send(frameStderr, fmt.Appendf(nil, "snapforge: "+format+"\n", args...))
 		s.sendExit(fc, exitError)
 	}
+	// Who connected, before anything they send: the uid, and the process
+	// itself (a pidfd), which a pid could be reused from while the request
+	// is awaited.
+	uid, pid, err := peerCred(c)
+	if err != nil || (uid != uint32(os.Geteuid()) && uid != 0) {
+		who := "an unknown user"
+		if err == nil {
+			who = fmt.Sprintf("uid %d", uid)
+		}
+		refuse("the process that owns this repository (pid %d, uid %d) serves only its own user and root; refused a command from %s", os.Getpid(), os.Geteuid(), who)
+		return
+	}
+	peer := peerProcess(c, pid)
+	if peer >= 0 {
+		defer unix.Close(peer)
+	}
 	br := bufio.NewReader(c)
 	c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a client sends its request at once
 	var buf []byte
@@ -472,15 +500,6 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	for i, b := range req.Args {
 		args[i] = string(b)
 	}
-	uid, pid, err := peerCred(c)
-	if err != nil || (uid != uint32(os.Geteuid()) && uid != 0) {
-		who := "an unknown user"
-		if err == nil {
-			who = fmt.Sprintf("uid %d", uid)
-		}
-		refuse("the process that owns this repository (pid %d, uid %d) serves only its own user and root; refused a command from %s", os.Getpid(), os.Geteuid(), who)
-		return
-	}
 	if req.Version != ownerProtocol {
 		refuse("the process that owns this repository (pid %d) speaks owner protocol %d and this snapforge %d; use the same snapforge version for both, or stop that process", os.Getpid(), ownerProtocol, req.Version)
 		return
@@ -493,16 +512,21 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 		refuse("the process that owns this repository (pid %d) does not run %q for clients", os.Getpid(), strings.Join(args, " "))
 		return
 	}
+	var view *clientView
 	if readsOrWritesFiles[cmd.name] {
-		if why := sameView(uid, pid); why != "" {
+		var why string
+		if view, why = viewOf(uid, pid, peer); why != "" {
 			fc.send(frameStderr, fmt.Appendf(nil, "snapforge %s: %s %s\n", cmd.name, why, stopOwnerHint(os.Getpid())))
 			s.sendExit(fc, exitError)
 			return
 		}
+		if view != nil {
+			defer view.close()
+		}
 	}
 
 	// The command's audit events name the client, not this process.
-	ctx, cancel := context.WithCancel(snapshot.WithActor(s.ctx, clientActor(uid, req.PID)))
+	ctx, cancel := context.WithCancel(snapshot.WithActor(s.ctx, clientActor(uid, pid)))
 	defer cancel()
 	watched := make(chan struct{})
 	go func() { // a cancel frame, or a connection that drops, cancels the command
@@ -522,7 +546,7 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	}()
 
 	a := &app{stdout: frameWriter{fc, frameStdout}, stderr: frameWriter{fc, frameStderr},
-		repo: s.repo.Path(), json: req.JSON, tty: req.TTY, cwd: string(req.Cwd), shared: s.repo, loc: zoneOf(req.TZ)}
+		repo: s.repo.Path(), json: req.JSON, tty: req.TTY, cwd: string(req.Cwd), shared: s.repo, loc: zoneOf(req.TZ), view: view}
 	err = s.run(ctx, a, cmd, args[1:], req.PID)
 	if errors.Is(err, context.Canceled) && s.ctx.Err() != nil {
 		fmt.Fprintf(a.stderr, "snapforge %s: the process that owns the repository (pid %d) is stopping\n", cmd.name, os.Getpid())
@@ -637,41 +661,137 @@ func peerCred(c *net.UnixConn) (uid uint32, pid int, err error) {
 	return cred.Uid, int(cred.Pid), nil
 }
 
+// soPeerPidfd is SO_PEERPIDFD (Linux 6.5): a pidfd of the process that
+// connected, which no later process can take over as a pid can be reused.
+const soPeerPidfd = 77
+
+// peerProcess returns a pidfd of the process at the other end of c (pid, as
+// SO_PEERCRED gave it): the kernel's SO_PEERPIDFD, else one opened now; -1
+// when neither is possible. A pidfd outlives its process but never names
+// another: a check made through /proc/PID is trusted only when the pidfd
+// says the process still runs after it.
+func peerProcess(c *net.UnixConn, pid int) int {
+	fd := -1
+	if raw, err := c.SyscallConn(); err == nil {
+		raw.Control(func(s uintptr) {
+			if v, err := unix.GetsockoptInt(int(s), unix.SOL_SOCKET, soPeerPidfd); err == nil {
+				fd = v
+			}
+		})
+	}
+	if fd < 0 && pid > 0 {
+		if v, err := unix.PidfdOpen(pid, 0); err == nil {
+			fd = v // older kernels: opened at accept, before the request is awaited
+		}
+	}
+	return fd
+}
+
+// alive reports whether the process of pidfd fd still runs.
+func alive(fd int) bool { return fd >= 0 && unix.PidfdSendSignal(fd, 0, nil, 0) == nil }
+
 // readsOrWritesFiles are the commands that name files outside the
 // repository (a backup's source, a restore's target): the owner opens them
 // for the client, so it must see the files the client sees, with the
 // client's rights.
 var readsOrWritesFiles = map[string]bool{"backup": true, "restore": true}
 
-// sameView says why the owner cannot act on files for the client uid, pid:
-// it runs as another user (root's command sent to a user's mount would
-// read and write with that user's rights), or in another mount namespace
-// (a container, a service's private /tmp) or under another root (a
-// chroot), where the client's paths name other files. "" when it can.
-func sameView(uid uint32, pid int) string {
+// clientView is a client's view of the filesystem, other than the owner's
+// (another mount namespace: a container, a service with a private /tmp; or
+// a chroot): its root directory, through which the owner checks that a
+// path names the same file for both (clientSees).
+type clientView struct {
+	root  int // O_PATH descriptor of /proc/PID/root
+	pidfd int
+}
+
+func (v *clientView) close() { unix.Close(v.root) }
+
+// viewOf says why the owner cannot act on files for the client uid, pid
+// (pidfd peer): it runs as another user (root's command sent to a user's
+// mount would read and write with that user's rights), or its view of the
+// filesystem cannot be known. It returns the client's view when it is not
+// the owner's, nil when it is.
+func viewOf(uid uint32, pid, peer int) (*clientView, string) {
 	if euid := os.Geteuid(); uid != uint32(euid) {
-		return fmt.Sprintf("this command runs as uid %d, and the process that owns this repository as uid %d: it would read and write your files with uid %d's rights, not yours (run the command as uid %d, or", uid, euid, euid, euid)
+		return nil, fmt.Sprintf("this command runs as uid %d, and the process that owns this repository as uid %d: it would read and write your files with uid %d's rights, not yours (run the command as uid %d, or", uid, euid, euid, euid)
+	}
+	cannot := func(err error) (*clientView, string) {
+		return nil, fmt.Sprintf("cannot tell whether the process that owns this repository sees the files you see (%v) (run the command where that process runs, or", err)
 	}
 	proc := fmt.Sprintf("/proc/%d", pid)
 	ours, err1 := os.Readlink("/proc/self/ns/mnt")
 	theirs, err2 := os.Readlink(proc + "/ns/mnt")
-	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Sprintf("cannot tell whether the process that owns this repository sees the files you see (%v) (run the command where that process runs, or", err)
-	}
-	if ours != theirs {
-		return "this command runs in another mount namespace (a container, a service with a private /tmp …) than the process that owns this repository, which would read and write the files it sees, not the ones you see (run the command where that process runs, or"
+	root, err3 := unix.Open(proc+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		if err3 == nil {
+			unix.Close(root)
+		}
+		return cannot(err)
 	}
 	var a, b unix.Stat_t
-	if err := errors.Join(unix.Stat("/proc/self/root", &a), unix.Stat(proc+"/root", &b)); err != nil {
-		return fmt.Sprintf("cannot tell whether the process that owns this repository sees the files you see (%v) (run the command where that process runs, or", err)
+	if err := errors.Join(unix.Stat("/", &a), unix.Fstat(root, &b)); err != nil {
+		unix.Close(root)
+		return cannot(err)
 	}
-	if a.Dev != b.Dev || a.Ino != b.Ino {
-		return "this command runs under another root directory (a chroot) than the process that owns this repository, which would read and write the files it sees, not the ones you see (run the command where that process runs, or"
+	if !alive(peer) { // the pid may name another process by now
+		unix.Close(root)
+		return cannot(errors.New("the command's process is gone"))
 	}
-	return ""
+	if ours == theirs && a.Dev == b.Dev && a.Ino == b.Ino {
+		unix.Close(root)
+		return nil, ""
+	}
+	return &clientView{root: root, pidfd: peer}, ""
 }
 
-// stopOwnerHint ends sameView's advice.
+// clientSees checks, in the owner, that abs (a path the command is about
+// to read or write for its client) names the same file for the client as
+// for the owner: the nearest existing ancestor of abs, resolved in the
+// client's root (absolute symlinks stay inside it) and in the owner's, is
+// one directory. Otherwise the command would back up, or restore into,
+// files the client does not see (acceptance run 3: a client in a container
+// had the owner's /x backed up under its name). nil without a client view.
+func (a *app) clientSees(abs string) error {
+	v := a.view
+	if v == nil {
+		return nil
+	}
+	p := filepath.Clean(abs)
+	for {
+		var ours unix.Stat_t
+		if err := unix.Stat(p, &ours); err == nil {
+			rel := strings.TrimPrefix(p, "/")
+			if rel == "" {
+				rel = "."
+			}
+			fd, err := unix.Openat2(v.root, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+			var theirs unix.Stat_t
+			if err == nil {
+				err = unix.Fstat(fd, &theirs)
+				unix.Close(fd)
+			}
+			if err == nil && !alive(v.pidfd) {
+				err = errors.New("the command's process is gone")
+			}
+			if err != nil || ours.Dev != theirs.Dev || ours.Ino != theirs.Ino {
+				why := "it is another directory there"
+				if err != nil {
+					why = err.Error()
+				}
+				return fmt.Errorf("%s is not the same for this command as for the process that owns the repository (pid %d), which runs in another mount namespace or root and would read or write the files it sees, not yours (%s at %s); run the command where that process runs, or %s",
+					snapshot.DisplayName(abs), os.Getpid(), why, snapshot.DisplayName(p), stopOwnerHint(os.Getpid()))
+			}
+			return nil
+		}
+		if p == "/" {
+			return fmt.Errorf("%s: nothing of it exists for the process that owns the repository (pid %d)", snapshot.DisplayName(abs), os.Getpid())
+		}
+		p = filepath.Dir(p)
+	}
+}
+
+// stopOwnerHint ends viewOf's and clientSees' advice.
 func stopOwnerHint(pid int) string {
 	return fmt.Sprintf("stop that process, pid %d, e.g. Ctrl-C where `snapforge mount` runs, and run the command again)", pid)
 }
@@ -690,12 +810,26 @@ func (a *app) runCommand(ctx context.Context, c *command, args []string) int {
 	out := &checkedWriter{w: a.stdout}
 	a.stdout = out
 	err := c.run(ctx, a, args)
-	if le := new(snapshot.LockedError); errors.As(err, &le) && le.Mount() && ownerServes[c.name] && out.n == 0 {
-		// A mount that is starting holds the repository before it
-		// listens: the command runs through it once it does.
-		if code, ok := a.forwardOnceListening(ctx, c, args); ok {
+	// A mount that is starting holds the repository before it listens: the
+	// command runs through it once it does, or here once the lock is free
+	// (a mount that failed to start, or one that stopped listening and is
+	// closing), within ownerStartWait.
+	for deadline := time.Now().Add(ownerStartWait); ; {
+		le := new(snapshot.LockedError)
+		if !errors.As(err, &le) || !le.Mount() || !ownerServes[c.name] || out.n != 0 || !time.Now().Before(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if code, ok := a.forward(ctx, c, args); ok {
 			return code
 		}
+		err = c.run(ctx, a, args)
 	}
 	if out.err != nil && (err == nil || errors.Is(err, out.err)) {
 		done := ""
@@ -732,29 +866,6 @@ func (c *checkedWriter) Write(p []byte) (int, error) {
 // a starting mount waits for the mount's socket.
 const ownerStartWait = 10 * time.Second
 
-// forwardOnceListening forwards c to the repository's owner as soon as it
-// listens, within ownerStartWait; ok is false when it does not, or when ctx
-// ends first.
-func (a *app) forwardOnceListening(ctx context.Context, c *command, args []string) (code int, ok bool) {
-	repo, err := a.abs(a.repo)
-	if err != nil {
-		return 0, false
-	}
-	deadline := time.Now().Add(ownerStartWait)
-	for time.Now().Before(deadline) {
-		if conn, err := dialOwner(repo); err == nil {
-			conn.Close()
-			return a.forward(ctx, c, args)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, false
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return 0, false
-}
-
 // forward runs c through the repository's owner and returns its exit code,
 // or ok false when there is no owner and c is to run here.
 func (a *app) forward(ctx context.Context, c *command, args []string) (code int, ok bool) {
@@ -780,7 +891,7 @@ func (a *app) forward(ctx context.Context, c *command, args []string) (code int,
 			return 0, false
 		}
 		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
-			fmt.Fprintf(a.stderr, "snapforge %s: the repository is held by a `snapforge mount` of another user, and its socket %s is not open to you; run the command as that user, or ask them to stop the mount\n", c.name, ownerSocket(repo))
+			fmt.Fprintf(a.stderr, "snapforge %s: %s is not open to you: the repository is another user's, and may be held by their `snapforge mount`; run the command as that user\n", c.name, ownerSocket(repo))
 			return exitError, true
 		}
 		fmt.Fprintf(a.stderr, "snapforge %s: cannot reach the process that owns the repository through %s: %v\n", c.name, ownerSocket(repo), err)

@@ -711,7 +711,7 @@ func TestOwnerRefusesOtherUsers(t *testing.T) {
 	// The socket is the owner's alone (0600): said as such, not as a raw
 	// "connect: permission denied" (acceptance run 3, D12).
 	res := runCLI(t, cliOpts{exe: exe, cred: &syscall.Credential{Uid: 65534, Gid: 65534}, dir: base}, "--repo", repo, "snapshots")
-	if res.code != exitError || !strings.Contains(res.stderr, "held by a `snapforge mount` of another user") {
+	if res.code != exitError || !strings.Contains(res.stderr, "is not open to you: the repository is another user's, and may be held by their `snapforge mount`") {
 		t.Errorf("a client of another user, socket 0600: %v", res)
 	}
 	if err := os.Chmod(ownerSocket(repo), 0o666); err != nil {

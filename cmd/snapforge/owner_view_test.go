@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,27 +34,61 @@ func TestOwnerRefusesOtherViews(t *testing.T) {
 	t.Parallel()
 
 	t.Run("mount namespace", func(t *testing.T) {
+		if _, err := exec.LookPath("unshare"); err != nil {
+			t.Skip("util-linux's unshare is not installed")
+		}
 		repo := initRepo(t)
 		src := filepath.Join(t.TempDir(), "src")
 		smallTree(t, src)
+		out := filepath.Join(t.TempDir(), "out")
+		if err := os.Mkdir(out, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		serveRepo(t, repo)
-		other := cliOpts{unshareMounts: true}
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// inNS runs snapforge in a mount namespace of its own, after setup
+		// (shell commands, there).
+		inNS := func(setup string, args ...string) cliResult {
+			t.Helper()
+			cmd := exec.Command("unshare", append([]string{"-m", "--propagation", "private", "sh", "-ec", setup + `; exec "$@"`, "sh", exe}, args...)...)
+			cmd.Env = cliEnv()
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			res := cliResult{args: args, stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+			if err != nil && res.code <= 0 {
+				t.Fatalf("unshare: %v (%v)", err, res)
+			}
+			return res
+		}
+		// The same files there (a service with its own /tmp sees the rest
+		// as everyone does): served.
+		res := inNS("true", "--repo", repo, "backup", src)
+		if res.code != exitOK || !strings.Contains(res.stdout, "saved") {
+			t.Fatalf("backup from another namespace that sees the same files: %v", res)
+		}
+		// Other files at the same paths: refused, nothing taken or written.
+		hide := fmt.Sprintf("mount -t tmpfs none %s; mount -t tmpfs none %s; echo theirs > %s/only-here", src, out, src)
 		for _, args := range [][]string{
 			{"backup", src},
-			{"restore", "latest", "--target", filepath.Join(t.TempDir(), "out")},
+			{"restore", "latest", "--target", filepath.Join(out, "r")},
 		} {
-			res := runCLI(t, other, append([]string{"--repo", repo}, args...)...)
-			if res.code != exitError || !strings.Contains(res.stderr, "this command runs in another mount namespace") ||
+			res := inNS(hide, append([]string{"--repo", repo}, args...)...)
+			if res.code != exitError || !strings.Contains(res.stderr, "is not the same for this command as for the process that owns the repository") ||
 				!strings.Contains(res.stderr, "stop that process, pid ") {
-				t.Errorf("from another mount namespace: %v", res)
+				t.Errorf("from a namespace with other files there: %v", res)
 			}
 		}
-		if ids := backupIDs(t, repo); len(ids) != 0 {
-			t.Fatalf("a backup was taken for a client in another namespace: %v", ids)
+		if ids := backupIDs(t, repo); len(ids) != 1 {
+			t.Fatalf("snapshots: %v, want the one taken where the files were the same", ids)
 		}
-		clientOK(t, repo, "backup", src) // the same command from the owner's namespace
-		res := runCLI(t, other, "--repo", repo, "snapshots")
-		if res.code != exitOK || strings.Count(res.stdout, "snap-") != 1 {
+		if _, err := os.Stat(filepath.Join(out, "r")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the owner restored into its own %s: %v", out, err)
+		}
+		if res := inNS(hide, "--repo", repo, "snapshots"); res.code != exitOK || strings.Count(res.stdout, "snap-") != 1 {
 			t.Errorf("snapshots from another mount namespace: %v", res)
 		}
 	})
@@ -148,6 +183,20 @@ func TestOwnerStartingMount(t *testing.T) {
 	if strings.Count(res.stdout, "snap-") != 1 || strings.Contains(res.stderr, "in use") {
 		t.Errorf("snapshots while the mount started: %v", res)
 	}
+	// A mount that lets go without listening (it failed to start, or
+	// closed): the command runs here as soon as the lock is free.
+	freed := initRepo(t)
+	fa := &app{stdout: io.Discard, stderr: io.Discard, repo: freed}
+	fr, err := fa.open(context.Background(), "mount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(300 * time.Millisecond); fr.Close() }()
+	began := time.Now()
+	res = expectCode(t, clientRun(t, context.Background(), freed, "/", "snapshots"), exitOK)
+	if took := time.Since(began); took >= ownerStartWait/2 || strings.Contains(res.stderr, "in use") {
+		t.Errorf("after a starting mount let go: %v in %v", res, took)
+	}
 	// A mount that never listens: the command still fails, naming it.
 	held := initRepo(t)
 	ha := &app{stdout: io.Discard, stderr: io.Discard, repo: held}
@@ -156,7 +205,7 @@ func TestOwnerStartingMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hr.Close()
-	began := time.Now()
+	began = time.Now()
 	res = expectCode(t, clientRun(t, context.Background(), held, "/", "snapshots"), exitError)
 	if !strings.Contains(res.stderr, "repository in use by") || time.Since(began) < ownerStartWait {
 		t.Errorf("a mount that never listens: %v after %v", res, time.Since(began))

@@ -541,49 +541,58 @@ const maxOutcome = 64 << 10
 // shrink returns e made to fit in a line: the largest parameters, one at a
 // time, are replaced by what identifies them (their JSON's size, the number
 // of items of a list, and the BLAKE3 of the JSON as a line would hold it),
-// until the line fits; an
-// outcome over maxOutcome bytes is cut, saying how much was left out. The
-// event still says what was done, by whom and how it ended.
+// until the line fits; an outcome over maxOutcome bytes is cut, saying how
+// much was left out, when the line cannot fit with it whole. The event still says what was
+// done, by whom and how it ended.
 func shrink(e Event) Event {
-	if len(e.Outcome) > maxOutcome {
+	fits := func() bool { _, _, err := encodeLine(e); return !errors.Is(err, errTooLong) }
+	cutOutcome := func() {
+		if len(e.Outcome) <= maxOutcome {
+			return
+		}
 		cut := maxOutcome
 		for cut > 0 && !utf8.RuneStart(e.Outcome[cut]) {
 			cut--
 		}
 		e.Outcome = fmt.Sprintf("%s… (%d more bytes left out: too long for the audit trail)", e.Outcome[:cut], len(e.Outcome)-cut)
 	}
-	if len(e.Params) == 0 {
-		return e
-	}
-	params := make(map[string]any, len(e.Params))
-	size := map[string]int{}
-	for k, v := range e.Params {
-		params[k] = v
-		size[k] = len(jsonOf(v))
+	// An outcome that does not fit even without parameters is cut first;
+	// any other is kept whole if summarizing parameters is enough.
+	params := e.Params
+	e.Params = nil
+	if !fits() {
+		cutOutcome()
 	}
 	e.Params = params
-	for {
-		if _, _, err := encodeLine(e); !errors.Is(err, errTooLong) {
-			return e
+	if len(e.Params) > 0 {
+		params := make(map[string]any, len(e.Params))
+		size := map[string]int{}
+		for k, v := range e.Params {
+			params[k] = v
+			size[k] = len(jsonOf(v))
 		}
-		largest := ""
-		for k, n := range size {
-			if largest == "" || n > size[largest] || (n == size[largest] && k < largest) {
-				largest = k
+		e.Params = params
+		for !fits() && len(size) > 0 {
+			largest := ""
+			for k, n := range size {
+				if largest == "" || n > size[largest] || (n == size[largest] && k < largest) {
+					largest = k
+				}
 			}
+			b := jsonOf(params[largest])
+			sum := blake3.Sum256(b)
+			short := map[string]any{"left_out_bytes": len(b), "blake3": hashPrefix + hex.EncodeToString(sum[:])}
+			if rv := reflect.ValueOf(params[largest]); rv.Kind() == reflect.Slice || rv.Kind() == reflect.Array {
+				short["items"] = rv.Len()
+			}
+			params[largest] = short
+			delete(size, largest)
 		}
-		if largest == "" {
-			return e // nothing left to shorten: the caller reports the error
-		}
-		b := jsonOf(params[largest])
-		sum := blake3.Sum256(b)
-		short := map[string]any{"left_out_bytes": len(b), "blake3": hashPrefix + hex.EncodeToString(sum[:])}
-		if rv := reflect.ValueOf(params[largest]); rv.Kind() == reflect.Slice || rv.Kind() == reflect.Array {
-			short["items"] = rv.Len()
-		}
-		params[largest] = short
-		delete(size, largest)
 	}
+	if !fits() {
+		cutOutcome()
+	}
+	return e
 }
 
 // hashOf returns "blake3:<hex>" of b.

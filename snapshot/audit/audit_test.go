@@ -538,7 +538,7 @@ func TestAppendShrinksLongEvent(t *testing.T) {
 	for i := range paths {
 		paths[i] = fmt.Sprintf("srv/data/<%06d>/%s", i, strings.Repeat("p", 24))
 	}
-	outcome := "failed: " + strings.Repeat("é", 100000) // 200 KB, a rune cut in two at the limit
+	outcome := "failed: " + strings.Repeat("é", 600000) // 1.2 MB, a rune cut in two at the limit
 	caller := map[string]any{"paths": paths, "target": "/restore/here", "count": 3}
 	e, err := l.Append(Event{Op: "restore", Actor: "test", Params: caller, Outcome: outcome})
 	if err != nil {
@@ -574,5 +574,22 @@ func TestAppendShrinksLongEvent(t *testing.T) {
 	}
 	if rep := verify(t, dir); !rep.OK() || rep.Events != 1 {
 		t.Fatalf("trail after a long event:\n%s", rep)
+	}
+
+	// A long outcome is kept whole when summarizing the parameters is enough.
+	e, err = l.Append(Event{Op: "backup", Params: map[string]any{"paths": paths}, Outcome: "failed: " + strings.Repeat("x", 200000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ReadAll(dir); len(got) != 2 || len(got[1].Outcome) != len("failed: ")+200000 {
+		t.Fatalf("second event: %d events, outcome of %d bytes", len(got), len(got[len(got)-1].Outcome))
+	}
+	// What no summary can shorten (an actor of 2 MB) is still refused, and
+	// the trail stays as it was.
+	if _, err := l.Append(Event{Op: "x", Actor: strings.Repeat("a", 2<<20)}); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Errorf("unshortenable event: %v", err)
+	}
+	if rep := verify(t, dir); !rep.OK() || rep.Events != 2 {
+		t.Fatalf("trail after a refused event:\n%s", rep)
 	}
 }
