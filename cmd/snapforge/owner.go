@@ -174,6 +174,14 @@ func readFrame(r io.Reader, buf *[]byte) (byte, []byte, error) {
 	return readFrameMax(r, buf, maxFrame)
 }
 
+// discardFrame reads one frame of up to maxRequest bytes and keeps none of it.
+func discardFrame(r io.Reader) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err == nil {
+		io.CopyN(io.Discard, r, int64(min(binary.BigEndian.Uint32(hdr[1:]), maxRequest)))
+	}
+}
+
 // errFrameTooLarge is a frame longer than its kind may be.
 var errFrameTooLarge = errors.New("frame larger than the protocol allows")
 
@@ -460,11 +468,16 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	// itself (a pidfd), which a pid could be reused from while the request
 	// is awaited.
 	uid, pid, err := peerCred(c)
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a client sends its request at once
 	if err != nil || (uid != uint32(os.Geteuid()) && uid != 0) {
 		who := "an unknown user"
 		if err == nil {
 			who = fmt.Sprintf("uid %d", uid)
 		}
+		// The request is read first, into nothing: a client whose request
+		// could not be written takes the owner for gone and runs locally.
+		discardFrame(br)
 		refuse("the process that owns this repository (pid %d, uid %d) serves only its own user and root; refused a command from %s", os.Getpid(), os.Geteuid(), who)
 		return
 	}
@@ -472,8 +485,6 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	if peer >= 0 {
 		defer unix.Close(peer)
 	}
-	br := bufio.NewReader(c)
-	c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a client sends its request at once
 	var buf []byte
 	kind, p, err := readFrameMax(br, &buf, maxRequest)
 	c.SetReadDeadline(time.Time{})
