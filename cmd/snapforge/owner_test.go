@@ -534,22 +534,7 @@ func TestOwnerStaleSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child := exec.Command(exe, "-test.run=^TestOwnerHelperProcess$")
-	child.Env = append(cliEnv(), "SNAPFORGE_TEST_OWNER=1", "SNAPFORGE_REPO="+repo)
-	child.Env = slices.DeleteFunc(child.Env, func(kv string) bool { return kv == envTestMain+"=1" })
-	var childErr syncBuffer
-	child.Stderr = &childErr
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
-	if line := readLine(t, bufio.NewReader(out)); line != "owning" {
-		t.Fatalf("owner process said %q; stderr: %s", line, childErr.String())
-	}
+	child := ownerProcess(t, exe, repo, nil)
 	indextest.WriteFile(t, filepath.Join(src, "huge.bin"), indextest.RandomBytes(9, 6<<20))
 	res := clientOK(t, repo, "backup", src) // through the other process
 	if !strings.Contains(res.stdout, "saved") {
@@ -601,6 +586,35 @@ type blockedWriter struct {
 func (w *blockedWriter) Write(p []byte) (int, error) {
 	w.once.Do(func() { close(w.started); <-w.release })
 	return w.syncBuffer.Write(p)
+}
+
+// ownerProcess starts TestOwnerHelperProcess from the test binary exe,
+// serving repo as cred (nil: as we run), and returns once it owns it; the
+// process is killed at the end of the test.
+func ownerProcess(t *testing.T, exe, repo string, cred *syscall.Credential) *exec.Cmd {
+	t.Helper()
+	child := exec.Command(exe, "-test.run=^TestOwnerHelperProcess$")
+	child.Env = append(cliEnv(), "SNAPFORGE_TEST_OWNER=1", "SNAPFORGE_REPO="+repo)
+	child.Env = slices.DeleteFunc(child.Env, func(kv string) bool { return kv == envTestMain+"=1" })
+	child.Dir = filepath.Dir(exe)
+	if cred != nil {
+		child.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		child.Env = append(child.Env, "HOME="+filepath.Dir(exe))
+	}
+	var childErr syncBuffer
+	child.Stderr = &childErr
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	if line := readLine(t, bufio.NewReader(out)); line != "owning" {
+		t.Fatalf("owner process said %q; stderr: %s", line, childErr.String())
+	}
+	return child
 }
 
 // TestOwnerHelperProcess is the owner process of TestOwnerStaleSocket: it

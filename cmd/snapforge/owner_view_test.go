@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -119,24 +117,7 @@ func TestOwnerRefusesOtherViews(t *testing.T) {
 			}
 		}
 		exe := indextest.ExecutableCopy(t, base, "snapforge.test")
-		child := exec.Command(exe, "-test.run=^TestOwnerHelperProcess$")
-		child.Env = append(cliEnv(), "SNAPFORGE_TEST_OWNER=1", "SNAPFORGE_REPO="+repo, "HOME="+base)
-		child.Env = slices.DeleteFunc(child.Env, func(kv string) bool { return kv == envTestMain+"=1" })
-		child.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		child.Dir = base
-		var childErr syncBuffer
-		child.Stderr = &childErr
-		out, err := child.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := child.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { child.Process.Kill(); child.Wait() })
-		if line := readLine(t, bufio.NewReader(out)); line != "owning" {
-			t.Fatalf("owner process said %q; stderr: %s", line, childErr.String())
-		}
+		ownerProcess(t, exe, repo, &syscall.Credential{Uid: 65534, Gid: 65534})
 		res := expectCode(t, clientRun(t, context.Background(), repo, "/", "backup", src), exitError)
 		if !strings.Contains(res.stderr, "this command runs as uid 0, and the process that owns this repository as uid 65534") {
 			t.Errorf("root's backup through a user's owner: %v", res)
