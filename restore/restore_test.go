@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -890,4 +891,44 @@ func TestTopLevelEntries(t *testing.T) {
 	snap, _ := restoretest.SnapshotState(t, r, m, false)
 	restoretest.Equal(t, "the live root", snap, restoretest.State(t, s.Root))
 	rtNoLeftovers(t, s.Root, repo)
+}
+
+// TestScopeFollowsTheSnapshotsUnits: a unit grown in profile.json since a
+// snapshot covers, when restored in place from that snapshot, only the
+// paths the snapshot took for it: live files under the unit's new paths are
+// not removed as "not in the snapshot" (they never were in it).
+func TestScopeFollowsTheSnapshotsUnits(t *testing.T) {
+	ctx := t.Context()
+	s, r, _, m := rtSetup(t)
+	if len(m.UnitPaths["config"]) == 0 {
+		t.Fatalf("the snapshot recorded no paths for config: %v", m.UnitPaths)
+	}
+	restoretest.WriteFile(t, s.Path("extra/settings.ini"), []byte("added to the config unit later\n"))
+	grown := *s.Profile
+	grown.Units = maps.Clone(s.Profile.Units)
+	cfg := grown.Units["config"]
+	cfg.Paths = append(slices.Clone(cfg.Paths), "extra/")
+	grown.Units["config"] = cfg
+	sc, _, err := restore.ResolveScope(&grown, m, []string{"config"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(sc.Paths, "extra") {
+		t.Fatalf("scope paths %q hold the unit's new path", sc.Paths)
+	}
+	plan, err := restore.NewPlan(ctx, r, m, rtOptions(s, sc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range plan.Actions {
+		if strings.HasPrefix(a.Path, "extra") {
+			t.Errorf("the plan would %s %s, which the snapshot never covered", a.Op, a.Path)
+		}
+	}
+	// A snapshot from before units' paths were recorded: today's profile.
+	old := *m
+	old.UnitPaths = nil
+	if sc, _, err := restore.ResolveScope(&grown, &old, []string{"config"}, nil); err != nil || !slices.Contains(sc.Paths, "extra") {
+		t.Errorf("scope of an older snapshot: %q, %v", sc.Paths, err)
+	}
 }

@@ -105,11 +105,20 @@ func ResolveScope(prof *snapshot.Profile, m *snapshot.Manifest, names, include [
 	if prof != nil {
 		for _, u := range s.Units {
 			unit := prof.Units[u]
+			// The unit's paths as the snapshot took them, when it recorded
+			// them: a unit grown in profile.json since would otherwise put
+			// live files the snapshot never covered in scope, and an
+			// in-place restore removes what is in scope and not in the
+			// snapshot.
+			paths := unit.Paths
+			if rec, ok := m.UnitPaths[u]; ok {
+				paths = rec
+			}
 			if s.UnitPaths == nil {
 				s.UnitPaths = map[string][]string{}
 			}
-			s.UnitPaths[u] = slices.Clone(unit.Paths)
-			for _, p := range unit.Paths {
+			s.UnitPaths[u] = slices.Clone(paths)
+			for _, p := range paths {
 				p = strings.Trim(path.Clean("/"+filepath.ToSlash(p)), "/")
 				s.Paths = append(s.Paths, p)
 				if unit.SQLite {
