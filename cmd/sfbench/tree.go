@@ -242,8 +242,8 @@ func sumFiles(root string, size func(fs.FileInfo) int64) (int64, error) {
 	return total, err
 }
 
-// dbDigest hashes the schema of a SQLite database and the rows of every
-// table in rowid order: equal digests mean equal content even when the files
+// dbDigest hashes the user version and application id of a SQLite
+// database, its schema and the rows of every table in rowid order: equal digests mean equal content even when the files
 // differ, as an online-backup copy may. A database that fails SQLite's
 // integrity check (a damaged index or free-list page leaves the rows
 // readable) is an error, never a digest.
@@ -274,6 +274,13 @@ func dbDigest(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("integrity check: %s", strings.Join(verdict[:min(3, len(verdict))], "; "))
 	}
 	h := blake3.New()
+	for _, pragma := range []string{"user_version", "application_id"} { // the header fields an application sets
+		var v int64
+		if err := db.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&v); err != nil {
+			return "", fmt.Errorf("%s: %w", pragma, err)
+		}
+		fmt.Fprintf(h, "%s %d\n", pragma, v)
+	}
 	var tables []string
 	rows, err = db.QueryContext(ctx, `SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name`)
 	if err != nil {

@@ -75,8 +75,26 @@ func TestRestoreCheckCatchesDamagedIndex(t *testing.T) {
 		t.Fatal("the damage reached the table's rows: the test no longer covers a damaged index")
 	}
 
-	if _, err := dbDigest(ctx, src); err != nil {
+	intact, err := dbDigest(ctx, src)
+	if err != nil {
 		t.Fatalf("intact database: %v", err)
+	}
+	// Another user_version (an application's schema version) is another
+	// database, rows or not.
+	bumped := filepath.Join(t.TempDir(), "bumped.db")
+	if err := os.WriteFile(bumped, mustRead(t, src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bdb, err := sql.Open("sqlite", "file:"+bumped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bdb.Exec(`PRAGMA user_version = 7`); err != nil {
+		t.Fatal(err)
+	}
+	bdb.Close()
+	if d, err := dbDigest(ctx, bumped); err != nil || d == intact {
+		t.Errorf("user_version 7: digest %q (%v), the same as the original's", d, err)
 	}
 	if d, err := dbDigest(ctx, dst); err == nil || !strings.Contains(err.Error(), "integrity check") {
 		t.Fatalf("damaged index: digest %q, error %v; want an integrity-check error", d, err)
