@@ -179,6 +179,9 @@ type fixer struct {
 	j         *journal
 	hooks     []HookRun
 	committed bool
+	// undone, when set, runs once every step is undone, before the start
+	// hook (an in-process rollback puts the directories' mtimes back).
+	undone func()
 }
 
 func (f *fixer) safety() []string {
@@ -248,6 +251,9 @@ func (f *fixer) finish(ctx context.Context) (int, error) {
 	n, err := f.undo(ctx)
 	if err != nil {
 		return n, err
+	}
+	if f.undone != nil {
+		f.undone()
 	}
 	if err := j.add(record{T: recRolledBack}); err != nil {
 		// Undone all the same; without the record a later recovery undoes

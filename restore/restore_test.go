@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"snapforge/index/indextest"
 	"snapforge/restore"
 	"snapforge/restore/restoretest"
@@ -508,8 +510,27 @@ func TestSmokeFailureRollsBack(t *testing.T) {
 			o := rtOptions(s, rtScope(t, s, m, nil))
 			o.Hooks.Smoke = fmt.Sprintf(c.smoke, strconv.Quote(s.HookLog))
 			o.Hooks.TimeoutS = c.timeout
+			dirTimes := func() map[string]int64 {
+				out := map[string]int64{}
+				restoretest.Walk(t, s.Root, func(rel, _ string, st *unix.Stat_t) {
+					if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+						out[rel] = st.Mtim.Nano()
+					}
+				})
+				return out
+			}
+			timesBefore := dirTimes()
 			start := time.Now()
 			res, seq, err := rtFailRun(t, s, r, repo, m, o)
+			// The directories the swap renamed into are as they were too
+			// (but the database's, where SQLite makes and drops its
+			// -wal/-shm as the application and the safety snapshot open it).
+			timesAfter := dirTimes()
+			delete(timesBefore, "data")
+			delete(timesAfter, "data")
+			if d := restoretest.Diff(timesBefore, timesAfter); len(d) > 0 {
+				t.Errorf("directory mtimes after the rollback differ: %v", d)
+			}
 			if d := time.Since(start); d > 20*time.Second {
 				t.Errorf("the restore took %v", d)
 			}

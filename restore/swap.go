@@ -62,7 +62,7 @@ func (ru *runner) swap(ctx context.Context) error {
 			d := ru.madeDirs[i]
 			setMeta(root, d.rel, d.ino, ru.o.modeOf(d.n), d.n.UID, d.n.GID, d.n.MTime, d.n.MTime)
 		}
-		ru.resetDirTimes(root)
+		ru.setDirTimes(root, true)
 		ru.o.Hook("restore-swap-" + strconv.Itoa(len(ru.plan.Actions)))
 		if err := unix.Syncfs(root); err != nil {
 			return "", fmt.Errorf("sync %s: %w", ru.o.Target, err)
@@ -244,12 +244,14 @@ func splitAll(rel string) []string {
 	return out
 }
 
-// resetDirTimes sets the mtime of each directory the swap changed inside
-// (one it kept in place) back to the snapshot's: the renames moved it, and
-// the tree is to end as the snapshot has it (a restore into a new directory
-// sets every directory's). A directory that cannot be set keeps the time
-// of the swap; its content is what counts, and nothing else is touched.
-func (ru *runner) resetDirTimes(root int) {
+// setDirTimes sets the mtime of each directory the swap changed inside
+// (one it kept in place) to the snapshot's (snap), or back to the live
+// one the plan saw (after a rollback): the renames moved it, and the tree
+// is to end as the snapshot has it, or as it was (a restore into a new
+// directory sets every directory's). A directory that cannot be set keeps
+// the time of the swap; its content is what counts, and nothing else is
+// touched.
+func (ru *runner) setDirTimes(root int, snap bool) {
 	done := map[string]bool{}
 	for _, a := range ru.plan.Actions {
 		for _, rel := range []string{path.Dir(a.raw), a.raw} {
@@ -269,7 +271,11 @@ func (ru *runner) resetDirTimes(root int) {
 			// Only the directory the plan saw: one put there since keeps
 			// its time.
 			if st, err := lstatAt(pfd, name); err == nil && st.Ino == k.ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				ts := []unix.Timespec{unix.NsecToTimespec(k.n.MTime), unix.NsecToTimespec(k.n.MTime)}
+				t := k.mtime
+				if snap {
+					t = k.n.MTime
+				}
+				ts := []unix.Timespec{unix.NsecToTimespec(t), unix.NsecToTimespec(t)}
 				unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
 			}
 			unix.Close(pfd)
@@ -347,7 +353,12 @@ func (ru *runner) rollback(ctx context.Context, stage string, cause error) error
 			return "", err
 		}
 		ru.j.close()
-		f := &fixer{r: ru.r, o: ru.o, staging: ru.work, recs: recs, valid: valid}
+		f := &fixer{r: ru.r, o: ru.o, staging: ru.work, recs: recs, valid: valid, undone: func() {
+			if root, err := openRoot(ru.o.Target); err == nil {
+				ru.setDirTimes(root, false) // as they were, before the application starts again
+				unix.Close(root)
+			}
+		}}
 		n, err := f.finish(ctx)
 		ru.res.Hooks = append(ru.res.Hooks, f.hooks...)
 		return fmt.Sprintf("%d steps undone", n), err
