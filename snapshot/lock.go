@@ -46,7 +46,14 @@ func acquireLock(dir, command string) (*ownerLock, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		defer f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, &LockedError{Path: name, Holder: describeHolder(name)}
+			// The holder writes who it is just after it locks: give it a
+			// moment, so that a mount that is starting is named as one.
+			holder := describeHolder(name)
+			for i := 0; i < 20 && holder == unknownHolder; i++ {
+				time.Sleep(5 * time.Millisecond)
+				holder = describeHolder(name)
+			}
+			return nil, &LockedError{Path: name, Holder: holder}
 		}
 		return nil, fmt.Errorf("lock repository %s: %w", name, err)
 	}
@@ -69,12 +76,16 @@ type lockHolder struct {
 	StartedUTC string `json:"started_utc"`
 }
 
+// unknownHolder is describeHolder's answer for a lock file that does not
+// name its holder (yet).
+const unknownHolder = "another process"
+
 // describeHolder renders the lock file's content for an error message.
 func describeHolder(name string) string {
 	b, _ := os.ReadFile(name)
 	var h lockHolder
 	if json.Unmarshal(b, &h) != nil || h.PID == 0 {
-		return "another process"
+		return unknownHolder
 	}
 	return fmt.Sprintf("pid %d (%s), since %s", h.PID, h.Command, h.StartedUTC)
 }

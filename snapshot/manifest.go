@@ -168,6 +168,19 @@ func DisplayName(s string) string {
 	return q[1 : len(q)-1]
 }
 
+// Shown is DisplayName of the name a JSON path pair (path, path_b64) holds:
+// for a manifest item, warning, change or problem, whose path field is
+// already a display form when the name is not UTF-8 (printed as it is, a
+// name holding the byte 0xff and one spelled `\xff` looked alike).
+func Shown(path, b64 string) string {
+	if b64 != "" {
+		if b, err := base64.StdEncoding.DecodeString(b64); err == nil {
+			return DisplayName(string(b))
+		}
+	}
+	return DisplayName(path)
+}
+
 // pathFields returns the JSON fields for raw path bytes: a name that is not
 // UTF-8 gets path_b64, and a readable form quoted as Go quotes it (kept as
 // it always was, so a manifest's bytes do not depend on the build).

@@ -688,4 +688,10 @@ func TestDisplayNameInjective(t *testing.T) {
 	if it := snapshot.NewItem(`inv\xff`, &snapshot.Node{Type: snapshot.TypeDir}); it.Path != `inv\xff` || it.PathB64 != "" {
 		t.Errorf("manifest item of a UTF-8 name with a backslash: %+v", it)
 	}
+	// Printing such pairs (diff, warnings, problems): from the exact name,
+	// not from its display form, which would be escaped twice.
+	raw, lit := snapshot.NewItem("inv\xff", &snapshot.Node{}), snapshot.NewItem(`inv\xff`, &snapshot.Node{})
+	if a, b := snapshot.Shown(raw.Path, raw.PathB64), snapshot.Shown(lit.Path, lit.PathB64); a != `inv\xff` || b != `inv\\xff` {
+		t.Errorf("shown: %q and %q, want inv\\xff and inv\\\\xff", a, b)
+	}
 }

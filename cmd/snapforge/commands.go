@@ -144,7 +144,7 @@ func init() {
 				m.Stats.Files, m.Stats.Dirs, humanBytes(m.Stats.Bytes), humanBytes(m.Stats.NewBytes),
 				time.Duration(m.Stats.DurationMS)*time.Millisecond, m.RootHash)
 			for _, w := range m.Warnings {
-				fmt.Fprintf(a.stdout, "  warning: %s: %s\n", w.Path, w.Problem)
+				fmt.Fprintf(a.stdout, "  warning: %s: %s\n", snapshot.Shown(w.Path, w.PathB64), w.Problem)
 			}
 		}
 		if m.Partial {
@@ -452,13 +452,13 @@ func init() {
 			switch c.Kind {
 			case "added":
 				added++
-				fmt.Fprintf(a.stdout, "+ %s (%s, %s)\n", snapshot.DisplayName(c.Path), c.Type, humanBytes(c.NewSize))
+				fmt.Fprintf(a.stdout, "+ %s (%s, %s)\n", snapshot.Shown(c.Path, c.PathB64), c.Type, humanBytes(c.NewSize))
 			case "removed":
 				removed++
-				fmt.Fprintf(a.stdout, "- %s (%s, %s)\n", snapshot.DisplayName(c.Path), c.Type, humanBytes(c.OldSize))
+				fmt.Fprintf(a.stdout, "- %s (%s, %s)\n", snapshot.Shown(c.Path, c.PathB64), c.Type, humanBytes(c.OldSize))
 			default:
 				changed++
-				fmt.Fprintf(a.stdout, "M %s (%s, %s → %s)\n", snapshot.DisplayName(c.Path), c.Type, humanBytes(c.OldSize), humanBytes(c.NewSize))
+				fmt.Fprintf(a.stdout, "M %s (%s, %s → %s)\n", snapshot.Shown(c.Path, c.PathB64), c.Type, humanBytes(c.OldSize), humanBytes(c.NewSize))
 			}
 		}
 		fmt.Fprintf(a.stdout, "%d added, %d removed, %d changed\n", added, removed, changed)
@@ -510,7 +510,7 @@ func init() {
 				fmt.Fprintf(a.stdout, "%s: DAMAGED, %d problem(s)\n", s.BackupID, len(s.Problems))
 				for _, p := range s.Problems {
 					if p.Path != "" {
-						fmt.Fprintf(a.stdout, "  %s: %s\n", p.Path, p.Problem)
+						fmt.Fprintf(a.stdout, "  %s: %s\n", snapshot.Shown(p.Path, p.PathB64), p.Problem)
 					} else {
 						fmt.Fprintf(a.stdout, "  %s\n", p.Problem)
 					}
@@ -617,10 +617,10 @@ func init() {
 				}
 				fmt.Fprintln(a.stdout)
 				for _, w := range res.Warnings {
-					fmt.Fprintf(a.stdout, "  warning: %s: %s\n", w.Path, w.Problem)
+					fmt.Fprintf(a.stdout, "  warning: %s: %s\n", snapshot.Shown(w.Path, w.PathB64), w.Problem)
 				}
 				for _, f := range res.Failed {
-					fmt.Fprintf(a.stdout, "  FAILED: %s: %s\n", f.Path, f.Problem)
+					fmt.Fprintf(a.stdout, "  FAILED: %s: %s\n", snapshot.Shown(f.Path, f.PathB64), f.Problem)
 				}
 			}
 		}

@@ -86,7 +86,7 @@ func (a *app) printPlan(p *restore.Plan) {
 		if ac.Op == "create" || ac.Op == "replace" {
 			size = humanBytes(ac.Size)
 		}
-		fmt.Fprintf(w, "  %-8s %-8s %10s  %s  (%s)\n", ac.Op, ac.Type, size, ac.Path, ac.Reason)
+		fmt.Fprintf(w, "  %-8s %-8s %10s  %s  (%s)\n", ac.Op, ac.Type, size, snapshot.Shown(ac.Path, ac.PathB64), ac.Reason)
 	}
 	s := p.Summary
 	fmt.Fprintf(w, "%d to create, %d to replace, %d to remove, %d to update, %d unchanged; %s to stage\n", s.Create, s.Replace, s.Remove, s.Update, s.Unchanged, humanBytes(s.Bytes))

@@ -527,7 +527,7 @@ func (s *ownerServer) serve(c *net.UnixConn) {
 	if readsOrWritesFiles[cmd.name] {
 		var why string
 		if view, why = viewOf(uid, pid, peer); why != "" {
-			fc.send(frameStderr, fmt.Appendf(nil, "snapforge %s: %s %s\n", cmd.name, why, stopOwnerHint(os.Getpid())))
+			fc.send(frameStderr, fmt.Appendf(nil, "snapforge %s: %s %s)\n", cmd.name, why, stopOwnerHint(os.Getpid())))
 			s.sendExit(fc, exitError)
 			return
 		}
@@ -804,7 +804,7 @@ func (a *app) clientSees(abs string) error {
 
 // stopOwnerHint ends viewOf's and clientSees' advice.
 func stopOwnerHint(pid int) string {
-	return fmt.Sprintf("stop that process, pid %d, e.g. Ctrl-C where `snapforge mount` runs, and run the command again)", pid)
+	return fmt.Sprintf("stop that process, pid %d, e.g. Ctrl-C where `snapforge mount` runs, and run the command again", pid)
 }
 
 // ---- client ----
