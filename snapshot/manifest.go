@@ -173,12 +173,7 @@ func DisplayName(s string) string {
 // already a display form when the name is not UTF-8 (printed as it is, a
 // name holding the byte 0xff and one spelled `\xff` looked alike).
 func Shown(path, b64 string) string {
-	if b64 != "" {
-		if b, err := base64.StdEncoding.DecodeString(b64); err == nil {
-			return DisplayName(string(b))
-		}
-	}
-	return DisplayName(path)
+	return DisplayName(Item{Path: path, PathB64: b64}.RawPath())
 }
 
 // pathFields returns the JSON fields for raw path bytes: a name that is not
