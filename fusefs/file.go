@@ -213,6 +213,7 @@ func (fl *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 			fl.f.reportDamage(fl.snap, fl.rel, &snapshot.CorruptError{ID: chunks[i].ID, Detail: "chunk sizes do not add up to the file's"})
 			return nil, syscall.EIO
 		}
+		fl.f.chunks.spent(chunks[i].ID, int(to-from))
 		res.vecs = append(res.vecs, data[from:to])
 		n += to - from
 		pos = offs[i] + to

@@ -129,12 +129,17 @@ func New(ctx context.Context, repo *snapshot.Repo, o Options) (*FS, error) {
 	// The reader keeps decoded groups (runs of small files and pages) of
 	// its own: they count inside the budget for decoded data.
 	chunkBytes := o.CacheBytes
+	lend := false
 	if g := cr.GroupCacheBytes(); g <= chunkBytes*5/8 {
 		chunkBytes -= g
+		lend = true
 	}
 	f := &FS{repo: repo, opts: o, cr: cr, chunks: newChunkCache(cr, chunkBytes), inos: newInoTable(),
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
 		hole: repo.HoleID()}
+	if lend {
+		f.chunks.lend = cr.GroupCacheIdle
+	}
 	f.life = f.chunks.life
 	f.root = &rootNode{}
 	f.root.f, f.root.ino = f, 1

@@ -102,6 +102,14 @@ func (c *groupCache) bytes() int64 {
 	return int64(c.max) * GroupFrameBytes()
 }
 
+// idle is what c is allowed to keep of decoded frames but holds no frame
+// in now (its frames, loaded or loading, count GroupFrameBytes each).
+func (c *groupCache) idle() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int64(max(c.max-len(c.entries), 0)) * GroupFrameBytes()
+}
+
 // get returns the entry for key, loading it with load when it is not
 // there; release it when done with its bytes.
 func (c *groupCache) get(key groupKey, load func() (*[]byte, error)) (*groupEntry, error) {
@@ -167,6 +175,26 @@ func (c *groupCache) drop(e *groupEntry) {
 func (c *groupCache) evict() {
 	for len(c.entries) > c.max {
 		c.drop(c.entries[0])
+	}
+}
+
+// trim drops the frames no reader is copying out of.
+func (c *groupCache) trim() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := 0; i < len(c.entries); {
+		e := c.entries[i]
+		select {
+		case <-e.ready:
+		default: // being loaded: its reader waits for it
+			i++
+			continue
+		}
+		if e.refs > 0 {
+			i++
+			continue
+		}
+		c.drop(e)
 	}
 }
 

@@ -161,6 +161,16 @@ func (c *ChunkReader) KeepGroups(n int) { c.pr.groups.keep(n) }
 // GroupFrameBytes each.
 func (c *ChunkReader) GroupCacheBytes() int64 { return c.pr.groups.bytes() }
 
+// GroupCacheIdle is the part of GroupCacheBytes no frame holds now: while
+// large chunks are read (model files) the reader keeps no frames, and a
+// cache sharing one budget with it may use that part.
+func (c *ChunkReader) GroupCacheIdle() int64 { return c.pr.groups.idle() }
+
+// TrimGroups drops the decoded group frames no load is using, for a cache
+// sharing the budget that needs the room: a reader of large chunks (which
+// are never in groups) has moved on from the small ones.
+func (c *ChunkReader) TrimGroups() { c.pr.groups.trim() }
+
 // GroupFrameBytes is the memory one decoded group frame takes at most: the
 // pooled buffer for a frame's largest plaintext and the decoder's slack.
 func GroupFrameBytes() int64 { return int64(bufCap(groupTarget + DecodeSlack)) }
