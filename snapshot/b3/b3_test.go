@@ -14,6 +14,55 @@ import (
 	zeebo "github.com/zeebo/blake3"
 )
 
+// bothModes runs f with inputs of 16 KiB and more hashed by this
+// package's tree and by zeebo (see zeeboFaster), whichever this CPU favours.
+func bothModes(t *testing.T, f func(t *testing.T)) {
+	saved := zeeboFaster
+	defer func() { zeeboFaster = saved }()
+	for _, z := range []bool{false, true} {
+		zeeboFaster = func() bool { return z }
+		t.Run(map[bool]string{false: "tree", true: "zeebo"}[z], f)
+	}
+}
+
+// TestModes: with zeebo the faster, a plain input goes through zeebo, one
+// declared to use spans (Spans, OnSubtree, AddSubtree first) through the
+// tree, and Spans after a plain write panics; Reset forgets the choice.
+func TestModes(t *testing.T) {
+	saved := zeeboFaster
+	defer func() { zeeboFaster = saved }()
+	zeeboFaster = func() bool { return true }
+	data := input(1 << 20)
+	want := zeebo.Sum256(data)
+	h := New()
+	h.Write(data)
+	if h.mode != modeZeebo || h.Sum256() != want {
+		t.Fatalf("plain input: mode %d, hash right %v", h.mode, h.Sum256() == want)
+	}
+	h.Reset()
+	h.OnSubtree(func(uint64, CV) {})
+	h.Write(data)
+	if h.mode != modeTree || h.Sum256() != want {
+		t.Fatalf("input with OnSubtree: mode %d, hash right %v", h.mode, h.Sum256() == want)
+	}
+	h.Reset()
+	h.Write(data[:100])
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("Spans after a plain write did not panic")
+			}
+		}()
+		h.Spans()
+	}()
+	zeeboFaster = func() bool { return false }
+	h.Reset()
+	h.Write(data)
+	if h.mode != modeTree || h.Sum256() != want {
+		t.Fatalf("tree faster: mode %d, hash right %v", h.mode, h.Sum256() == want)
+	}
+}
+
 // lengths covers the edges of the tree: empty, one block, one chunk, the
 // small-input cut, one buffer (16 chunks) and around it, and sizes whose
 // buffer count has several bits set (stack merges at several heights).
@@ -35,7 +84,9 @@ func input(n int) []byte {
 // the tree's edges: the one-shot Sum256, one Write, and writes cut at
 // random points (which cross buffer and chunk boundaries in every way),
 // Sum in the middle (it must not change the state) and Reset.
-func TestAgainstZeebo(t *testing.T) {
+func TestAgainstZeebo(t *testing.T) { bothModes(t, testAgainstZeebo) }
+
+func testAgainstZeebo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, n := range lengths {
 		data := input(n)
@@ -76,7 +127,9 @@ func TestAgainstZeebo(t *testing.T) {
 // (at the same offsets), must give B's hash, for B changed in one span,
 // in several, or not at all, with the rest written in random pieces. It
 // also checks which spans are reported: every one but the input's last.
-func TestSubtrees(t *testing.T) {
+func TestSubtrees(t *testing.T) { bothModes(t, testSubtrees) }
+
+func testSubtrees(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, n := range []int{SubtreeSize + 1, 2 * SubtreeSize, 2*SubtreeSize + 1, 3*SubtreeSize - 7,
 		7 * SubtreeSize, 8 * SubtreeSize, 8*SubtreeSize + 1, 1 << 20, 1<<20 + 1, 5<<20 + 12345} {
@@ -106,6 +159,7 @@ func TestSubtrees(t *testing.T) {
 				b[int(i)*SubtreeSize+rng.IntN(SubtreeSize)] ^= 0x5a
 			}
 			h.Reset()
+			h.Spans()
 			reused := 0
 			for i := uint64(0); i < spans; i++ {
 				span := b[i*SubtreeSize : (i+1)*SubtreeSize]
@@ -133,7 +187,9 @@ func TestSubtrees(t *testing.T) {
 	}
 }
 
-func TestSubtreeMisuse(t *testing.T) {
+func TestSubtreeMisuse(t *testing.T) { bothModes(t, testSubtreeMisuse) }
+
+func testSubtreeMisuse(t *testing.T) {
 	mustPanic := func(what string, f func()) {
 		t.Helper()
 		defer func() {
@@ -175,7 +231,9 @@ func writeRandomly(rng *rand.Rand, h *Hasher, p []byte, more bool) {
 
 // TestWriteMid hashes every length at the tree's edges with all but the
 // last piece written by WriteMid, in random pieces and in 16 KiB ones.
-func TestWriteMid(t *testing.T) {
+func TestWriteMid(t *testing.T) { bothModes(t, testWriteMid) }
+
+func testWriteMid(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, n := range lengths {
 		data := input(n)
@@ -206,7 +264,9 @@ func TestWriteMid(t *testing.T) {
 // TestVectors checks the BLAKE3 reference vectors' input pattern (byte i is
 // i mod 251) against the hashes the reference implementation publishes,
 // for lengths that end inside and at the edges of chunks and buffers.
-func TestVectors(t *testing.T) {
+func TestVectors(t *testing.T) { bothModes(t, testVectors) }
+
+func testVectors(t *testing.T) {
 	want := map[int]string{
 		0:      "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
 		1:      "2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213",
@@ -233,7 +293,9 @@ func TestVectors(t *testing.T) {
 
 // TestAgainstB3sum hashes a few files with the b3sum command, the
 // independent checker users run on restored files.
-func TestAgainstB3sum(t *testing.T) {
+func TestAgainstB3sum(t *testing.T) { bothModes(t, testAgainstB3sum) }
+
+func testAgainstB3sum(t *testing.T) {
 	if _, err := exec.LookPath("b3sum"); err != nil {
 		t.Skip("b3sum not installed (Debian package b3sum): checked against zeebo/blake3 only")
 	}
@@ -255,7 +317,9 @@ func TestAgainstB3sum(t *testing.T) {
 }
 
 // TestWriteAllocates nothing.
-func TestWriteAllocates(t *testing.T) {
+func TestWriteAllocates(t *testing.T) { bothModes(t, testWriteAllocates) }
+
+func testWriteAllocates(t *testing.T) {
 	data := input(1 << 20)
 	h := New()
 	if a := testing.AllocsPerRun(10, func() { h.Reset(); h.Write(data); h.Sum256() }); a != 0 {
