@@ -33,6 +33,7 @@ import (
 
 	"snapforge/index/indextest"
 	"snapforge/snapshot"
+	"snapforge/snapshot/b3"
 	"snapforge/snapshot/pack"
 )
 
@@ -755,16 +756,17 @@ func flipBlobByte(t testing.TB, repo string, id [32]byte) {
 }
 
 // TestCLIVersion: version needs no repository and names what this build
-// compresses with, in text and JSON; it takes no arguments.
+// compresses and hashes with, in text and JSON; it takes no arguments.
 func TestCLIVersion(t *testing.T) {
 	t.Parallel()
 	res := expectCode(t, runCLI(t, cliOpts{}, "version"), 0)
-	if !strings.HasPrefix(res.stdout, "snapforge "+snapshot.Version+" (engine "+snapshot.EngineVersion) || !strings.Contains(res.stdout, "\ncompression: "+pack.Encoders()+"\n") {
-		t.Fatalf("version: %v, want the compression line %q", res, pack.Encoders())
+	if !strings.HasPrefix(res.stdout, "snapforge "+snapshot.Version+" (engine "+snapshot.EngineVersion) || !strings.Contains(res.stdout, "\ncompression: "+pack.Encoders()+"\n") ||
+		!strings.Contains(res.stdout, "\nhashing: "+b3.Implementation()+"\n") {
+		t.Fatalf("version: %v, want the compression line %q and the hashing line %q", res, pack.Encoders(), b3.Implementation())
 	}
 	var doc map[string]any
 	res = expectCode(t, runCLI(t, cliOpts{}, "--json", "version"), 0)
-	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil || doc["compression"] != pack.Encoders() || doc["go"] != runtime.Version() || doc["version"] != snapshot.Version || doc["build"] == "" {
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil || doc["compression"] != pack.Encoders() || doc["hashing"] != b3.Implementation() || doc["go"] != runtime.Version() || doc["version"] != snapshot.Version || doc["build"] == "" {
 		t.Fatalf("version --json: %v (%v), want compression %q and go %s", res, err, pack.Encoders(), runtime.Version())
 	}
 	expectCode(t, runCLI(t, cliOpts{}, "version", "extra"), exitUsage)

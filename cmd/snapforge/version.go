@@ -8,10 +8,11 @@ import (
 	"runtime/debug"
 
 	"snapforge/snapshot"
+	"snapforge/snapshot/b3"
 	"snapforge/snapshot/pack"
 )
 
-var cmdVersion = &command{name: "version", usage: "", summary: "print the version (the one manifests record as wf_version), and what this build compresses with"}
+var cmdVersion = &command{name: "version", usage: "", summary: "print the version (the one manifests record as wf_version), and what this build compresses and hashes with"}
 
 func init() {
 	cmdVersion.run = func(ctx context.Context, a *app, args []string) error {
@@ -27,10 +28,10 @@ func init() {
 		if a.json {
 			return a.printJSON(map[string]any{"version": snapshot.Version, "engine": snapshot.EngineVersion,
 				"repository_format": snapshot.FormatVersion, "build": build, "go": runtime.Version(),
-				"platform": runtime.GOOS + "/" + runtime.GOARCH, "compression": pack.Encoders()})
+				"platform": runtime.GOOS + "/" + runtime.GOARCH, "compression": pack.Encoders(), "hashing": b3.Implementation()})
 		}
-		fmt.Fprintf(a.stdout, "snapforge %s (engine %s, repository format %d; build %s, %s, %s/%s)\ncompression: %s\n",
-			snapshot.Version, snapshot.EngineVersion, snapshot.FormatVersion, build, runtime.Version(), runtime.GOOS, runtime.GOARCH, pack.Encoders())
+		fmt.Fprintf(a.stdout, "snapforge %s (engine %s, repository format %d; build %s, %s, %s/%s)\ncompression: %s\nhashing: %s\n",
+			snapshot.Version, snapshot.EngineVersion, snapshot.FormatVersion, build, runtime.Version(), runtime.GOOS, runtime.GOARCH, pack.Encoders(), b3.Implementation())
 		return nil
 	}
 }

@@ -108,6 +108,15 @@ var zeeboFaster = sync.OnceValue(func() bool {
 	return tz*20 < tt*19
 })
 
+// Implementation names what hashes plain inputs of 16 KiB and more on this
+// CPU (deciding it, if no hash has yet).
+func Implementation() string {
+	if zeeboFaster() {
+		return "BLAKE3 by github.com/zeebo/blake3 (the faster here); span proofs by the tree over lukechampine.com/blake3/guts"
+	}
+	return "BLAKE3 by the tree over lukechampine.com/blake3/guts (the faster here)"
+}
+
 // start decides how the input is hashed, on the first call adding to it.
 func (h *Hasher) start() {
 	if h.mode != modeUnset {
