@@ -120,7 +120,7 @@ func (c *chunkCache) get(ctx context.Context, ref snapshot.ChunkRef) ([]byte, fu
 		// next request for its other bytes load it again. The kernel keeps
 		// up to about ten 1 MiB requests in flight on a sequential read
 		// (two 4 MiB read-ahead windows), each touching two chunks, which
-		// with the loads ahead outgrew the budget: reading the reference
+		// with the loads ahead outgrew the budget: reading the seed-5
 		// dataset's models loaded their 901 chunks 1,262 times, its logs'
 		// 193 chunks 286 times; 1,104 times for the models with spent and
 		// held chunks kept, 947 with the group frames' idle room lent too.
