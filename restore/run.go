@@ -380,6 +380,7 @@ func (ru *runner) safety(ctx context.Context, paths []string) (string, error) {
 	sm, err := ru.r.Backup(ctx, snapshot.BackupOptions{
 		Root: ru.o.Target, Paths: paths, SQLite: dbs, Exclude: ru.o.Scope.Exclude,
 		Includes: units, UnitPaths: ru.o.Scope.UnitPaths, Tags: []string{snapshot.TagSafety, "pinned", "restore:" + ru.id}, Name: ru.o.Name,
+		Location: ru.o.Location,
 	})
 	if err != nil {
 		return "", fmt.Errorf("safety snapshot: %w", err)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -229,7 +230,11 @@ type Options struct {
 	Hooks   *snapshot.Hooks // the profile's; nil: none
 	// Name prefixes the safety snapshot's id; default "safety".
 	Name string
-	Live *snapshot.Live // nil: not reported
+	// Location is the time zone of the safety snapshot id's date and time
+	// (snapshot.BackupOptions.Location): the caller's, which a command run
+	// through the repository's owner process brings with it. nil: local.
+	Location *time.Location
+	Live     *snapshot.Live // nil: not reported
 	// Log receives stage messages and hook output; nil: discarded.
 	Log io.Writer
 	// Hook is called at named crash points (tests SIGKILL there). nil: none.

@@ -26,7 +26,8 @@ func (a *app) restoreInPlace(ctx context.Context, r *snapshot.Repo, m *snapshot.
 	if err != nil {
 		return &usageError{err.Error()}
 	}
-	o := restore.Options{Target: f.target, Scope: scope, KeepExtra: f.keepExtra, Special: f.special, NoSmoke: f.noSmoke, Log: a.stderr, Hook: crashHook(), Fault: faultHook()}
+	o := restore.Options{Target: f.target, Scope: scope, KeepExtra: f.keepExtra, Special: f.special, NoSmoke: f.noSmoke, Log: a.stderr, Hook: crashHook(), Fault: faultHook(),
+		Location: a.loc}
 	if prof != nil {
 		if prof.Untrusted != "" {
 			// Refused before anything is planned or changed: the profile

@@ -1091,4 +1091,24 @@ func TestOwnerPrintsClientTimeZone(t *testing.T) {
 	if want := "snap-" + created.In(tokyo).Format("2006-01-02-150405"); !strings.HasPrefix(sum.BackupID, want) {
 		t.Errorf("backup id through the owner with TZ=Asia/Tokyo: %s, want %s", sum.BackupID, want)
 	}
+	// So does the safety snapshot of an in-place restore through the owner
+	// (it carried the owner's zone).
+	if err := os.WriteFile(filepath.Join(src, "new.txt"), []byte("changed since"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Safety []string `json:"safety_snapshots"`
+	}
+	if err := json.Unmarshal([]byte(clientOK(t, repo, "--json", "restore", sum.BackupID, "--in-place", "--target", src).stdout), &res); err != nil || len(res.Safety) != 1 {
+		t.Fatalf("in-place restore through the owner: %v, safety snapshots %v", err, res.Safety)
+	}
+	if err := json.Unmarshal([]byte(clientOK(t, repo, "manifest", res.Safety[0]).stdout), &m); err != nil {
+		t.Fatal(err)
+	}
+	if created, err = time.Parse(time.RFC3339, m.CreatedUTC); err != nil {
+		t.Fatal(err)
+	}
+	if want := "safety-" + created.In(tokyo).Format("2006-01-02-150405"); !strings.HasPrefix(res.Safety[0], want) {
+		t.Errorf("safety snapshot id through the owner with TZ=Asia/Tokyo: %s, want %s", res.Safety[0], want)
+	}
 }
