@@ -71,6 +71,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -731,6 +732,15 @@ func viewOf(uid uint32, pid, peer int) (*clientView, string) {
 		return nil, fmt.Sprintf("cannot tell whether the process that owns this repository sees the files you see (%v) (run the command where that process runs, or", err)
 	}
 	proc := fmt.Sprintf("/proc/%d", pid)
+	theirGroups, err := groupsOf(proc)
+	if err != nil {
+		return cannot(err)
+	}
+	if ourGroups, err := groupsOf("/proc/self"); err != nil {
+		return cannot(err)
+	} else if theirGroups != ourGroups {
+		return nil, fmt.Sprintf("this command runs with groups %s, and the process that owns this repository with groups %s: it would read and write your files with that process's group rights, not yours (run the command with the same groups, from a new login after a change of groups, or", theirGroups, ourGroups)
+	}
 	ours, err1 := os.Readlink("/proc/self/ns/mnt")
 	theirs, err2 := os.Readlink(proc + "/ns/mnt")
 	root, err3 := unix.Open(proc+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -754,6 +764,45 @@ func viewOf(uid uint32, pid, peer int) (*clientView, string) {
 		return nil, ""
 	}
 	return &clientView{root: root, pidfd: peer}, ""
+}
+
+// groupsOf returns the group ids the process at proc (/proc/PID) accesses
+// files with: its filesystem gid, then its supplementary groups, sorted,
+// as text ("1000; 4 24 27 1000"). A process given groups since its login
+// (newgrp, sg, a login after usermod -aG) has others than one started
+// before; the owner's would decide what a client's command may read.
+func groupsOf(proc string) (string, error) {
+	b, err := os.ReadFile(proc + "/status")
+	if err != nil {
+		return "", err
+	}
+	var fsgid string
+	var groups []int
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Gid:"); ok {
+			if f := strings.Fields(rest); len(f) == 4 {
+				fsgid = f[3]
+			}
+		} else if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
+			for _, g := range strings.Fields(rest) {
+				n, err := strconv.Atoi(g)
+				if err != nil {
+					return "", fmt.Errorf("%s/status: group %q", proc, g)
+				}
+				groups = append(groups, n)
+			}
+		}
+	}
+	if fsgid == "" {
+		return "", fmt.Errorf("%s/status names no gid", proc)
+	}
+	slices.Sort(groups)
+	groups = slices.Compact(groups)
+	out := fsgid + ";"
+	for _, g := range groups {
+		out += " " + strconv.Itoa(g)
+	}
+	return out, nil
 }
 
 // clientSees checks, in the owner, that abs (a path the command is about

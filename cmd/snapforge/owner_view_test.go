@@ -127,6 +127,29 @@ func TestOwnerRefusesOtherViews(t *testing.T) {
 			t.Errorf("a snapshot was taken: %v", res)
 		}
 	})
+
+	t.Run("other groups", func(t *testing.T) {
+		// The owner runs as root too, with a supplementary group this
+		// test (the client) lacks: a file only that group may read would
+		// be backed up for the client.
+		base := t.TempDir()
+		repo := filepath.Join(base, "repo")
+		if code := run([]string{"--repo", repo, "init"}, io.Discard, io.Discard); code != 0 {
+			t.Fatalf("init exited %d", code)
+		}
+		src := filepath.Join(base, "src")
+		smallTree(t, src)
+		exe := indextest.ExecutableCopy(t, base, "snapforge.test")
+		ownerProcess(t, exe, repo, &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{4242}})
+		res := expectCode(t, clientRun(t, context.Background(), repo, "/", "backup", src), exitError)
+		if !strings.Contains(res.stderr, "this command runs with groups 0;") || !strings.Contains(res.stderr, "and the process that owns this repository with groups 0; 4242:") {
+			t.Errorf("a backup through an owner with other groups: %v", res)
+		}
+		res = expectCode(t, clientRun(t, context.Background(), repo, "/", "snapshots"), exitOK)
+		if strings.Contains(res.stdout, "snap-") {
+			t.Errorf("a snapshot was taken: %v", res)
+		}
+	})
 }
 
 // TestOwnerStartingMount: a command that finds the repository held by a
