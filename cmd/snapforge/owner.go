@@ -738,8 +738,8 @@ func viewOf(uid uint32, pid, peer int) (*clientView, string) {
 	}
 	if ourGroups, err := groupsOf("/proc/self"); err != nil {
 		return cannot(err)
-	} else if theirGroups != ourGroups {
-		return nil, fmt.Sprintf("this command runs with groups %s, and the process that owns this repository with groups %s: it would read and write your files with that process's group rights, not yours (run the command with the same groups, from a new login after a change of groups, or", theirGroups, ourGroups)
+	} else if !theirGroups.equal(ourGroups) {
+		return nil, fmt.Sprintf("this command runs with %s, and the process that owns this repository with %s: it would read and write your files with that process's group rights, not yours (run the command with the same groups, from a new login after a change of groups, or", theirGroups, ourGroups)
 	}
 	ours, err1 := os.Readlink("/proc/self/ns/mnt")
 	theirs, err2 := os.Readlink(proc + "/ns/mnt")
@@ -766,43 +766,63 @@ func viewOf(uid uint32, pid, peer int) (*clientView, string) {
 	return &clientView{root: root, pidfd: peer}, ""
 }
 
-// groupsOf returns the group ids the process at proc (/proc/PID) accesses
-// files with: its filesystem gid, then its supplementary groups, sorted,
-// as text ("1000; 4 24 27 1000"). A process given groups since its login
-// (newgrp, sg, a login after usermod -aG) has others than one started
-// before; the owner's would decide what a client's command may read.
-func groupsOf(proc string) (string, error) {
+// procGroups are the group ids a process accesses files with: its
+// filesystem gid and its supplementary groups (sorted, without repeats).
+type procGroups struct {
+	gid    int
+	groups []int
+}
+
+func (g procGroups) equal(o procGroups) bool {
+	return g.gid == o.gid && slices.Equal(g.groups, o.groups)
+}
+
+// String says it for a message: "gid 1000 and supplementary groups 4, 24,
+// 1000", or "gid 0 and no supplementary groups".
+func (g procGroups) String() string {
+	if len(g.groups) == 0 {
+		return fmt.Sprintf("gid %d and no supplementary groups", g.gid)
+	}
+	ids := make([]string, len(g.groups))
+	for i, id := range g.groups {
+		ids[i] = strconv.Itoa(id)
+	}
+	return fmt.Sprintf("gid %d and supplementary groups %s", g.gid, strings.Join(ids, ", "))
+}
+
+// groupsOf returns the groups of the process at proc (/proc/PID), from its
+// status. A process given groups since its login (newgrp, sg, a login
+// after usermod -aG) has others than one started before; the owner's would
+// decide what a client's command may read.
+func groupsOf(proc string) (procGroups, error) {
 	b, err := os.ReadFile(proc + "/status")
 	if err != nil {
-		return "", err
+		return procGroups{}, err
 	}
-	var fsgid string
-	var groups []int
+	g := procGroups{gid: -1}
 	for _, line := range strings.Split(string(b), "\n") {
 		if rest, ok := strings.CutPrefix(line, "Gid:"); ok {
-			if f := strings.Fields(rest); len(f) == 4 {
-				fsgid = f[3]
+			if f := strings.Fields(rest); len(f) == 4 { // real, effective, saved, filesystem
+				if g.gid, err = strconv.Atoi(f[3]); err != nil {
+					return procGroups{}, fmt.Errorf("%s/status: gid %q", proc, f[3])
+				}
 			}
 		} else if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
-			for _, g := range strings.Fields(rest) {
-				n, err := strconv.Atoi(g)
+			for _, id := range strings.Fields(rest) {
+				n, err := strconv.Atoi(id)
 				if err != nil {
-					return "", fmt.Errorf("%s/status: group %q", proc, g)
+					return procGroups{}, fmt.Errorf("%s/status: group %q", proc, id)
 				}
-				groups = append(groups, n)
+				g.groups = append(g.groups, n)
 			}
 		}
 	}
-	if fsgid == "" {
-		return "", fmt.Errorf("%s/status names no gid", proc)
+	if g.gid < 0 {
+		return procGroups{}, fmt.Errorf("%s/status names no gid", proc)
 	}
-	slices.Sort(groups)
-	groups = slices.Compact(groups)
-	out := fsgid + ";"
-	for _, g := range groups {
-		out += " " + strconv.Itoa(g)
-	}
-	return out, nil
+	slices.Sort(g.groups)
+	g.groups = slices.Compact(g.groups)
+	return g, nil
 }
 
 // clientSees checks, in the owner, that abs (a path the command is about

@@ -142,7 +142,7 @@ func TestOwnerRefusesOtherViews(t *testing.T) {
 		exe := indextest.ExecutableCopy(t, base, "snapforge.test")
 		ownerProcess(t, exe, repo, &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{4242}})
 		res := expectCode(t, clientRun(t, context.Background(), repo, "/", "backup", src), exitError)
-		if !strings.Contains(res.stderr, "this command runs with groups 0;") || !strings.Contains(res.stderr, "and the process that owns this repository with groups 0; 4242:") {
+		if !strings.Contains(res.stderr, "this command runs with gid 0 and ") || !strings.Contains(res.stderr, "and the process that owns this repository with gid 0 and supplementary groups 4242:") {
 			t.Errorf("a backup through an owner with other groups: %v", res)
 		}
 		res = expectCode(t, clientRun(t, context.Background(), repo, "/", "snapshots"), exitOK)
