@@ -770,6 +770,18 @@ func TestCLIVersion(t *testing.T) {
 		t.Fatalf("version --json: %v (%v), want compression %q and go %s", res, err, pack.Encoders(), runtime.Version())
 	}
 	expectCode(t, runCLI(t, cliOpts{}, "version", "extra"), exitUsage)
+	// SNAPFORGE_BLAKE3 fixes the implementation, and version says so; a
+	// value it does not know is refused, not ignored (acceptance run 4).
+	for _, v := range []string{"zeebo", "tree"} {
+		res = expectCode(t, runCLI(t, cliOpts{env: []string{"SNAPFORGE_BLAKE3=" + v}}, "version"), 0)
+		if !strings.Contains(res.stdout, "(chosen by SNAPFORGE_BLAKE3)") || strings.Contains(res.stdout, "zeebo/blake3 (") != (v == "zeebo") {
+			t.Errorf("SNAPFORGE_BLAKE3=%s version: %v", v, res)
+		}
+	}
+	res = expectCode(t, runCLI(t, cliOpts{env: []string{"SNAPFORGE_BLAKE3=Tree"}}, "version"), exitUsage)
+	if !strings.Contains(res.stderr, `SNAPFORGE_BLAKE3="Tree": want zeebo or tree`) {
+		t.Errorf("SNAPFORGE_BLAKE3=Tree: %v", res)
+	}
 }
 
 // TestCLIUsageAndExitCodes checks help, usage errors (exit 2) and plain

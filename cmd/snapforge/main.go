@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
+	"snapforge/snapshot/b3"
 	"strconv"
 	"strings"
 	"syscall"
@@ -113,6 +114,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	rest, err := a.globalFlags(args)
+	if err == nil {
+		err = b3.EnvError()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "snapforge: %v\n", err)
 		return exitUsage

@@ -28,6 +28,7 @@
 package b3
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 	"os"
@@ -86,14 +87,20 @@ const (
 	modeZeebo
 )
 
-// zeeboFaster reports whether zeebo's hasher is the faster one for large
-// inputs on this CPU (see the package comment). A variable for the tests.
-var zeeboFaster = sync.OnceValue(func() bool {
+// zeeboFaster reports whether zeebo's hasher is the one for large inputs
+// on this CPU (see the package comment). A variable for the tests.
+var zeeboFaster = func() bool { return choice().zeebo }
+
+// choice is made once: by SNAPFORGE_BLAKE3 when it says zeebo or tree,
+// else by timing both.
+var choice = sync.OnceValue(func() (c struct{ zeebo, forced bool }) {
 	switch os.Getenv("SNAPFORGE_BLAKE3") {
 	case "zeebo":
-		return true
+		c.zeebo, c.forced = true, true
+		return c
 	case "tree":
-		return false
+		c.forced = true
+		return c
 	}
 	buf := make([]byte, 256<<10)
 	tz, tt := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
@@ -105,16 +112,30 @@ var zeeboFaster = sync.OnceValue(func() bool {
 		treeSum256(buf)
 		tt = min(tt, time.Since(start))
 	}
-	return tz*20 < tt*19
+	c.zeebo = tz*20 < tt*19
+	return c
 })
+
+// EnvError reports a SNAPFORGE_BLAKE3 that is set but neither zeebo nor
+// tree (it is then ignored, and the faster is measured).
+func EnvError() error {
+	if v, ok := os.LookupEnv("SNAPFORGE_BLAKE3"); ok && v != "zeebo" && v != "tree" {
+		return fmt.Errorf("SNAPFORGE_BLAKE3=%q: want zeebo or tree, or leave it unset to use the faster on this CPU", v)
+	}
+	return nil
+}
 
 // Implementation names what hashes plain inputs of 16 KiB and more on this
 // CPU (deciding it, if no hash has yet).
 func Implementation() string {
-	if zeeboFaster() {
-		return "BLAKE3 by github.com/zeebo/blake3 (the faster here); span proofs by the tree over lukechampine.com/blake3/guts"
+	why := "the faster here"
+	if choice().forced {
+		why = "chosen by SNAPFORGE_BLAKE3"
 	}
-	return "BLAKE3 by the tree over lukechampine.com/blake3/guts (the faster here)"
+	if zeeboFaster() {
+		return "BLAKE3 by github.com/zeebo/blake3 (" + why + "); span proofs by the tree over lukechampine.com/blake3/guts"
+	}
+	return "BLAKE3 by the tree over lukechampine.com/blake3/guts (" + why + ")"
 }
 
 // start decides how the input is hashed, on the first call adding to it.
