@@ -714,6 +714,7 @@ var readsOrWritesFiles = map[string]bool{"backup": true, "restore": true}
 // path names the same file for both (clientSees).
 type clientView struct {
 	root  int // O_PATH descriptor of /proc/PID/root
+	pid   int
 	pidfd int
 }
 
@@ -763,7 +764,7 @@ func viewOf(uid uint32, pid, peer int) (*clientView, string) {
 		unix.Close(root)
 		return nil, ""
 	}
-	return &clientView{root: root, pidfd: peer}, ""
+	return &clientView{root: root, pid: pid, pidfd: peer}, ""
 }
 
 // procGroups are the group ids a process accesses files with: its
@@ -788,6 +789,87 @@ func (g procGroups) String() string {
 		ids[i] = strconv.Itoa(id)
 	}
 	return fmt.Sprintf("gid %d and supplementary groups %s", g.gid, strings.Join(ids, ", "))
+}
+
+// sameMountsBelow says how the file systems mounted at or below abs differ
+// between the client's view and the owner's, "" when they do not: a
+// container or a service with a bind mount on a subdirectory of the backup's
+// root sees other files there, though the root is one directory for both
+// (acceptance run 4: the owner backed up its own config/ under the client's
+// name, and an in-place restore rewrote the owner's). Mounts are compared
+// by mount point, device and root within the device (their ids differ from
+// one namespace to another); for the client as seen from its own root.
+func (v *clientView) sameMountsBelow(abs string) string {
+	ours, err := mountsBelow("/proc/self/mountinfo", abs)
+	if err != nil {
+		return err.Error()
+	}
+	theirs, err := mountsBelow(fmt.Sprintf("/proc/%d/mountinfo", v.pid), abs)
+	if err == nil && !alive(v.pidfd) {
+		err = errors.New("the command's process is gone")
+	}
+	if err != nil {
+		return err.Error()
+	}
+	for i := 0; i < max(len(ours), len(theirs)); i++ {
+		switch {
+		case i >= len(ours):
+			return "a file system is mounted at " + snapshot.DisplayName(theirs[i].at) + " for this command and not for that process"
+		case i >= len(theirs) || ours[i].at != theirs[i].at:
+			return "a file system is mounted at " + snapshot.DisplayName(ours[i].at) + " for that process and not for this command"
+		case ours[i] != theirs[i]:
+			return "another file system is mounted at " + snapshot.DisplayName(ours[i].at) + " for this command than for that process"
+		}
+	}
+	return ""
+}
+
+// mountEntry is a mount as mountinfo lists it: where, which device, and
+// which directory of the device.
+type mountEntry struct{ at, dev, root string }
+
+// mountsBelow returns the mounts of the mountinfo file at path whose mount
+// point is abs or below it, in the file's order (the order they were
+// mounted: later ones cover earlier ones).
+func mountsBelow(path, abs string) ([]mountEntry, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	abs = filepath.Clean(abs)
+	var out []mountEntry
+	for _, line := range strings.Split(string(b), "\n") {
+		// id parent major:minor root mountpoint options ...
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		at := unescapeMountinfo(f[4])
+		if at == abs || strings.HasPrefix(at, abs+"/") || abs == "/" {
+			out = append(out, mountEntry{at: at, dev: f[2], root: unescapeMountinfo(f[3])})
+		}
+	}
+	return out, nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space,
+// \011, \012, \134).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // groupsOf returns the groups of the process at proc (/proc/PID), from its
@@ -854,13 +936,18 @@ func (a *app) clientSees(abs string) error {
 			if err == nil && !alive(v.pidfd) {
 				err = errors.New("the command's process is gone")
 			}
-			if err != nil || ours.Dev != theirs.Dev || ours.Ino != theirs.Ino {
-				why := "it is another directory there"
-				if err != nil {
-					why = err.Error()
-				}
-				return fmt.Errorf("%s is not the same for this command as for the process that owns the repository (pid %d), which runs in another mount namespace or root and would read or write the files it sees, not yours (%s at %s); run the command where that process runs, or %s",
-					snapshot.DisplayName(abs), os.Getpid(), why, snapshot.DisplayName(p), stopOwnerHint(os.Getpid()))
+			why := ""
+			switch {
+			case err != nil:
+				why = err.Error() + " at " + snapshot.DisplayName(p)
+			case ours.Dev != theirs.Dev || ours.Ino != theirs.Ino:
+				why = "it is another directory at " + snapshot.DisplayName(p)
+			default:
+				why = v.sameMountsBelow(abs)
+			}
+			if why != "" {
+				return fmt.Errorf("%s is not the same for this command as for the process that owns the repository (pid %d), which runs in another mount namespace or root and would read or write the files it sees, not yours (%s); run the command where that process runs, or %s",
+					snapshot.DisplayName(abs), os.Getpid(), why, stopOwnerHint(os.Getpid()))
 			}
 			return nil
 		}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,6 +81,25 @@ func TestOwnerRefusesOtherViews(t *testing.T) {
 				!strings.Contains(res.stderr, "stop that process, pid ") {
 				t.Errorf("from a namespace with other files there: %v", res)
 			}
+		}
+		// The same root, other files below it: a file system mounted on a
+		// subdirectory for the client only (acceptance run 4: the owner
+		// backed up its own view of it), or for the owner only.
+		sub := filepath.Join(src, "mounted-below")
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		res = inNS("mount -t tmpfs none "+sub+"; echo theirs > "+sub+"/only-here", "--repo", repo, "backup", src)
+		if res.code != exitError || !strings.Contains(res.stderr, "(a file system is mounted at "+sub+" for this command and not for that process)") {
+			t.Errorf("from a namespace with a file system mounted below the root: %v", res)
+		}
+		if err := unix.Mount("tmpfs", sub, "tmpfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		res = inNS("umount "+sub, "--repo", repo, "backup", src)
+		unix.Unmount(sub, unix.MNT_DETACH)
+		if res.code != exitError || !strings.Contains(res.stderr, "(a file system is mounted at "+sub+" for that process and not for this command)") {
+			t.Errorf("from a namespace without the owner's file system below the root: %v", res)
 		}
 		if ids := backupIDs(t, repo); len(ids) != 1 {
 			t.Fatalf("snapshots: %v, want the one taken where the files were the same", ids)
@@ -262,5 +283,26 @@ func TestOwnerLongCommandLine(t *testing.T) {
 	}
 	if rep, err := audit.Verify(filepath.Join(repo, "audit"), nil); err != nil || !rep.OK() {
 		t.Errorf("audit verify: %v, %v", rep, err)
+	}
+}
+
+// TestMountsBelow: mountinfo's mount points are unescaped (a space is
+// \040) and matched at or below a path, not by a shared prefix of names.
+func TestMountsBelow(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "mountinfo")
+	info := "1 0 8:1 / / rw - ext4 /dev/vda rw\n" +
+		"2 1 0:40 / /srv/app\\040data rw - tmpfs none rw\n" +
+		"3 1 0:41 /sub /srv/app\\040data/config rw - ext4 /dev/vdb rw\n" +
+		"4 1 0:42 / /srv/app\\040database rw - tmpfs none rw\n"
+	if err := os.WriteFile(p, []byte(info), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := mountsBelow(p, "/srv/app data")
+	want := []mountEntry{{"/srv/app data", "0:40", "/"}, {"/srv/app data/config", "0:41", "/sub"}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("mounts below /srv/app data: %v (%v), want %v", got, err, want)
+	}
+	if got, _ := mountsBelow(p, "/"); len(got) != 4 {
+		t.Fatalf("mounts below /: %v, want all 4", got)
 	}
 }
