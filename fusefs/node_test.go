@@ -139,6 +139,52 @@ func TestNodesLayoutAndReads(t *testing.T) {
 	}
 }
 
+// TestHistoryNamesUnique: a path that was a file and then a directory
+// whose children are named like the file's version (its date folder, and
+// that name with .version) lists each name once, and the version stays
+// reachable under a longer name.
+func TestHistoryNamesUnique(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	src := t.TempDir()
+	indextest.WriteFile(t, filepath.Join(src, "x"), []byte("file-version"))
+	m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := FolderName(m.Created(), time.UTC)
+	if err := os.Remove(filepath.Join(src, "x")); err != nil {
+		t.Fatal(err)
+	}
+	indextest.WriteFile(t, filepath.Join(src, "x", name), []byte("a"))
+	indextest.WriteFile(t, filepath.Join(src, "x", name+".version"), []byte("b"))
+	if _, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: src}); err != nil {
+		t.Fatal(err)
+	}
+	f := newTestFS(t, r, Options{Location: time.UTC})
+	h := lookup(t, f.Root(), "history", "x").(*histDir)
+	ents, errno := h.entries(context.Background())
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	seen := map[string]bool{}
+	version := ""
+	for _, e := range ents {
+		if seen[e.name] {
+			t.Fatalf("history/x lists %q twice: %v", e.name, ents)
+		}
+		seen[e.name] = true
+		if !e.dir {
+			version = e.name
+		}
+	}
+	if version != name+".version.version" {
+		t.Fatalf("the file's version is named %q, want %q", version, name+".version.version")
+	}
+	if got := readAll(t, lookup(t, f.Root(), "history", "x", version), 12); string(got) != "file-version" {
+		t.Fatalf("the version reads %q", got)
+	}
+}
+
 func TestInoTableCollision(t *testing.T) {
 	tab := newInoTable()
 	ino, check := keyHash("a")
