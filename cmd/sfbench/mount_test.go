@@ -212,6 +212,29 @@ func TestMountTargets(t *testing.T) {
 			t.Errorf("the table has no row %q:\n%s", prefix, out.String())
 		}
 	}
+
+	// Warm timings (--no-drop, or a user who may not drop the cache) are
+	// labelled warm and not judged against the targets, set for cold
+	// reads; memory still is (acceptance run 4, 06).
+	rep.Warm = true
+	rep.Compute()
+	for _, r := range rep.Rows {
+		if r.Target == nil {
+			continue
+		}
+		want := map[string]string{mrLs: "warm", mrRead: "warm", mrSmall: "warm", mrBig: "warm", mrPeakRSS: "missed", mrDirLs: "warm", mrDirForgot: "missed"}[r.Key]
+		if r.Target.Status != want {
+			t.Errorf("warm: %s is %q, want %q", r.Key, r.Target.Status, want)
+		}
+	}
+	out.Reset()
+	if err := rep.Render(&out, 0); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); strings.Contains(s, "cold") || !strings.Contains(s, "| ext4 warm |") || !strings.Contains(s, "warm cache") ||
+		!strings.Contains(s, "| not judged: warm |") {
+		t.Errorf("a warm report:\n%s", s)
+	}
 }
 
 // TestParseStatus reads VmHWM and VmRSS as /proc/PID/status prints them.
