@@ -270,7 +270,7 @@ func (r *MountReport) Compute() {
 		if len(sfs) == 0 {
 			continue
 		}
-		if r.Warm && row.Target.Kind != tkBelow && row.Target.Kind != tkFallback { // memory is judged warm or cold
+		if r.Warm && (row.Target.Kind == tkMaxExt4 || row.Target.Kind == tkMinExt4) { // times against ext4; memory is judged warm or cold
 			row.Target.Status = "warm"
 			continue
 		}
