@@ -228,6 +228,7 @@ type snapInfo struct {
 	// unitPaths are the units' paths the manifest recorded (nil in
 	// snapshots taken before it did).
 	unitPaths map[string][]string
+	root      string            // the source root backed up (history/ tells roots apart)
 	rootDir   *snapshot.RootDir // the source root's attributes; nil when not recorded
 	safety    bool              // a safety snapshot (tagged "safety"): latest only when alone
 
@@ -273,7 +274,7 @@ func (f *FS) Refresh(ctx context.Context) error {
 			s = old.byID[e.BackupID]
 		} else {
 			s = &snapInfo{id: e.BackupID, created: m.Created(), tree: tree, units: m.Includes, unitPaths: m.UnitPaths,
-				rootDir: m.Source.RootDir, safety: m.IsSafety()}
+				root: m.Source.Root, rootDir: m.Source.RootDir, safety: m.IsSafety()}
 		}
 		c.snaps = append(c.snaps, s)
 		c.byID[s.id] = s

@@ -2,7 +2,10 @@ package fusefs
 
 import (
 	"context"
+	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -20,6 +23,13 @@ import (
 // differs from the previous version seen (a file absent from a snapshot in
 // between, e.g. one that backed up other units, is not a change), so an
 // unchanged file appears once and A→B→A shows three versions.
+//
+// A repository may hold snapshots of several source roots (`backup PATH` of
+// two directories): a path under one is another file than the same path
+// under the other. Versions are then told apart by root, each compared only
+// with the previous version of its own root, and named "<date> (<root>)",
+// <root> the root's last element (its whole path, slashes as "_", where two
+// roots share one).
 type histDir struct {
 	node
 	rel string
@@ -64,7 +74,8 @@ func (h *histDir) entries(ctx context.Context) ([]histEntry, syscall.Errno) {
 	children := map[string]bool{}
 	seenTree := map[snapshot.ID]bool{}
 	var versions []histEntry
-	var prev *snapshot.Node
+	prev := map[string]*snapshot.Node{} // by root
+	labels := rootLabels(c.snaps)
 	for _, s := range c.snaps {
 		n, err := h.f.findNode(ctx, s, h.rel)
 		if err != nil {
@@ -85,11 +96,15 @@ func (h *histDir) entries(ctx context.Context) ([]histEntry, syscall.Errno) {
 			}
 			continue
 		}
-		if prev != nil && sameVersion(prev, n) {
+		if p := prev[s.root]; p != nil && sameVersion(p, n) {
 			continue
 		}
-		prev = n
-		versions = append(versions, histEntry{name: s.name, snap: s, meta: n, rel: h.rel})
+		prev[s.root] = n
+		name := s.name
+		if labels != nil {
+			name += " (" + labels[s.root] + ")"
+		}
+		versions = append(versions, histEntry{name: name, snap: s, meta: n, rel: h.rel})
 	}
 	ents := make([]histEntry, 0, len(children)+len(versions))
 	for name := range children {
@@ -108,6 +123,31 @@ func (h *histDir) entries(ctx context.Context) ([]histEntry, syscall.Errno) {
 	sort.Slice(ents, func(i, j int) bool { return ents[i].name < ents[j].name })
 	h.cat, h.ents = c, ents
 	return ents, 0
+}
+
+// rootLabels names each source root of snaps for history/'s version names,
+// or returns nil when there is only one.
+func rootLabels(snaps []*snapInfo) map[string]string {
+	byBase := map[string][]string{}
+	for _, s := range snaps {
+		b := filepath.Base(s.root)
+		if !slices.Contains(byBase[b], s.root) {
+			byBase[b] = append(byBase[b], s.root)
+		}
+	}
+	if len(byBase) == 1 && len(byBase[filepath.Base(snaps[0].root)]) == 1 {
+		return nil
+	}
+	labels := map[string]string{}
+	for b, roots := range byBase {
+		for _, r := range roots {
+			labels[r] = b
+			if len(roots) > 1 {
+				labels[r] = strings.ReplaceAll(strings.TrimPrefix(r, "/"), "/", "_")
+			}
+		}
+	}
+	return labels
 }
 
 // sameVersion reports whether two stored entries of one path are the same

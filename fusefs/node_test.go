@@ -185,6 +185,43 @@ func TestHistoryNamesUnique(t *testing.T) {
 	}
 }
 
+// TestHistorySeparatesRoots: in a repository holding two source roots,
+// the same path under each is two files: history/ names each version with
+// its root and compares it only with its own root's versions (acceptance
+// run 4: project B's README was shown as a newer version of project A's).
+func TestHistorySeparatesRoots(t *testing.T) {
+	r, _ := indextest.NewRepo(t)
+	base := t.TempDir()
+	a, b := filepath.Join(base, "projA"), filepath.Join(base, "projB")
+	indextest.WriteFile(t, filepath.Join(a, "README.md"), []byte("project A"))
+	indextest.WriteFile(t, filepath.Join(b, "README.md"), []byte("project B"))
+	var names []string
+	for _, root := range []string{a, b, a} { // A unchanged the second time: one version
+		m, err := r.Backup(context.Background(), snapshot.BackupOptions{Root: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, FolderName(m.Created(), time.UTC))
+		time.Sleep(1100 * time.Millisecond) // folder names have seconds
+	}
+	f := newTestFS(t, r, Options{Location: time.UTC})
+	ents, errno := lookup(t, f.Root(), "history", "README.md").(*histDir).entries(context.Background())
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.name)
+	}
+	want := []string{names[0] + " (projA)", names[1] + " (projB)"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("history/README.md lists %q, want %q", got, want)
+	}
+	if data := readAll(t, lookup(t, f.Root(), "history", "README.md", want[1]), 9); string(data) != "project B" {
+		t.Fatalf("%s reads %q", want[1], data)
+	}
+}
+
 func TestInoTableCollision(t *testing.T) {
 	tab := newInoTable()
 	ino, check := keyHash("a")
