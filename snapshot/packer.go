@@ -31,29 +31,14 @@ type packWriter struct {
 	r       *Repo
 	open    [2]*packFile  // the data pack and the tree pack being filled
 	written func(n int64) // called with each job's weight once it is written
-	// direct writes data packs (directwrite.go); nil before the first
-	// data pack, or where direct writes are not to be had (noDirect).
-	direct   *directWriter
-	noDirect bool
 }
 
-// packFile is a pack being written: through direct, or through buf.
+// packFile is a pack being written.
 type packFile struct {
-	f      WriteFile
-	buf    *bufio.Writer
-	direct *directWriter
-	tmp    string
-	w      *pack.Writer
-}
-
-// discard abandons pf: its writes in flight are waited for, its temp file
-// closed and removed.
-func (pf *packFile) discard() {
-	if pf.direct != nil {
-		pf.direct.abandon()
-	}
-	pf.f.Close()
-	os.Remove(pf.tmp)
+	f   WriteFile
+	buf *bufio.Writer
+	tmp string
+	w   *pack.Writer
 }
 
 func slotOf(kind uint8) int {
@@ -89,11 +74,9 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 	defer func() {
 		for _, pf := range p.open {
 			if pf != nil { // failed or cancelled mid-pack: the temp file goes
-				pf.discard()
+				pf.f.Close()
+				os.Remove(pf.tmp)
 			}
-		}
-		if p.direct != nil {
-			p.direct.close()
 		}
 		close(commits)
 		if cerr := <-committed; cerr != nil && (err == nil || err == errCommitFailed) {
@@ -120,7 +103,7 @@ func (p *packWriter) run(ctx context.Context, in <-chan packJob) (err error) {
 		}
 		slot := slotOf(j.kind)
 		if p.open[slot] == nil {
-			pf, err := p.create(slot)
+			pf, err := p.create()
 			if err != nil {
 				return err
 			}
@@ -174,25 +157,12 @@ func addJob(w *pack.Writer, j packJob) error {
 	return nil
 }
 
-func (p *packWriter) create(slot int) (*packFile, error) {
+func (p *packWriter) create() (*packFile, error) {
 	f, err := os.CreateTemp(p.r.dir("tmp"), "pack-*.tmp")
 	if err != nil {
 		return nil, p.fail("create temp pack", err)
 	}
 	pf := &packFile{tmp: f.Name(), f: p.r.opts.WrapPackFile(f)}
-	if slot == 0 && !p.noDirect && !p.r.opts.wrapped {
-		if p.direct == nil {
-			if p.direct, err = newDirectWriter(); err != nil {
-				p.direct, p.noDirect = nil, true
-			}
-		}
-		if p.direct != nil && p.direct.reset(f) {
-			pf.direct = p.direct
-			pf.w = pack.NewWriter(pf.direct)
-			return pf, nil
-		}
-		p.noDirect = true // refused here (EINVAL): the next packs go to the same file system
-	}
 	pf.buf = bufio.NewWriterSize(&writeback{f: pf.f, fd: int(f.Fd())}, 1<<20)
 	pf.w = pack.NewWriter(pf.buf)
 	return pf, nil
@@ -229,11 +199,7 @@ func (p *packWriter) finish(slot int) (pendingPack, error) {
 	if err != nil {
 		return pendingPack{}, p.fail("finish pack", err)
 	}
-	flush := func() error { return pf.buf.Flush() }
-	if pf.direct != nil {
-		flush = pf.direct.flush
-	}
-	if err := flush(); err != nil {
+	if err := pf.buf.Flush(); err != nil {
 		return pendingPack{}, p.fail("write pack", err)
 	}
 	p.r.opts.Hook("pack-temp-written")

@@ -94,10 +94,6 @@ type Options struct {
 	WrapPackFile func(f WriteFile) WriteFile
 	// AllowMissingIndex opens a repository whose index is gone (repair).
 	AllowMissingIndex bool
-
-	// wrapped: WrapPackFile was given. Pack data is then written through
-	// it (the buffered path), so every write meets the faults it injects.
-	wrapped bool
 }
 
 func (o Options) withDefaults() Options {
@@ -115,8 +111,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WrapPackFile == nil {
 		o.WrapPackFile = func(f WriteFile) WriteFile { return f }
-	} else {
-		o.wrapped = true
 	}
 	return o
 }
