@@ -844,32 +844,12 @@ func mountsBelow(path, abs string) ([]mountEntry, error) {
 		if len(f) < 5 {
 			continue
 		}
-		at := unescapeMountinfo(f[4])
+		at := snapshot.UnescapeMount(f[4])
 		if at == abs || strings.HasPrefix(at, abs+"/") || abs == "/" {
-			out = append(out, mountEntry{at: at, dev: f[2], root: unescapeMountinfo(f[3])})
+			out = append(out, mountEntry{at: at, dev: f[2], root: snapshot.UnescapeMount(f[3])})
 		}
 	}
 	return out, nil
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space,
-// \011, \012, \134).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, "\\") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // groupsOf returns the groups of the process at proc (/proc/PID), from its
