@@ -16,7 +16,6 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"runtime/trace"
-	"snapforge/snapshot/b3"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +23,7 @@ import (
 
 	"snapforge/restore"
 	"snapforge/snapshot"
+	"snapforge/snapshot/b3"
 )
 
 // Exit codes (the CLI contract).
