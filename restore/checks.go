@@ -195,6 +195,8 @@ func checkDB(ctx context.Context, path string) error {
 			had[s] = true
 		}
 	}
+	var dir unix.Stat_t
+	dirErr := unix.Lstat(filepath.Dir(path), &dir)
 	err = sqlitecap.Check(ctx, path)
 	var made []string
 	for _, s := range []string{"-wal", "-shm"} {
@@ -209,6 +211,12 @@ func checkDB(ctx context.Context, path string) error {
 	if len(made) > 0 && !heldOpen(append([]string{path}, made...)) {
 		for _, m := range made {
 			os.Remove(m)
+		}
+		// Making and removing them moved the directory's times: put them
+		// back (the directory the check saw only).
+		var now unix.Stat_t
+		if d := filepath.Dir(path); dirErr == nil && unix.Lstat(d, &now) == nil && now.Ino == dir.Ino && now.Dev == dir.Dev {
+			unix.UtimesNano(d, []unix.Timespec{dir.Atim, dir.Mtim})
 		}
 	}
 	return err

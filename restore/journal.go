@@ -37,6 +37,7 @@ const (
 	recExchange   = "exchange"    // staged entry and live entry exchanged
 	recMove       = "move"        // live entry moved into the staging area (removal)
 	recMeta       = "meta"        // metadata of a live entry changed (old values kept)
+	recDirTime    = "dirtime"     // a kept directory's times before the swap renamed in it
 	recSwapped    = "swapped"     // every swap step done and synced
 	recCommit     = "commit"      // smoke test passed: the new state stays
 	recRollback   = "rollback"    // rollback started (reason)
@@ -115,15 +116,24 @@ func openJournal(dir string, seq int, valid int64) (*journal, error) {
 var errNoHeader = errors.New("restore journal has no header")
 
 // add appends rec and makes it durable before returning.
-func (j *journal) add(rec record) error {
-	j.seq++
-	rec.Seq = j.seq
-	rec.Time = time.Now().UTC().Format(time.RFC3339Nano)
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
+func (j *journal) add(rec record) error { return j.addAll([]record{rec}) }
+
+// addAll appends recs and syncs once.
+func (j *journal) addAll(recs []record) error {
+	var b []byte
+	for _, rec := range recs {
+		j.seq++
+		rec.Seq = j.seq
+		rec.Time = time.Now().UTC().Format(time.RFC3339Nano)
+		line, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		b = append(append(b, line...), '\n')
 	}
-	b = append(b, '\n')
+	if len(b) == 0 {
+		return nil
+	}
 	if _, err := j.f.Write(b); err != nil {
 		return fmt.Errorf("write restore journal: %w", err)
 	}

@@ -179,9 +179,6 @@ type fixer struct {
 	j         *journal
 	hooks     []HookRun
 	committed bool
-	// undone, when set, runs once every step is undone, before the start
-	// hook (an in-process rollback puts the directories' mtimes back).
-	undone func()
 }
 
 func (f *fixer) safety() []string {
@@ -252,9 +249,6 @@ func (f *fixer) finish(ctx context.Context) (int, error) {
 	if err != nil {
 		return n, err
 	}
-	if f.undone != nil {
-		f.undone()
-	}
 	if err := j.add(record{T: recRolledBack}); err != nil {
 		// Undone all the same; without the record a later recovery undoes
 		// again, which finds every step already undone.
@@ -317,10 +311,34 @@ func (f *fixer) undo(ctx context.Context) (int, error) {
 		}
 		n++
 	}
+	f.dirTimesBack(root)
 	if err := unix.Syncfs(root); err != nil {
 		return n, err
 	}
 	return n, nil
+}
+
+// dirTimesBack sets the kept directories' times back to what the journal
+// recorded before the swap, once every step is undone (the renames of the
+// undo moved them again): only a directory that is still the one recorded.
+// It is best effort, like setting them after the swap: the entries are what
+// counts.
+func (f *fixer) dirTimesBack(root int) {
+	for _, rec := range f.recs {
+		if rec.T != recDirTime {
+			continue
+		}
+		dir, name := splitRel(string(rec.Path))
+		pfd, err := openDirAt(root, dir)
+		if err != nil {
+			continue
+		}
+		if st, err := lstatAt(pfd, name); err == nil && st.Ino == rec.OldIno && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			ts := []unix.Timespec{unix.NsecToTimespec(rec.ATime), unix.NsecToTimespec(rec.MTime)}
+			unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		unix.Close(pfd)
+	}
 }
 
 func (f *fixer) undoOne(ctx context.Context, root, stg int, rec record) error {

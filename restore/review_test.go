@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -827,12 +828,36 @@ func TestReviewKillAnywhere(t *testing.T) {
 	snap, _ := restoretest.SnapshotState(t, r, m, false)
 	s.Mutate(t)
 	before := restoretest.State(t, s.Root)
+	beforeDirs := rvDirTimes(t, s.Root)
 	sc := rtScope(t, s, m, nil)
 	plan, err := restore.NewPlan(ctx, r, m, rtOptions(s, sc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := len(plan.Actions)
+	// The directories kept in place are renamed in by the swap and by its
+	// undoing: their times must be as before too. Excepted: the root (the
+	// staging area is made and removed in it) and a database's directory,
+	// where the removal of stale -wal/-shm companions, which is no swap
+	// step, still moves them.
+	dbDir := map[string]bool{}
+	for rel := range before {
+		if strings.HasSuffix(rel, ".db") {
+			dbDir[filepath.Dir(rel)] = true
+		}
+	}
+	sameDirTimes := func(p string) {
+		t.Helper()
+		after := rvDirTimes(t, s.Root)
+		for rel, mt := range beforeDirs {
+			if dbDir[rel] {
+				continue
+			}
+			if got, ok := after[rel]; ok && got != mt {
+				t.Errorf("killed at %s, recovered: directory %s has mtime %d, was %d", p, rel, got, mt)
+			}
+		}
+	}
 	points := []string{"restore-journal", "restore-staged", "restore-swap-0", "restore-swap-" + strconv.Itoa(n/2), "restore-swap-" + strconv.Itoa(n), "restore-swapped", "restore-smoke"}
 	for _, p := range points {
 		killed, err := rvKilledRun(t, r, m, rtOptions(s, sc), func(q string) bool { return q == p })
@@ -843,6 +868,7 @@ func TestReviewKillAnywhere(t *testing.T) {
 			t.Fatalf("%s: recover: %v", p, err)
 		}
 		restoretest.Equal(t, "killed at "+p+", recovered", before, restoretest.State(t, s.Root))
+		sameDirTimes(p)
 		rtNoLeftovers(t, s.Root, repo)
 	}
 	// During the rollback of a failed smoke test, and during the recovery.
@@ -872,6 +898,7 @@ func TestReviewKillAnywhere(t *testing.T) {
 			t.Fatalf("%s: recover: %v", p, err)
 		}
 		restoretest.Equal(t, "killed at "+p+", recovered", before, restoretest.State(t, s.Root))
+		sameDirTimes(p)
 		rtNoLeftovers(t, s.Root, repo)
 	}
 	killed, err := rvKilledRun(t, r, m, rtOptions(s, sc), func(q string) bool { return q == "restore-committed" })
@@ -1453,4 +1480,27 @@ func TestReviewMetaUpdateFollowsSymlink(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("the file outside the live root that the planted symlink names has mode %04o after the restore, was 0600", fi.Mode().Perm())
 	}
+}
+
+// rvDirTimes returns the mtime of every directory below root (not root
+// itself), by path relative to root.
+func rvDirTimes(t *testing.T, root string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || p == root {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		out[rel] = st.Mtim.Nano()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

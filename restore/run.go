@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -377,6 +378,7 @@ func (ru *runner) safety(ctx context.Context, paths []string) (string, error) {
 	if len(units) == 0 {
 		units = []string{"."}
 	}
+	dbDirs := ru.dbDirTimes()
 	sm, err := ru.r.Backup(ctx, snapshot.BackupOptions{
 		Root: ru.o.Target, Paths: paths, SQLite: dbs, Exclude: ru.o.Scope.Exclude,
 		Includes: units, UnitPaths: ru.o.Scope.UnitPaths, Tags: []string{snapshot.TagSafety, "pinned", "restore:" + ru.id}, Name: ru.o.Name,
@@ -388,7 +390,7 @@ func (ru *runner) safety(ctx context.Context, paths []string) (string, error) {
 	if sm.Partial {
 		return "", fmt.Errorf("safety snapshot %s is incomplete (%d problem(s), first: %s: %s); nothing was changed", sm.BackupID, len(sm.Warnings), firstPath(sm.Warnings), firstProblem(sm.Warnings))
 	}
-	ru.dropCaptureSidecars()
+	ru.dropCaptureSidecars(dbDirs)
 	ru.res.Safety = append(ru.res.Safety, sm.BackupID)
 	if err := ru.j.add(record{T: recSafety, Safety: sm.BackupID}); err != nil {
 		return "", err
@@ -400,12 +402,28 @@ func (ru *runner) safety(ctx context.Context, paths []string) (string, error) {
 // cleanly closed WAL database (a read-only connection) leaves beside it,
 // when they were not there before the plan and no process holds the
 // database: the live tree stays exactly as it was.
-func (ru *runner) dropCaptureSidecars() {
+func (ru *runner) dropCaptureSidecars(dirs map[string]unix.Stat_t) {
 	root, err := openRoot(ru.o.Target)
 	if err != nil {
 		return
 	}
 	defer unix.Close(root)
+	defer func() {
+		// Making and removing them moved their directories' times: put
+		// those back as they were before the capture.
+		for dir, was := range dirs {
+			d, name := splitRel(dir)
+			fd, err := openDirAt(root, d)
+			if err != nil {
+				continue
+			}
+			if st, err := lstatAt(fd, name); err == nil && st.Ino == was.Ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				unix.UtimesNanoAt(fd, name, []unix.Timespec{was.Atim, was.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+			}
+			unix.Close(fd)
+		}
+	}()
+	removed := map[string]bool{} // directories sidecars were removed from
 	for _, db := range ru.plan.sqlite {
 		var made []string
 		for _, suf := range []string{"-wal", "-shm"} {
@@ -429,11 +447,43 @@ func (ru *runner) dropCaptureSidecars() {
 		for _, m := range made {
 			dir, name := splitRel(m)
 			if fd, err := openDirAt(root, dir); err == nil {
-				unix.Unlinkat(fd, name, 0)
+				if unix.Unlinkat(fd, name, 0) == nil {
+					removed[path.Dir(m)] = true
+				}
 				unix.Close(fd)
 			}
 		}
 	}
+	for dir := range dirs {
+		if !removed[dir] {
+			delete(dirs, dir) // nothing made there, or made and kept: its times are the application's
+		}
+	}
+}
+
+// dbDirTimes returns, by path, the directories holding the scope's
+// databases as they are before the safety snapshot captures them.
+func (ru *runner) dbDirTimes() map[string]unix.Stat_t {
+	root, err := openRoot(ru.o.Target)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(root)
+	out := map[string]unix.Stat_t{}
+	for _, db := range ru.plan.sqlite {
+		rel := path.Dir(db)
+		if rel == "." {
+			continue // the target's own times are not kept (the staging area is made in it)
+		}
+		d, name := splitRel(rel)
+		if fd, err := openDirAt(root, d); err == nil {
+			if st, err := lstatAt(fd, name); err == nil {
+				out[rel] = st
+			}
+			unix.Close(fd)
+		}
+	}
+	return out
 }
 
 func firstPath(ws []snapshot.Warning) string {

@@ -41,6 +41,9 @@ func (ru *runner) swap(ctx context.Context) error {
 			return "", err
 		}
 		defer unix.Close(stg)
+		if err := ru.journalDirTimes(root); err != nil {
+			return "", err
+		}
 		live := ru.o.Live
 		live.FilesTotal.Store(int64(len(ru.plan.Actions)))
 		live.FilesDone.Store(0)
@@ -62,7 +65,7 @@ func (ru *runner) swap(ctx context.Context) error {
 			d := ru.madeDirs[i]
 			setMeta(root, d.rel, d.ino, ru.o.modeOf(d.n), d.n.UID, d.n.GID, d.n.MTime, d.n.MTime)
 		}
-		ru.setDirTimes(root, true)
+		ru.setDirTimes(root)
 		ru.o.Hook("restore-swap-" + strconv.Itoa(len(ru.plan.Actions)))
 		if err := unix.Syncfs(root); err != nil {
 			return "", fmt.Errorf("sync %s: %w", ru.o.Target, err)
@@ -244,42 +247,65 @@ func splitAll(rel string) []string {
 	return out
 }
 
-// setDirTimes sets the mtime of each directory the swap changed inside
-// (one it kept in place) to the snapshot's (snap), or back to the live
-// one the plan saw (after a rollback): the renames moved it, and the tree
-// is to end as the snapshot has it, or as it was (a restore into a new
-// directory sets every directory's). A directory that cannot be set keeps
-// the time of the swap; its content is what counts, and nothing else is
-// touched.
-func (ru *runner) setDirTimes(root int, snap bool) {
+// keptDirsTouched returns the in-scope directories kept in place that the
+// swap renames in (the parents of its actions, and directories it updates),
+// each once, with what the plan saw of them.
+func (ru *runner) keptDirsTouched() (rels []string) {
 	done := map[string]bool{}
 	for _, a := range ru.plan.Actions {
 		for _, rel := range []string{path.Dir(a.raw), a.raw} {
-			if rel == "." {
-				continue
+			if _, ok := ru.plan.dirs[rel]; ok && rel != "." && !done[rel] {
+				done[rel] = true
+				rels = append(rels, rel)
 			}
-			k, ok := ru.plan.dirs[rel]
-			if !ok || done[rel] {
-				continue
-			}
-			done[rel] = true
-			dir, name := splitRel(rel)
-			pfd, err := openDirAt(root, dir)
-			if err != nil {
-				continue
-			}
-			// Only the directory the plan saw: one put there since keeps
-			// its time.
-			if st, err := lstatAt(pfd, name); err == nil && st.Ino == k.ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				t := k.mtime
-				if snap {
-					t = k.n.MTime
-				}
-				ts := []unix.Timespec{unix.NsecToTimespec(t), unix.NsecToTimespec(t)}
-				unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
-			}
-			unix.Close(pfd)
 		}
+	}
+	return rels
+}
+
+// journalDirTimes records, before the first swap step, the times of the
+// kept directories the swap will rename in: undoing the steps puts their
+// entries back but leaves the times of the renames, and a rollback, in
+// process or by the next command after a kill, sets them back from here
+// (recDirTime, after every step is undone).
+func (ru *runner) journalDirTimes(root int) error {
+	var recs []record
+	for _, rel := range ru.keptDirsTouched() {
+		dir, name := splitRel(rel)
+		pfd, err := openDirAt(root, dir)
+		if err != nil {
+			continue // the swap step meets it and says so
+		}
+		st, err := lstatAt(pfd, name)
+		unix.Close(pfd)
+		if err != nil || st.Ino != ru.plan.dirs[rel].ino {
+			continue
+		}
+		recs = append(recs, record{T: recDirTime, Path: []byte(rel), Dev: st.Dev, OldIno: st.Ino, MTime: st.Mtim.Nano(), ATime: st.Atim.Nano()})
+	}
+	return ru.j.addAll(recs)
+}
+
+// setDirTimes sets the mtime of each directory the swap changed inside
+// (one it kept in place) to the snapshot's: the renames moved it, and the
+// tree is to end as the snapshot has it (a restore into a new directory
+// sets every directory's). A directory that cannot be set keeps the time of
+// the swap; its content is what counts, and nothing else is touched.
+func (ru *runner) setDirTimes(root int) {
+	for _, rel := range ru.keptDirsTouched() {
+		k := ru.plan.dirs[rel]
+		dir, name := splitRel(rel)
+		pfd, err := openDirAt(root, dir)
+		if err != nil {
+			continue
+		}
+		// Only the directory the plan saw: one put there since keeps
+		// its time.
+		if st, err := lstatAt(pfd, name); err == nil && st.Ino == k.ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			ts := []unix.Timespec{unix.NsecToTimespec(k.n.MTime), unix.NsecToTimespec(k.n.MTime)}
+			unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		unix.Close(pfd)
 	}
 }
 
@@ -353,12 +379,7 @@ func (ru *runner) rollback(ctx context.Context, stage string, cause error) error
 			return "", err
 		}
 		ru.j.close()
-		f := &fixer{r: ru.r, o: ru.o, staging: ru.work, recs: recs, valid: valid, undone: func() {
-			if root, err := openRoot(ru.o.Target); err == nil {
-				ru.setDirTimes(root, false) // as they were, before the application starts again
-				unix.Close(root)
-			}
-		}}
+		f := &fixer{r: ru.r, o: ru.o, staging: ru.work, recs: recs, valid: valid}
 		n, err := f.finish(ctx)
 		ru.res.Hooks = append(ru.res.Hooks, f.hooks...)
 		return fmt.Sprintf("%d steps undone", n), err
