@@ -325,19 +325,9 @@ func (f *fixer) undo(ctx context.Context) (int, error) {
 // counts.
 func (f *fixer) dirTimesBack(root int) {
 	for _, rec := range f.recs {
-		if rec.T != recDirTime {
-			continue
+		if rec.T == recDirTime {
+			setDirTimesAt(root, string(rec.Path), rec.OldIno, unix.NsecToTimespec(rec.ATime), unix.NsecToTimespec(rec.MTime))
 		}
-		dir, name := splitRel(string(rec.Path))
-		pfd, err := openDirAt(root, dir)
-		if err != nil {
-			continue
-		}
-		if st, err := lstatAt(pfd, name); err == nil && st.Ino == rec.OldIno && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			ts := []unix.Timespec{unix.NsecToTimespec(rec.ATime), unix.NsecToTimespec(rec.MTime)}
-			unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
-		}
-		unix.Close(pfd)
 	}
 }
 

@@ -412,15 +412,7 @@ func (ru *runner) dropCaptureSidecars(dirs map[string]unix.Stat_t) {
 		// Making and removing them moved their directories' times: put
 		// those back as they were before the capture.
 		for dir, was := range dirs {
-			d, name := splitRel(dir)
-			fd, err := openDirAt(root, d)
-			if err != nil {
-				continue
-			}
-			if st, err := lstatAt(fd, name); err == nil && st.Ino == was.Ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				unix.UtimesNanoAt(fd, name, []unix.Timespec{was.Atim, was.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
-			}
-			unix.Close(fd)
+			setDirTimesAt(root, dir, was.Ino, was.Atim, was.Mtim)
 		}
 	}()
 	removed := map[string]bool{} // directories sidecars were removed from

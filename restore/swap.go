@@ -294,18 +294,23 @@ func (ru *runner) journalDirTimes(root int) error {
 func (ru *runner) setDirTimes(root int) {
 	for _, rel := range ru.keptDirsTouched() {
 		k := ru.plan.dirs[rel]
-		dir, name := splitRel(rel)
-		pfd, err := openDirAt(root, dir)
-		if err != nil {
-			continue
-		}
-		// Only the directory the plan saw: one put there since keeps
-		// its time.
-		if st, err := lstatAt(pfd, name); err == nil && st.Ino == k.ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			ts := []unix.Timespec{unix.NsecToTimespec(k.n.MTime), unix.NsecToTimespec(k.n.MTime)}
-			unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
-		}
-		unix.Close(pfd)
+		t := unix.NsecToTimespec(k.n.MTime)
+		setDirTimesAt(root, rel, k.ino, t, t)
+	}
+}
+
+// setDirTimesAt sets the access and modification times of directory rel
+// below root, when it is still inode ino (one put there since keeps its
+// times). It is best effort: a directory's entries are what counts.
+func setDirTimesAt(root int, rel string, ino uint64, atime, mtime unix.Timespec) {
+	dir, name := splitRel(rel)
+	pfd, err := openDirAt(root, dir)
+	if err != nil {
+		return
+	}
+	defer unix.Close(pfd)
+	if st, err := lstatAt(pfd, name); err == nil && st.Ino == ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		unix.UtimesNanoAt(pfd, name, []unix.Timespec{atime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
 	}
 }
 
