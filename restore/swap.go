@@ -247,38 +247,43 @@ func splitAll(rel string) []string {
 	return out
 }
 
-// keptDirsTouched returns the in-scope directories kept in place that the
-// swap renames in (the parents of its actions, and directories it updates),
-// each once, with what the plan saw of them.
-func (ru *runner) keptDirsTouched() (rels []string) {
+// dirsTouched returns the directories of the live tree the swap renames in
+// (the parents of its actions, but the target itself) and those it updates,
+// each once, in plan order.
+func (ru *runner) dirsTouched() []string {
+	var out []string
 	done := map[string]bool{}
-	for _, a := range ru.plan.Actions {
-		for _, rel := range []string{path.Dir(a.raw), a.raw} {
-			if _, ok := ru.plan.dirs[rel]; ok && rel != "." && !done[rel] {
-				done[rel] = true
-				rels = append(rels, rel)
-			}
+	add := func(rel string) {
+		if rel != "." && !done[rel] {
+			done[rel] = true
+			out = append(out, rel)
 		}
 	}
-	return rels
+	for _, a := range ru.plan.Actions {
+		add(path.Dir(a.raw))
+		if a.Op == "update" {
+			add(a.raw)
+		}
+	}
+	return out
 }
 
 // journalDirTimes records, before the first swap step, the times of the
-// kept directories the swap will rename in: undoing the steps puts their
+// live directories the swap will rename in: undoing the steps puts their
 // entries back but leaves the times of the renames, and a rollback, in
 // process or by the next command after a kill, sets them back from here
 // (recDirTime, after every step is undone).
 func (ru *runner) journalDirTimes(root int) error {
 	var recs []record
-	for _, rel := range ru.keptDirsTouched() {
+	for _, rel := range ru.dirsTouched() {
 		dir, name := splitRel(rel)
 		pfd, err := openDirAt(root, dir)
 		if err != nil {
-			continue // the swap step meets it and says so
+			continue // made by the swap, or the step meets it and says so
 		}
 		st, err := lstatAt(pfd, name)
 		unix.Close(pfd)
-		if err != nil || st.Ino != ru.plan.dirs[rel].ino {
+		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			continue
 		}
 		recs = append(recs, record{T: recDirTime, Path: []byte(rel), Dev: st.Dev, OldIno: st.Ino, MTime: st.Mtim.Nano(), ATime: st.Atim.Nano()})
@@ -292,8 +297,11 @@ func (ru *runner) journalDirTimes(root int) error {
 // sets every directory's). A directory that cannot be set keeps the time of
 // the swap; its content is what counts, and nothing else is touched.
 func (ru *runner) setDirTimes(root int) {
-	for _, rel := range ru.keptDirsTouched() {
-		k := ru.plan.dirs[rel]
+	for _, rel := range ru.dirsTouched() {
+		k, ok := ru.plan.dirs[rel]
+		if !ok {
+			continue // not in the scope, or made or replaced by the swap
+		}
 		t := unix.NsecToTimespec(k.n.MTime)
 		setDirTimesAt(root, rel, k.ino, t, t)
 	}
