@@ -54,11 +54,11 @@ type Plan struct {
 }
 
 // keptDir is an in-scope directory kept in place: its snapshot node, and
-// the live inode and mtime the plan saw.
+// the live inode the plan saw (its times before the swap are journaled:
+// journalDirTimes).
 type keptDir struct {
-	n     *snapshot.Node
-	ino   uint64
-	mtime int64 // ns
+	n   *snapshot.Node
+	ino uint64
 }
 
 // Action is one change to the live tree. A directory created or replaced
@@ -449,7 +449,7 @@ func (p *planner) entry(ctx context.Context, fd int, rel, name string, sn *snaps
 		if reason := p.metaDiffers(sn, lst); reason != "" {
 			p.add(Action{Op: "update", raw: crel, Type: "dir", Reason: reason}, fd, name, lst, true)
 		}
-		p.plan.dirs[crel] = keptDir{sn, lst.Ino, lst.Mtim.Nano()}
+		p.plan.dirs[crel] = keptDir{sn, lst.Ino}
 		sub, err := p.r.LoadTree(ctx, sn.Subtree)
 		if err != nil {
 			return fmt.Errorf("restore: read snapshot %s at %s: %w", p.m.BackupID, snapshot.DisplayName(crel), err)
