@@ -212,6 +212,7 @@ type blobJob struct {
 	members []pack.Blob // a group's members (ID, Kind, Raw); nil for one blob
 	weight  int64       // held of backup.inflight until written
 	probed  bool        // found not Incompressible already: not probed again
+	pick    *levelPick  // the stream's choice of effort; nil: the default
 }
 
 type packJob struct {
@@ -238,16 +239,17 @@ const inflightMax = 8 << 20
 func compressJob(j blobJob) packJob {
 	scratch := getBuf(pack.CompressBound(len(j.raw)))
 	defer putBuf(scratch)
-	var stored []byte
-	var codec uint8
-	if j.members == nil && j.probed {
-		stored, codec = pack.CompressProbed((*scratch)[:0], j.raw)
-	} else if j.members == nil {
-		stored, codec = pack.Compress((*scratch)[:0], j.raw)
-	} else if frame, ok := pack.CompressGroup((*scratch)[:0], j.raw); ok {
-		stored, codec = frame, pack.CodecGroup
-	} else {
-		stored, codec = j.raw, pack.CodecRaw // each member raw on its own (addJob)
+	e, trial := j.pick.next()
+	stored, codec := compressAt((*scratch)[:0], &j, e, j.probed)
+	if trial && codec != pack.CodecRaw {
+		alt := getBuf(pack.CompressBound(len(j.raw)))
+		fast, fc := compressAt((*alt)[:0], &j, pack.EffortFast, true)
+		n := len(fast)
+		if fc == pack.CodecRaw {
+			n = 0
+		}
+		j.pick.judge(len(stored), n)
+		putBuf(alt)
 	}
 	pj := packJob{id: j.id, kind: j.kind, codec: codec, raw: uint32(len(j.raw)), members: j.members, weight: j.weight}
 	if codec == pack.CodecRaw {
@@ -1235,6 +1237,10 @@ func (b *backup) chunkerFor(ch *chunkers, f io.ReaderAt) chunkSource {
 // cores busy; the chunk buffer is reused only after both are done with it.
 func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r io.Reader, n *Node, sizeHint int64) (int64, error) {
 	ch.Reset(r)
+	var pick *levelPick // the stream this file's new blobs are compressed as
+	if g != nil && sizeHint >= pickFileMin {
+		pick = &levelPick{}
+	}
 	h := blake3.Get()
 	defer blake3.Put(h) // deferred first: runs after the hashing goroutine below is done
 	var fileHash chan []byte
@@ -1312,7 +1318,7 @@ func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r 
 		refs = append(refs, ChunkRef{ID: id, Size: uint32(len(data))})
 		size += int64(len(data))
 		b.o.Live.BytesDone.Add(int64(len(data)))
-		taken, err := b.storeBlob(ctx, id, KindData, data, g, buf)
+		taken, err := b.storeBlob(ctx, id, KindData, data, g, buf, pick)
 		if taken {
 			buf = nil
 		}
@@ -1352,8 +1358,9 @@ func (b *backup) chunkID(data []byte) ID {
 // own, as trees are). data is only borrowed: it is copied before queueing,
 // unless own (from getBuf) holds it: then a blob queued on its own takes
 // own with it, no copy, and taken reports that (the caller needs another
-// buffer; on an error own may have been taken too).
-func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, g *grouper, own *[]byte) (taken bool, err error) {
+// buffer; on an error own may have been taken too). pick is the stream the
+// blob is compressed as (nil: at the default effort).
+func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, g *grouper, own *[]byte, pick *levelPick) (taken bool, err error) {
 	b.mu.Lock()
 	_, dup := b.seen[id]
 	b.seen[id] = struct{}{}
@@ -1371,12 +1378,12 @@ func (b *backup) storeBlob(ctx context.Context, id ID, kind uint8, data []byte, 
 	b.newBytes.Add(int64(len(data)))
 	b.o.Live.NewBytes.Add(int64(len(data)))
 	if g != nil && kind == KindData && len(data) < groupMax {
-		if j, full := g.add(id, data); full {
+		if j, full := g.add(id, data, pick); full {
 			return false, b.queue(ctx, j)
 		}
 		return false, nil
 	}
-	j := blobJob{id: id, kind: kind, weight: min(int64(len(data)), inflightMax)}
+	j := blobJob{id: id, kind: kind, weight: min(int64(len(data)), inflightMax), pick: pick}
 	if own != nil {
 		j.weight = min(int64(cap(*own)), inflightMax) // it goes on as it is: it weighs what it holds
 	}
@@ -1540,7 +1547,7 @@ func (b *backup) storeTree(ctx context.Context, ds *dirState, rel string, items 
 		return ID{}, err
 	}
 	id := Hash(enc)
-	if _, err := b.storeBlob(ctx, id, KindTree, enc, nil, nil); err != nil {
+	if _, err := b.storeBlob(ctx, id, KindTree, enc, nil, nil, nil); err != nil {
 		return ID{}, err
 	}
 	return id, nil

@@ -25,18 +25,21 @@ const (
 // grouper collects the small blobs of one file reader until a group is full.
 type grouper struct {
 	members []pack.Blob
-	buf     *[]byte // the members' plaintexts, back to back
+	buf     *[]byte    // the members' plaintexts, back to back
+	pick    *levelPick // the stream of the group's first member (nil: the default effort)
 }
 
 // add appends blob id's data (shorter than groupMax) to the group; when
 // that would overflow the group, the group so far is returned as a job
-// first and data starts the next one.
-func (g *grouper) add(id ID, data []byte) (j blobJob, full bool) {
+// first and data starts the next one. pick is the stream data comes from:
+// a group is compressed as its first member's stream chooses.
+func (g *grouper) add(id ID, data []byte, pick *levelPick) (j blobJob, full bool) {
 	if g.buf != nil && (len(*g.buf)+len(data) > groupTarget || len(g.members) == groupMembers) {
 		j, full = g.take(), true
 	}
 	if g.buf == nil {
 		g.buf = getBuf(groupTarget)
+		g.pick = pick
 	}
 	*g.buf = append(*g.buf, data...)
 	g.members = append(g.members, pack.Blob{ID: id, Kind: KindData, Raw: uint32(len(data))})
@@ -46,11 +49,11 @@ func (g *grouper) add(id ID, data []byte) (j blobJob, full bool) {
 // take returns the group collected so far as a job (a lone member as a
 // blob of its own), and starts a new one.
 func (g *grouper) take() blobJob {
-	j := blobJob{kind: KindData, raw: *g.buf, buf: g.buf, members: g.members}
+	j := blobJob{kind: KindData, raw: *g.buf, buf: g.buf, members: g.members, pick: g.pick}
 	if len(g.members) == 1 {
 		j.id, j.members = g.members[0].ID, nil
 	}
-	g.buf, g.members = nil, nil
+	g.buf, g.members, g.pick = nil, nil, nil
 	return j
 }
 

@@ -30,9 +30,22 @@ type frameEncoder interface {
 	bound(n int) int
 }
 
-// blobEncoder compresses large blobs one by one (Compress), groupEncoder
-// groups of small ones (CompressGroup); Encoders names them.
-var blobEncoder, groupEncoder, encoderName = pickEncoders()
+// Effort is how hard the encoder works on a frame. EffortFast trades some
+// ratio for speed, and pays on data whose matches are mostly short and
+// near (a database's pages, logs) but not on data with long repeats far
+// apart (a folder of similar source files): the caller chooses per stream
+// of blobs by trying both now and then (snapshot's levelPick).
+type Effort uint8
+
+const (
+	EffortDefault Effort = iota // the C library's level 3 (zstd's default)
+	EffortFast                  // the C library's level 2; the Go build's fastest level
+	efforts
+)
+
+// blobEncoders compress large blobs one by one (Compress), groupEncoders
+// groups of small ones (CompressGroup), by Effort; Encoders names them.
+var blobEncoders, groupEncoders, encoderName = pickEncoders()
 
 // Encoders names the zstd encoder this build compresses with.
 func Encoders() string { return encoderName }
@@ -93,10 +106,15 @@ func probeEncoder() *zstd.Encoder {
 // frame would not save at least 1/32 of len(raw) and 64 bytes: the members
 // are then better stored raw, each on its own.
 func CompressGroup(dst, raw []byte) (stored []byte, ok bool) {
+	return CompressGroupAt(dst, raw, EffortDefault)
+}
+
+// CompressGroupAt is CompressGroup at effort e.
+func CompressGroupAt(dst, raw []byte, e Effort) (stored []byte, ok bool) {
 	if len(raw) <= minSaving {
 		return nil, false
 	}
-	out := groupEncoder.encode(dst, raw)
+	out := groupEncoders[e].encode(dst, raw)
 	saved := len(raw) - len(out)
 	if saved < minSaving || saved < len(raw)/minSavingDiv {
 		return nil, false
@@ -121,7 +139,7 @@ var decoder = sync.OnceValue(func() *zstd.Decoder {
 })
 
 // Compress returns the bytes to store for raw and their codec. It compresses
-// with blobEncoder and keeps the result only when it saves at
+// at zstd's default effort (see Effort) and keeps the result only when it saves at
 // least 1/32 of len(raw) and at least 64 bytes; otherwise it returns raw itself
 // (not a copy) with CodecRaw. The zstd output is built in dst's backing array
 // when its capacity allows for the worst case (a little over len(raw)), else
@@ -132,19 +150,29 @@ var decoder = sync.OnceValue(func() *zstd.Decoder {
 // samples spread over it do not compress, it is stored raw without
 // compressing the whole.
 func Compress(dst, raw []byte) (stored []byte, codec uint8) {
+	return CompressAt(dst, raw, EffortDefault)
+}
+
+// CompressAt is Compress at effort e.
+func CompressAt(dst, raw []byte, e Effort) (stored []byte, codec uint8) {
 	if Incompressible(raw) {
 		return raw, CodecRaw
 	}
-	return CompressProbed(dst, raw)
+	return CompressProbedAt(dst, raw, e)
 }
 
 // CompressProbed is Compress without the probe, for raw its caller found
 // not Incompressible already.
 func CompressProbed(dst, raw []byte) (stored []byte, codec uint8) {
+	return CompressProbedAt(dst, raw, EffortDefault)
+}
+
+// CompressProbedAt is CompressProbed at effort e.
+func CompressProbedAt(dst, raw []byte, e Effort) (stored []byte, codec uint8) {
 	if len(raw) <= minSaving { // the frame header alone eats the saving
 		return raw, CodecRaw
 	}
-	out := blobEncoder.encode(dst, raw)
+	out := blobEncoders[e].encode(dst, raw)
 	saved := len(raw) - len(out)
 	if saved < minSaving || saved < len(raw)/minSavingDiv {
 		return raw, CodecRaw
@@ -221,7 +249,11 @@ func incompressible(enc *zstd.Encoder, raw []byte) bool {
 // CompressBound is the capacity of a dst that Compress builds its output
 // in, whatever raw holds: the zstd worst case for n bytes.
 func CompressBound(n int) int {
-	return max(blobEncoder.bound(n), groupEncoder.bound(n))
+	b := 0
+	for e := range efforts {
+		b = max(b, blobEncoders[e].bound(n), groupEncoders[e].bound(n))
+	}
+	return b
 }
 
 // DecodeSlack is the capacity beyond a blob's raw size that lets Decode use

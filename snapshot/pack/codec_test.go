@@ -58,7 +58,7 @@ func TestCompressRule(t *testing.T) {
 		for zeros := 0; zeros <= size; zeros += max(1, size/40) {
 			raw := append(randomBytes(rng, size-zeros), make([]byte, zeros)...)
 			stored, codec := Compress(nil, raw)
-			z := len(blobEncoder.encode(nil, raw))
+			z := len(blobEncoders[EffortDefault].encode(nil, raw))
 			saved := len(raw) - z
 			wantZstd := saved >= 64 && saved*32 >= len(raw)-len(raw)%32
 			if len(raw) <= 64 {
@@ -137,7 +137,7 @@ func TestCompressProbe(t *testing.T) {
 					}
 				}
 				stored, codec := Compress(nil, raw)
-				z := len(blobEncoder.encode(nil, raw))
+				z := len(blobEncoders[EffortDefault].encode(nil, raw))
 				// Whatever the probe says, the blob is stored as the
 				// rule says for the whole; the zeros, and the records
 				// in a chunk of 1 MiB or more, always pass it.
@@ -383,7 +383,7 @@ func TestCompressDecodeConcurrent(t *testing.T) {
 func TestEncoders(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	goBlob, goGroup := goEncoders()
-	encs := map[string]frameEncoder{"go-fastest": goBlob, "go-default": goGroup, "blob": blobEncoder, "group": groupEncoder}
+	encs := map[string]frameEncoder{"go-fastest": goBlob, "go-default": goGroup, "blob": blobEncoders[EffortDefault], "group": groupEncoders[EffortDefault], "blob-fast": blobEncoders[EffortFast], "group-fast": groupEncoders[EffortFast]}
 	inputs := map[string][]byte{
 		"empty":          {},
 		"one byte":       {7},
@@ -411,5 +411,42 @@ func TestEncoders(t *testing.T) {
 	}
 	if Encoders() == "" {
 		t.Fatal("Encoders names nothing")
+	}
+}
+
+// TestEfforts: Compress, CompressProbed and CompressGroup at each effort
+// write frames that decode byte-exact; in a cgo build the fast effort is
+// another level (another frame) of the C library, and random bytes stay
+// raw at both.
+func TestEfforts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	raw := textish(rng, 1<<20)
+	noise := randomBytes(rng, 256<<10)
+	frames := map[Effort][]byte{}
+	for _, e := range []Effort{EffortDefault, EffortFast} {
+		out, codec := CompressAt(nil, raw, e)
+		if codec != CodecZstd {
+			t.Fatalf("effort %d: text stored with codec %d", e, codec)
+		}
+		checkDecode(t, out, codec, raw)
+		frames[e] = out
+		out, codec = CompressProbedAt(nil, raw, e)
+		if codec != CodecZstd || !bytes.Equal(out, frames[e]) {
+			t.Fatalf("effort %d: CompressProbedAt gave codec %d, %d bytes; want CompressAt's frame of %d", e, codec, len(out), len(frames[e]))
+		}
+		g, ok := CompressGroupAt(nil, raw, e)
+		if !ok {
+			t.Fatalf("effort %d: text group not compressed", e)
+		}
+		checkDecode(t, g, CodecZstd, raw)
+		if out, codec := CompressAt(nil, noise, e); codec != CodecRaw || !bytes.Equal(out, noise) {
+			t.Fatalf("effort %d: random bytes stored with codec %d", e, codec)
+		}
+		if _, ok := CompressGroupAt(nil, noise, e); ok {
+			t.Fatalf("effort %d: a group of random bytes compressed", e)
+		}
+	}
+	if strings.Contains(Encoders(), " in C ") && bytes.Equal(frames[EffortDefault], frames[EffortFast]) {
+		t.Fatal("cgo build: the fast effort wrote the default effort's frame")
 	}
 }

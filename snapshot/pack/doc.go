@@ -63,7 +63,8 @@
 // the same rule as Compress. Compress stores a blob as zstd (no zstd
 // checksum: the caller checks BLAKE3) only when that saves at least 1/32 of
 // its size and at least 64 bytes; otherwise the blob is stored raw. The
-// encoder is the C library at level 3 in a build with cgo, else the Go one
+// encoder is the C library at level 3 in a build with cgo (2 at EffortFast,
+// which the caller asks for where that compresses nearly as well), else the Go one
 // (Encoders); the decoder is always the Go one. A blob of 64 KiB or more whose samples
 // (16 of 1 KiB, spread over it) save less than 1/64 is stored raw without
 // compressing the whole (see incompressible). Decode bounds zstd decoding by the
