@@ -241,7 +241,7 @@ func compressJob(j blobJob) packJob {
 	defer putBuf(scratch)
 	e, trial := j.pick.next()
 	stored, codec := compressAt((*scratch)[:0], &j, e, j.probed)
-	if trial && codec != pack.CodecRaw {
+	if trial && codec != pack.CodecRaw && pack.FastDiffers(j.members != nil) {
 		alt := getBuf(pack.CompressBound(len(j.raw)))
 		fast, fc := compressAt((*alt)[:0], &j, pack.EffortFast, true)
 		n := len(fast)

@@ -20,8 +20,8 @@ import (
 // The repository gives up at most 1/32 of what such a stream stores for
 // about a quarter less compression time. On the benchmark's data (seed 5)
 // the database's pages and the logs went fast in every trial (their fast
-// frames 2.2-3.0 % larger): 3.9 MB more of 1.29 GB, and 0.4 s less CPU of
-// the initial backup's 6.9 s.
+// frames 2.2-3.0 % larger): 3.9 MB more of 1.29 GB, and the initial
+// backup's user CPU 5.3 s instead of 5.7 s (medians of five, cold).
 //
 // Small files (below pickFileMin) are not picked for: they share their
 // reader's groups, and a stream of them was tried and dropped. Its first

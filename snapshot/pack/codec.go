@@ -47,6 +47,17 @@ const (
 // groups of small ones (CompressGroup), by Effort; Encoders names them.
 var blobEncoders, groupEncoders, encoderName = pickEncoders()
 
+// FastDiffers reports whether EffortFast is another encoder than
+// EffortDefault for groups (group) or single blobs: in a build without
+// cgo single blobs are at the fastest level either way, and trying both
+// would compress twice for nothing.
+func FastDiffers(group bool) bool {
+	if group {
+		return groupEncoders[EffortFast] != groupEncoders[EffortDefault]
+	}
+	return blobEncoders[EffortFast] != blobEncoders[EffortDefault]
+}
+
 // Encoders names the zstd encoder this build compresses with.
 func Encoders() string { return encoderName }
 

@@ -450,3 +450,15 @@ func TestEfforts(t *testing.T) {
 		t.Fatal("cgo build: the fast effort wrote the default effort's frame")
 	}
 }
+
+// TestFastDiffers: with cgo both efforts are C levels of their own, for
+// groups and blobs; without, single blobs have one encoder for both.
+func TestFastDiffers(t *testing.T) {
+	cgo := strings.Contains(Encoders(), " in C ")
+	if !FastDiffers(true) {
+		t.Fatal("groups: the fast effort is the default's encoder")
+	}
+	if got := FastDiffers(false); got != cgo {
+		t.Fatalf("single blobs: FastDiffers %v, want %v (cgo build %v)", got, cgo, cgo)
+	}
+}

@@ -38,8 +38,8 @@ func pickEncoders() (blob, group [efforts]frameEncoder, name string) {
 // compression context holds about a megabyte of tables: contexts are
 // kept for reuse (two per core, enough for every compressing goroutine),
 // not made for each frame; one made beyond that is freed by its finalizer.
-// Both levels share the contexts: a context takes the level of each call,
-// and levels 2 and 3 need tables of the same size.
+// Both levels share the contexts: a context takes the level of each call
+// and resizes its tables when it must (level 2's are smaller).
 type cEncoder struct {
 	level int
 	ctxs  chan czstd.Ctx
