@@ -241,6 +241,12 @@ func compressJob(j blobJob) packJob {
 	defer putBuf(scratch)
 	e, trial := j.pick.next()
 	stored, codec := compressAt((*scratch)[:0], &j, e, j.probed)
+	if e == pack.EffortFast && codec == pack.CodecRaw {
+		// The fast frame saved too little to be kept, where the default
+		// one may not: a stream judged fast loses no more than its frames'
+		// difference, never a whole job's saving.
+		stored, codec = compressAt((*scratch)[:0], &j, pack.EffortDefault, j.probed)
+	}
 	if trial && codec != pack.CodecRaw && pack.FastDiffers(j.members != nil) {
 		alt := getBuf(pack.CompressBound(len(j.raw)))
 		fast, fc := compressAt((*alt)[:0], &j, pack.EffortFast, true)

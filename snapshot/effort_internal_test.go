@@ -128,3 +128,97 @@ func TestCompressJobFollowsPick(t *testing.T) {
 		})
 	}
 }
+
+// EffortLogText is logText for the package's external tests.
+var EffortLogText = logText
+
+// TestGrouperMixedStreams: a group is compressed as its members' stream
+// chooses, and at the default effort (nil pick) as soon as it holds blobs
+// of two streams, in either order.
+func TestGrouperMixedStreams(t *testing.T) {
+	var a, b levelPick
+	blob := func(i int) (ID, []byte) {
+		d := []byte(fmt.Sprintf("blob %d", i))
+		return Hash(d), d
+	}
+	cases := []struct {
+		name  string
+		picks []*levelPick
+		want  *levelPick
+	}{
+		{"one large file", []*levelPick{&a, &a, &a}, &a},
+		{"small files", []*levelPick{nil, nil}, nil},
+		{"a file's last pages, then small files", []*levelPick{&a, &a, nil}, nil},
+		{"small files, then a file's pages", []*levelPick{nil, &a, &a}, nil},
+		{"two large files", []*levelPick{&a, &b}, nil},
+	}
+	for _, c := range cases {
+		var g grouper
+		for i, p := range c.picks {
+			id, d := blob(i)
+			if _, full := g.add(id, d, p); full {
+				t.Fatalf("%s: group full after %d small blobs", c.name, i)
+			}
+		}
+		j := g.take()
+		if j.pick != c.want || len(j.members) != len(c.picks) {
+			t.Fatalf("%s: group of %d members with pick %p, want %d with %p", c.name, len(j.members), j.pick, len(c.picks), c.want)
+		}
+		putBuf(j.buf)
+	}
+}
+
+// fiveByteTokens returns n bytes of 5-byte tokens from a vocabulary of
+// 1024, each followed by a random byte: level 3 finds the tokens (matches
+// from 5 bytes), level 2's fast strategy (matches from 6) finds nothing.
+func fiveByteTokens(seed uint64, n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, 1024))
+	vocab := make([][5]byte, 1024)
+	for i := range vocab {
+		for j := range vocab[i] {
+			vocab[i][j] = byte(rng.Uint32())
+		}
+	}
+	raw := make([]byte, 0, n+6)
+	for len(raw) < n {
+		tk := vocab[rng.IntN(len(vocab))]
+		raw = append(append(raw, tk[:]...), byte(rng.Uint32()))
+	}
+	return raw[:n]
+}
+
+// TestFastFallsBackToDefault: in a stream judged fast, a job whose fast
+// frame saves too little to be kept is compressed again at the default
+// effort, which saves nearly half here, instead of being stored raw.
+func TestFastFallsBackToDefault(t *testing.T) {
+	raw := fiveByteTokens(1, 1<<20)
+	for _, group := range []bool{false, true} {
+		t.Run(fmt.Sprintf("group=%v", group), func(t *testing.T) {
+			if !pack.FastDiffers(group) {
+				t.Skip("this build compresses single blobs with one encoder at both efforts (no cgo): no fast frame to fall back from")
+			}
+			j := blobJob{raw: raw}
+			if group {
+				j.members = []pack.Blob{{ID: Hash(raw[:1<<19]), Kind: KindData, Raw: 1 << 19}, {ID: Hash(raw[1<<19:]), Kind: KindData, Raw: 1 << 19}}
+			}
+			if _, c := compressAt(nil, &j, pack.EffortFast, true); c != pack.CodecRaw {
+				t.Fatalf("five-byte tokens: the fast effort compressed them (codec %d); the test needs data it cannot", c)
+			}
+			def, dc := compressAt(nil, &j, pack.EffortDefault, true)
+			if dc == pack.CodecRaw {
+				t.Fatal("five-byte tokens: the default effort did not compress them")
+			}
+			var p levelPick
+			p.jobs.Store(1) // past the first trial
+			p.fast.Store(true)
+			buf := getBuf(len(raw))
+			*buf = append((*buf)[:0], raw...)
+			j = blobJob{id: Hash(raw), kind: KindData, raw: *buf, buf: buf, members: j.members, pick: &p, probed: true}
+			pj := compressJob(j)
+			if pj.codec != dc || !bytes.Equal(pj.stored, def) {
+				t.Fatalf("stored %d bytes with codec %d, want the default effort's frame of %d (codec %d)", len(pj.stored), pj.codec, len(def), dc)
+			}
+			putBuf(pj.buf)
+		})
+	}
+}

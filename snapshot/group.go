@@ -26,13 +26,15 @@ const (
 type grouper struct {
 	members []pack.Blob
 	buf     *[]byte    // the members' plaintexts, back to back
-	pick    *levelPick // the stream of the group's first member (nil: the default effort)
+	pick    *levelPick // the stream of the group's members (nil: the default effort)
 }
 
 // add appends blob id's data (shorter than groupMax) to the group; when
 // that would overflow the group, the group so far is returned as a job
 // first and data starts the next one. pick is the stream data comes from:
-// a group is compressed as its first member's stream chooses.
+// a group is compressed as its members' stream chooses, and at the default
+// effort when they come from several (a large file's last pages and the
+// small files after it: a file's choice says nothing of the others').
 func (g *grouper) add(id ID, data []byte, pick *levelPick) (j blobJob, full bool) {
 	if g.buf != nil && (len(*g.buf)+len(data) > groupTarget || len(g.members) == groupMembers) {
 		j, full = g.take(), true
@@ -40,6 +42,8 @@ func (g *grouper) add(id ID, data []byte, pick *levelPick) (j blobJob, full bool
 	if g.buf == nil {
 		g.buf = getBuf(groupTarget)
 		g.pick = pick
+	} else if g.pick != pick {
+		g.pick = nil
 	}
 	*g.buf = append(*g.buf, data...)
 	g.members = append(g.members, pack.Blob{ID: id, Kind: KindData, Raw: uint32(len(data))})

@@ -22,7 +22,8 @@ import (
 // fresh mount peaked at 88-102 MB of RSS with 80 MiB, 87-89 MB with 72 MiB
 // in the same time and CPU (3 interleaved pairs): the peak is the heap the
 // limit allows (decoded chunks and frames, go-fuse's request buffers) plus
-// 10-15 MB the limit does not see (stacks, the index's mapped tables).
+// 10-15 MB it does not count or has not reclaimed yet (the index's mapped
+// tables, the binary's pages, a collection's overshoot).
 const mountMemoryLimit = 72 << 20
 
 var cmdMount = &command{name: "mount", usage: "[--allow-other] [--xattrs] [--cache-mb N] [--debug] DIR",

@@ -150,7 +150,7 @@ var decoder = sync.OnceValue(func() *zstd.Decoder {
 })
 
 // Compress returns the bytes to store for raw and their codec. It compresses
-// at zstd's default effort (see Effort) and keeps the result only when it saves at
+// at EffortDefault and keeps the result only when it saves at
 // least 1/32 of len(raw) and at least 64 bytes; otherwise it returns raw itself
 // (not a copy) with CodecRaw. The zstd output is built in dst's backing array
 // when its capacity allows for the worst case (a little over len(raw)), else

@@ -442,6 +442,9 @@ func TestEfforts(t *testing.T) {
 		if out, codec := CompressAt(nil, noise, e); codec != CodecRaw || !bytes.Equal(out, noise) {
 			t.Fatalf("effort %d: random bytes stored with codec %d", e, codec)
 		}
+		if out, codec := CompressProbedAt(nil, noise, e); codec != CodecRaw || !bytes.Equal(out, noise) { // past the probe: the frame saves too little
+			t.Fatalf("effort %d: random bytes, not probed, stored with codec %d", e, codec)
+		}
 		if _, ok := CompressGroupAt(nil, noise, e); ok {
 			t.Fatalf("effort %d: a group of random bytes compressed", e)
 		}
