@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -246,18 +247,24 @@ func Names(t testing.TB, dir string) []string {
 // and returns its path: the binary's own directory is private to the user
 // who built it, and a test that runs it as another user needs a copy that
 // user may execute.
+//
+// cp writes the copy, not this process: a file this process held open for
+// writing is inherited, until it execs, by any child another goroutine
+// forks meanwhile (parallel tests start processes all the time), and
+// running the copy then fails with ETXTBSY, "text file busy"
+// (golang.org/issue/22315; seen in CI). The child cp's descriptors are
+// never in this process.
 func ExecutableCopy(t testing.TB, dir, name string) string {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
 	exe := filepath.Join(dir, name)
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
+	if out, err := exec.Command("cp", "--", self, exe).CombinedOutput(); err != nil {
+		t.Fatalf("copy the test binary to %s: %v: %s", exe, err, out)
+	}
+	if err := os.Chmod(exe, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return exe
