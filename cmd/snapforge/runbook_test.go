@@ -141,9 +141,7 @@ func rbWrapper(t testing.TB) string {
 	}
 	p := filepath.Join(t.TempDir(), "snapforge")
 	script := "#!/bin/sh\n" + envTestMain + "=1 exec '" + strings.ReplaceAll(exe, "'", `'\''`) + "' \"$@\"\n"
-	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	indextest.WriteExecutable(t, p, []byte(script))
 	return p
 }
 

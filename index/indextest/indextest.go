@@ -261,11 +261,32 @@ func ExecutableCopy(t testing.TB, dir, name string) string {
 		t.Fatal(err)
 	}
 	exe := filepath.Join(dir, name)
-	if out, err := exec.Command("cp", "--", self, exe).CombinedOutput(); err != nil {
-		t.Fatalf("copy the test binary to %s: %v: %s", exe, err, out)
-	}
-	if err := os.Chmod(exe, 0o755); err != nil {
+	copyExecutable(t, self, exe)
+	return exe
+}
+
+// WriteExecutable writes data to path as an executable (mode 0755), a
+// script to run, safe from ETXTBSY as ExecutableCopy's copy is: the bytes
+// go to a file beside it that is never run, which cp then copies.
+func WriteExecutable(t testing.TB, path string, data []byte) {
+	t.Helper()
+	staged := path + ".staged"
+	if err := os.WriteFile(staged, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return exe
+	copyExecutable(t, staged, path)
+	if err := os.Remove(staged); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyExecutable has cp copy src to dst, then makes dst executable.
+func copyExecutable(t testing.TB, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "--", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s to %s: %v: %s", src, dst, err, out)
+	}
+	if err := os.Chmod(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
