@@ -47,16 +47,14 @@ func TestBackupPicksEffortPerFile(t *testing.T) {
 		codec  uint8
 		files  map[string]bool
 	}
-	where := map[snapshot.ID][]struct {
+	type located struct {
 		pack string
 		b    pack.Blob
-	}{}
+	}
+	where := map[snapshot.ID]located{} // fltLocate, read once for every chunk
 	for _, p := range fltPacks(t, repo) {
 		for _, b := range fltTrailer(t, p) {
-			where[b.ID] = append(where[b.ID], struct {
-				pack string
-				b    pack.Blob
-			}{p, b})
+			where[b.ID] = located{p, b}
 		}
 	}
 	frames := map[frameKey]*frame{}
@@ -70,11 +68,11 @@ func TestBackupPicksEffortPerFile(t *testing.T) {
 		for _, c := range n.Chunks {
 			plain := data[at : at+int64(c.Size)]
 			at += int64(c.Size)
-			locs := where[c.ID]
-			if len(locs) == 0 {
+			loc, ok := where[c.ID]
+			if !ok {
 				t.Fatalf("%s: chunk %s is in no pack", name, c.ID.Short())
 			}
-			p, b := locs[0].pack, locs[0].b
+			p, b := loc.pack, loc.b
 			k := frameKey{p, b.Offset}
 			f := frames[k]
 			if f == nil {
