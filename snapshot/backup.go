@@ -1243,8 +1243,8 @@ func (b *backup) chunkerFor(ch *chunkers, f io.ReaderAt) chunkSource {
 // cores busy; the chunk buffer is reused only after both are done with it.
 func (b *backup) chunkStream(ctx context.Context, ch chunkSource, g *grouper, r io.Reader, n *Node, sizeHint int64) (int64, error) {
 	ch.Reset(r)
-	var pick *levelPick // the stream this file's new blobs are compressed as
-	if g != nil && sizeHint >= pickFileMin {
+	var pick *levelPick // the stream this file's new blobs are compressed as (nil: the default effort)
+	if sizeHint >= pickFileMin {
 		pick = &levelPick{}
 	}
 	h := blake3.Get()

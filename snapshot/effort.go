@@ -21,17 +21,17 @@ import (
 // fast only while its sampled fast frames are within 1/32 of the default
 // ones, and a fast frame that saves too little to be kept (pack's 1/32 rule)
 // is made again at the default effort, so no job loses its whole saving.
-// On the benchmark's data (seed 5)
-// the database's pages and the logs went fast in every trial (their fast
-// frames 2.2-3.0 % larger): 3.9 MB more of 1.29 GB, and the initial
-// backup's user CPU 5.3 s instead of 5.7 s (medians of five, cold).
+// On the benchmark's data (seed 5) the database's pages and the logs went
+// fast in every trial (their fast frames 2.2-3.0 % larger): 3.9 MB more of
+// 1.29 GB, and the initial backup's user CPU 5.3 s instead of 5.7 s
+// (medians of five, cold).
 //
 // Small files (below pickFileMin) are not picked for: they share their
-// reader's groups, and a stream of them was tried and dropped; a group
-// that holds blobs of several streams is at the default effort (grouper). Its first
-// trial, on a few configuration files, went fast; the source files
-// grouped after it, which lose a fifth at the fast effort, followed until
-// the next trial 31 groups later (7.3 MB more in all).
+// reader's groups, and a stream of them was tried and dropped. Its first
+// trial, on a few configuration files, went fast; the source files grouped
+// after it, which lose a fifth at the fast effort, followed until the next
+// trial 31 groups later (7.3 MB more in all). A group that holds blobs of
+// several streams is at the default effort (grouper.add).
 type levelPick struct {
 	jobs atomic.Uint32
 	fast atomic.Bool
